@@ -1,0 +1,58 @@
+"""Settings, validated once at the edge: defaults < config file < ``P13N_*`` env vars < flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from p13n.data import DEFAULT_MAX_TEXT_CHARS
+from p13n.errors import ConfigError
+
+DEFAULT_STORE = "sqlite:///.p13n/p13n.db"
+CONFIG_FILE = "p13n.toml"
+"""Read from the working directory when neither ``--config`` nor ``P13N_CONFIG`` names a file."""
+
+
+class Settings(BaseModel):
+    """Everything the CLI (and later the service) is configured with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = Field(DEFAULT_STORE, description="sqlite:///path.db or postgresql://...")
+    tenant: str = "default"
+    encoder: str = Field("minilm", description="registered encoder name")
+    embed: bool = Field(True, description="compute embeddings at ingest")
+    max_document_chars: int = Field(DEFAULT_MAX_TEXT_CHARS, gt=0)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Merge the config file, ``P13N_<FIELD>`` environment variables and explicit overrides."""
+    values: dict[str, Any] = {}
+    path = config_file or (Path(os.environ["P13N_CONFIG"]) if "P13N_CONFIG" in os.environ else None)
+    if path is None and Path(CONFIG_FILE).exists():
+        path = Path(CONFIG_FILE)
+    if path is not None:
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")).get("p13n", {}))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+    for name in Settings.model_fields:
+        env = f"P13N_{name.upper()}"
+        if env in os.environ:
+            values[name] = os.environ[env]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"setting {field!r} = {first.get('input')!r}: {first['msg']} "
+            f"(from flags, P13N_{field.upper()} or the [p13n] table of {path or CONFIG_FILE})"
+        ) from None

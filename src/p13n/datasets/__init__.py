@@ -1,0 +1,30 @@
+"""Loaders that turn public datasets and a user's own files into the p13n data model (survey §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from p13n.datasets.amazon import load_amazon
+from p13n.datasets.generic import load_csv, load_jsonl
+from p13n.datasets.movielens import load_movielens
+from p13n.datasets.source import LoadOptions, Sourced
+from p13n.registry import Registry
+
+Loader = Callable[[Path, LoadOptions], Iterator[Sourced]]
+loaders: Registry[Loader] = Registry("dataset loader")
+loaders.register("movielens", load_movielens)
+loaders.register("amazon", load_amazon)
+loaders.register("jsonl", load_jsonl)
+loaders.register("csv", load_csv)
+
+__all__ = [
+    "LoadOptions",
+    "Loader",
+    "Sourced",
+    "load_amazon",
+    "load_csv",
+    "load_jsonl",
+    "load_movielens",
+    "loaders",
+]

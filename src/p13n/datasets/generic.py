@@ -1,0 +1,114 @@
+"""The generic format for a user's own data: JSON lines (any record types mixed) or CSV (one type).
+
+JSONL: one object per line with a ``"type"`` (user, document, interaction, preference, item,
+persona) and that record's fields, e.g.
+``{"type": "document", "user_id": "ada", "kind": "post", "text": "...", "timestamp": "2024-05-01"}``.
+
+CSV: one record type per file, named by ``record_type`` or by the file name (``documents.csv``,
+``users.csv``, ...). Columns are the record's fields; ``attributes.<name>`` and ``metadata.<name>``
+columns fill those dictionaries (values stay strings); a persona's ``members`` are ``|``-separated.
+An empty cell means the field is absent. See docs/DATA_FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from p13n.data import RECORD_TYPES
+from p13n.datasets.source import LoadOptions, Sourced, build, read_lines
+from p13n.errors import IngestError
+
+_NESTED = ("attributes", "metadata")
+
+
+def record_type_named(name: str, source: str, line: int | None) -> str:
+    """``documents`` or ``document`` → ``document``; anything else is an error naming the record."""
+    singular = name.strip().lower().removesuffix("s")
+    if singular not in RECORD_TYPES:
+        raise IngestError(
+            source, line, "type", f"unknown record type {name!r}; use one of {sorted(RECORD_TYPES)}"
+        )
+    return singular
+
+
+def load_jsonl(path: Path, options: LoadOptions = LoadOptions()) -> Iterator[Sourced]:
+    """Records of any type from a JSON-lines file (``.jsonl`` or ``.jsonl.gz``)."""
+    path = Path(path)
+    source = str(path)
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise IngestError(
+                source, number, None, f"malformed JSON: {error.msg} at column {error.colno}"
+            ) from None
+        if not isinstance(raw, dict):
+            raise IngestError(source, number, None, "expected a JSON object per line")
+        if "type" not in raw:
+            raise IngestError(source, number, "type", "missing: every line needs a record type")
+        kind = raw.pop("type")
+        if not isinstance(kind, str):
+            raise IngestError(source, number, "type", f"{kind!r} is not a record type name")
+        yield build(RECORD_TYPES[record_type_named(kind, source, number)], raw, source, number, options)
+
+
+def csv_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.csv"))
+        if not files:
+            raise IngestError(str(path), None, None, "no *.csv files here")
+        return files
+    if not path.exists():
+        raise IngestError(str(path), None, None, "no such file or folder")
+    return [path]
+
+
+def load_csv(
+    path: Path, options: LoadOptions = LoadOptions(), record_type: str | None = None
+) -> Iterator[Sourced]:
+    """Records from a CSV file (or each CSV file of a folder) of one record type."""
+    for file in csv_files(Path(path)):
+        name = record_type or file.name.removesuffix(".gz").removesuffix(".csv")
+        kind = record_type_named(name, str(file), None)
+        yield from _load_csv_file(file, kind, options)
+
+
+def _load_csv_file(path: Path, kind: str, options: LoadOptions) -> Iterator[Sourced]:
+    source = str(path)
+    model = RECORD_TYPES[kind]
+    # Read the whole file through the csv module so quoted cells may span lines; the reader's
+    # line_num still names the line where each record ends.
+    text = "\n".join(line for _, line in read_lines(path))
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        if not reader.fieldnames:
+            raise IngestError(source, 1, None, "empty file: expected a CSV header")
+        for row in reader:
+            number = reader.line_num
+            if None in row:
+                raise IngestError(source, number, None, "more cells than header columns")
+            yield build(model, _nest(row, kind), source, number, options)
+    except csv.Error as error:
+        raise IngestError(source, reader.line_num, None, f"malformed CSV: {error}") from None
+
+
+def _nest(row: dict[str, str | None], kind: str) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for column, value in row.items():
+        if value is None or value == "":
+            continue
+        prefix, dot, name = column.partition(".")
+        if dot and prefix in _NESTED:
+            raw.setdefault(prefix, {})[name] = value
+        elif column == "members" and kind == "persona":
+            raw["members"] = [m.strip() for m in value.split("|") if m.strip()]
+        else:
+            raw[column] = value
+    return raw

@@ -1,0 +1,64 @@
+"""What every loader yields: a validated record and where it came from (file and line)."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from p13n.data import DEFAULT_MAX_TEXT_CHARS, Record
+from p13n.errors import IngestError
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A record and its origin, so that an error can name the file and line."""
+
+    record: Record
+    source: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Limits applied while parsing."""
+
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+
+
+def build(
+    model: type[Record], raw: dict[str, Any], source: str, line: int | None, options: LoadOptions
+) -> Sourced:
+    """Validate ``raw`` as ``model``; a failure becomes an ``IngestError`` naming record and field."""
+    try:
+        record = model.model_validate(raw, context={"max_text_chars": options.max_text_chars})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        problem = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            problem = f"missing required field for a {model.record_type}"
+        elif first["type"] == "extra_forbidden":
+            problem = f"unknown field for a {model.record_type}"
+        raise IngestError(source, line, field, problem) from None
+    return Sourced(record, source, line)
+
+
+def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Numbered lines of a text file (``.gz`` decompressed); bad bytes name their line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise IngestError(
+                    str(path), number, None,
+                    f"invalid {encoding.upper()} at byte {error.start} of the line",
+                ) from None
+            except (OSError, EOFError) as error:  # truncated or corrupt gzip
+                raise IngestError(str(path), number, None, f"unreadable: {error}") from None

@@ -1,0 +1,146 @@
+"""The ``Store`` protocol and the typed values it returns.
+
+Every read takes the user it is about (the store itself is bound to one tenant): there is no call
+that returns another user's rows. Tenant-wide reads exist only for tenant-wide data (the item
+catalog, personas) and for listing users.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from p13n.data import Document, Interaction, Item, Persona, Preference, User
+from p13n.errors import StoreError
+
+DEFAULT_TENANT = "default"
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+Vector = npt.NDArray[np.float32]
+UserKey = tuple[str, str]
+"""(user_id, record id) for per-user records."""
+
+
+def check_tenant(tenant: str) -> str:
+    if not _TENANT.match(tenant):
+        raise StoreError(
+            f"tenant {tenant!r} is malformed: 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
+@dataclass(frozen=True)
+class EmbeddedDocuments:
+    """One user's documents with their vectors from one encoder, row i of ``vectors`` for
+    ``documents[i]``. ``missing`` lists documents that have no vector from that encoder."""
+
+    encoder_id: str
+    documents: list[Document]
+    vectors: Vector
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserCounts:
+    documents: int
+    interactions: int
+    preferences: int
+    embeddings: int
+    personas: int
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    user: User
+    counts: UserCounts
+
+
+@dataclass(frozen=True)
+class WriteSet:
+    """Rows one ingest batch writes, in one transaction. Built by ``p13n.ingest``."""
+
+    users: Sequence[User] = ()
+    implicit_user_ids: Sequence[str] = ()
+    """Users referenced by other records: created with no attributes if missing, never overwritten."""
+    documents: Sequence[Document] = ()
+    interactions: Sequence[Interaction] = ()
+    preferences: Sequence[Preference] = ()
+    items: Sequence[Item] = ()
+    personas: Sequence[Persona] = ()
+    encoder_id: str | None = None
+    document_vectors: dict[UserKey, Vector] = field(default_factory=dict)
+    item_vectors: dict[str, Vector] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where user data lives. Implementations: ``sqlite`` and ``postgres`` (``p13n.store.sql``)."""
+
+    backend: str
+    tenant: str
+
+    def with_tenant(self, tenant: str) -> Store:
+        """The same database seen as another tenant (shares the connection pool)."""
+        ...
+
+    def write(self, changes: WriteSet) -> None:
+        """Upsert every row of ``changes`` in one transaction: all of it lands or none does."""
+        ...
+
+    def content_hashes(self, record_type: str, keys: Iterable[object]) -> dict[object, str]:
+        """Stored content hashes of these records (``UserKey`` for per-user types, else id)."""
+        ...
+
+    def embedded(self, record_type: str, keys: Iterable[object], encoder_id: str) -> set[object]:
+        """Which of these documents (``UserKey``) or items (id) have a vector from the encoder."""
+        ...
+
+    def get_user(self, user_id: str) -> User | None: ...
+
+    def list_users(self, *, limit: int = 100, offset: int = 0) -> list[UserSummary]: ...
+
+    def count_users(self) -> int: ...
+
+    def user_counts(self, user_id: str) -> UserCounts: ...
+
+    def documents(
+        self, user_id: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Document]:
+        """The user's documents, newest first."""
+        ...
+
+    def document_embeddings(
+        self, user_id: str, encoder_id: str, *, kinds: Sequence[str] | None = None
+    ) -> EmbeddedDocuments: ...
+
+    def interactions(
+        self, user_id: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Interaction]:
+        """The user's interactions, newest first."""
+        ...
+
+    def preferences(self, user_id: str) -> list[Preference]: ...
+
+    def persona_preferences(self, persona_id: str) -> list[Preference]: ...
+
+    def items(self, item_ids: Sequence[str]) -> list[Item]: ...
+
+    def item_vectors(self, item_ids: Sequence[str], encoder_id: str) -> dict[str, Vector]: ...
+
+    def personas(self) -> list[Persona]: ...
+
+    def personas_of(self, user_id: str) -> list[str]: ...
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Delete every row of the user in every table; returns rows deleted per table."""
+        ...
+
+    def schema_revision(self) -> str | None: ...
+
+    def close(self) -> None: ...

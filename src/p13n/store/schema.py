@@ -1,0 +1,165 @@
+"""The store's tables (SQLAlchemy Core). Migrations under ``migrations/`` create exactly these;
+a test compares the two so they cannot drift.
+
+Every per-user table starts its primary key with (tenant, user_id), so one user's rows are one
+index range: reads are scoped by construction and fetching a user's data is a range scan.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+TENANT = 64
+ID = 200
+HASH = 32
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _timestamps() -> list[Column[object]]:
+    return [Column("ingested_at", DateTime(timezone=True), nullable=False)]
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    Column("attributes", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "user_id", name="pk_users"),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    Column("document_id", String(ID), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("title", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=True),
+    Column("meta", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "user_id", "document_id", name="pk_documents"),
+    Index("ix_documents_user_time", "tenant", "user_id", "timestamp"),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    Column("interaction_id", String(ID), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("timestamp", DateTime(timezone=True), nullable=True),
+    Column("meta", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "user_id", "interaction_id", name="pk_interactions"),
+    Index("ix_interactions_item", "tenant", "item_id"),
+)
+
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("preference_id", String(ID), nullable=False),
+    Column("user_id", String(ID), nullable=True),
+    Column("persona_id", String(ID), nullable=True),
+    Column("prompt", Text, nullable=False),
+    Column("chosen", Text, nullable=False),
+    Column("rejected", Text, nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=True),
+    Column("meta", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "preference_id", name="pk_preferences"),
+    Index("ix_preferences_user", "tenant", "user_id"),
+    Index("ix_preferences_persona", "tenant", "persona_id"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("attributes", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "item_id", name="pk_items"),
+)
+
+personas = Table(
+    "personas",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("persona_id", String(ID), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("meta", Json, nullable=False),
+    Column("content_hash", String(HASH), nullable=False),
+    *_timestamps(),
+    PrimaryKeyConstraint("tenant", "persona_id", name="pk_personas"),
+)
+
+persona_members = Table(
+    "persona_members",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("persona_id", String(ID), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    PrimaryKeyConstraint("tenant", "persona_id", "user_id", name="pk_persona_members"),
+    Index("ix_persona_members_user", "tenant", "user_id"),
+)
+
+# Revision 0002: vectors live beside their rows, keyed by the row and the encoder that made them.
+document_embeddings = Table(
+    "document_embeddings",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    Column("document_id", String(ID), nullable=False),
+    Column("encoder_id", String(ID), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant", "user_id", "encoder_id", "document_id", name="pk_document_embeddings"
+    ),
+)
+
+item_embeddings = Table(
+    "item_embeddings",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("encoder_id", String(ID), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tenant", "encoder_id", "item_id", name="pk_item_embeddings"),
+)
+
+PER_USER_TABLES = (users, documents, document_embeddings, interactions, preferences, persona_members)
+"""Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""

@@ -1,0 +1,560 @@
+"""``SQLStore``: the ``Store`` protocol on SQLAlchemy Core, shared by the sqlite and postgres backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from p13n.data import Document, Interaction, Item, Persona, Preference, User
+from p13n.errors import StoreError
+from p13n.store import schema as s
+from p13n.store.base import (
+    DEFAULT_TENANT,
+    EmbeddedDocuments,
+    UserCounts,
+    UserKey,
+    UserSummary,
+    Vector,
+    WriteSet,
+    check_tenant,
+)
+from p13n.store.migrate import current_revision, head_revision
+
+T = TypeVar("T")
+CHUNK = 500
+
+WRITE = "p13n_write"
+"""Execution option marking a connection that will write (sqlite takes the write lock up front)."""
+
+
+def chunked(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _vector_bytes(vector: Vector) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+# Per-user tables keyed by (tenant, user_id, <id column>); the rest by (tenant, <id column>).
+_KEYS: dict[str, tuple[Table, str, bool]] = {
+    "user": (s.users, "user_id", False),
+    "document": (s.documents, "document_id", True),
+    "interaction": (s.interactions, "interaction_id", True),
+    "preference": (s.preferences, "preference_id", False),
+    "item": (s.items, "item_id", False),
+    "persona": (s.personas, "persona_id", False),
+}
+
+
+class SQLStore:
+    """A store in one SQL database, seen as one tenant."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        backend: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        migration_lock: Callable[[Connection], None] | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.tenant = check_tenant(tenant)
+        self._migration_lock = migration_lock
+        if migrate:
+            self.migrate()
+        else:
+            self._check_revision()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Upgrade the schema in place to this version's head (a no-op when already there)."""
+        from p13n.store.migrate import upgrade
+
+        with self._transaction() as connection:
+            if self._migration_lock is not None:
+                self._migration_lock(connection)
+            upgrade(connection)
+
+    def _check_revision(self) -> None:
+        revision = self.schema_revision()
+        if revision != head_revision():
+            raise StoreError(
+                f"the store's schema is at revision {revision!r}, not {head_revision()!r}: "
+                "run `p13n migrate` (or open it with migrate=True)"
+            )
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return current_revision(connection)
+
+    def with_tenant(self, tenant: str) -> SQLStore:
+        clone = object.__new__(SQLStore)
+        clone.engine, clone.backend = self.engine, self.backend
+        clone._migration_lock = self._migration_lock
+        clone.tenant = check_tenant(tenant)
+        return clone
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self.engine.url.render_as_string(hide_password=True)!r}, tenant={self.tenant!r})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(**{WRITE: True})
+            with connection.begin():
+                yield connection
+
+    def _insert(self, table: Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgres_insert(table)
+        return sqlite_insert(table)
+
+    def _upsert(
+        self, connection: Connection, table: Table, rows: list[dict[str, Any]], *, replace: bool = True
+    ) -> None:
+        if not rows:
+            return
+        keys = [column.name for column in table.primary_key.columns]
+        statement = self._insert(table)
+        updates = {c.name: statement.excluded[c.name] for c in table.c if c.name not in keys}
+        if replace and updates:
+            statement = statement.on_conflict_do_update(index_elements=keys, set_=updates)
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        for chunk in chunked(rows, 1000):
+            connection.execute(statement, list(chunk))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write(self, changes: WriteSet) -> None:
+        now = datetime.now(UTC)
+        tenant = self.tenant
+        with self._transaction() as c:
+            self._upsert(
+                c,
+                s.users,
+                [
+                    {"tenant": tenant, "user_id": uid, "attributes": {}, "content_hash": "",
+                     "ingested_at": now}
+                    for uid in changes.implicit_user_ids
+                ],
+                replace=False,
+            )
+            self._upsert(c, s.users, [
+                {"tenant": tenant, "user_id": u.id, "attributes": u.attributes,
+                 "content_hash": u.content_hash, "ingested_at": now}
+                for u in changes.users
+            ])
+            if changes.documents:
+                # A changed document's old vectors describe old text: drop them (all encoders).
+                c.execute(
+                    delete(s.document_embeddings).where(
+                        s.document_embeddings.c.tenant == tenant,
+                        s.document_embeddings.c.user_id == bindparam("u"),
+                        s.document_embeddings.c.document_id == bindparam("d"),
+                    ),
+                    [{"u": d.user_id, "d": d.id} for d in changes.documents],
+                )
+            self._upsert(c, s.documents, [
+                {"tenant": tenant, "user_id": d.user_id, "document_id": d.id, "kind": d.kind,
+                 "title": d.title, "text": d.text, "timestamp": d.timestamp, "meta": d.metadata,
+                 "content_hash": d.content_hash, "ingested_at": now}
+                for d in changes.documents
+            ])
+            self._upsert(c, s.interactions, [
+                {"tenant": tenant, "user_id": i.user_id, "interaction_id": i.id, "item_id": i.item_id,
+                 "kind": i.kind, "value": i.value, "timestamp": i.timestamp, "meta": i.metadata,
+                 "content_hash": i.content_hash, "ingested_at": now}
+                for i in changes.interactions
+            ])
+            self._upsert(c, s.preferences, [
+                {"tenant": tenant, "preference_id": p.id, "user_id": p.user_id,
+                 "persona_id": p.persona_id, "prompt": p.prompt, "chosen": p.chosen,
+                 "rejected": p.rejected, "timestamp": p.timestamp, "meta": p.metadata,
+                 "content_hash": p.content_hash, "ingested_at": now}
+                for p in changes.preferences
+            ])
+            if changes.items:
+                c.execute(
+                    delete(s.item_embeddings).where(
+                        s.item_embeddings.c.tenant == tenant,
+                        s.item_embeddings.c.item_id == bindparam("i"),
+                    ),
+                    [{"i": item.id} for item in changes.items],
+                )
+            self._upsert(c, s.items, [
+                {"tenant": tenant, "item_id": i.id, "title": i.title, "text": i.text,
+                 "attributes": i.attributes, "content_hash": i.content_hash, "ingested_at": now}
+                for i in changes.items
+            ])
+            self._upsert(c, s.personas, [
+                {"tenant": tenant, "persona_id": p.id, "description": p.description,
+                 "meta": p.metadata, "content_hash": p.content_hash, "ingested_at": now}
+                for p in changes.personas
+            ])
+            if changes.personas:
+                c.execute(
+                    delete(s.persona_members).where(
+                        s.persona_members.c.tenant == tenant,
+                        s.persona_members.c.persona_id == bindparam("p"),
+                    ),
+                    [{"p": p.id} for p in changes.personas],
+                )
+                self._upsert(c, s.persona_members, [
+                    {"tenant": tenant, "persona_id": p.id, "user_id": member}
+                    for p in changes.personas for member in p.members
+                ])
+            if changes.document_vectors or changes.item_vectors:
+                if changes.encoder_id is None:
+                    raise StoreError("vectors given without the encoder_id that made them")
+                self._upsert(c, s.document_embeddings, [
+                    {"tenant": tenant, "user_id": uid, "document_id": did,
+                     "encoder_id": changes.encoder_id, "dim": int(vector.shape[0]),
+                     "vector": _vector_bytes(vector)}
+                    for (uid, did), vector in changes.document_vectors.items()
+                ])
+                self._upsert(c, s.item_embeddings, [
+                    {"tenant": tenant, "item_id": iid, "encoder_id": changes.encoder_id,
+                     "dim": int(vector.shape[0]), "vector": _vector_bytes(vector)}
+                    for iid, vector in changes.item_vectors.items()
+                ])
+
+    # -- change detection ----------------------------------------------------------------------
+
+    def content_hashes(self, record_type: str, keys: Iterable[object]) -> dict[object, str]:
+        table, id_column, per_user = _KEYS[record_type]
+        wanted = set(keys)
+        found: dict[object, str] = {}
+        with self.engine.connect() as c:
+            if per_user:
+                by_user = sorted({key[0] for key in wanted})  # type: ignore[index]
+                for users in chunked(by_user):
+                    rows = c.execute(
+                        select(table.c.user_id, table.c[id_column], table.c.content_hash).where(
+                            table.c.tenant == self.tenant, table.c.user_id.in_(users)
+                        )
+                    )
+                    for user_id, record_id, digest in rows:
+                        if (user_id, record_id) in wanted:
+                            found[(user_id, record_id)] = digest
+            else:
+                for ids in chunked(sorted(wanted)):  # type: ignore[type-var]
+                    rows = c.execute(
+                        select(table.c[id_column], table.c.content_hash).where(
+                            table.c.tenant == self.tenant, table.c[id_column].in_(ids)
+                        )
+                    )
+                    found.update({record_id: digest for record_id, digest in rows})
+        return found
+
+    def embedded(self, record_type: str, keys: Iterable[object], encoder_id: str) -> set[object]:
+        wanted = set(keys)
+        found: set[object] = set()
+        with self.engine.connect() as c:
+            if record_type == "document":
+                e = s.document_embeddings
+                for users in chunked(sorted({key[0] for key in wanted})):  # type: ignore[index]
+                    rows = c.execute(
+                        select(e.c.user_id, e.c.document_id).where(
+                            e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                            e.c.user_id.in_(users),
+                        )
+                    )
+                    found.update(key for key in map(tuple, rows) if key in wanted)
+            elif record_type == "item":
+                e = s.item_embeddings
+                for ids in chunked(sorted(wanted)):  # type: ignore[type-var]
+                    rows = c.execute(
+                        select(e.c.item_id).where(
+                            e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                            e.c.item_id.in_(ids),
+                        )
+                    )
+                    found.update(row[0] for row in rows)
+            else:
+                raise ValueError(f"{record_type!r} records have no embeddings")
+        return found
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _scalar_count(self, c: Connection, table: Table, user_id: str) -> int:
+        return int(
+            c.execute(
+                select(func.count()).select_from(table).where(
+                    table.c.tenant == self.tenant, table.c.user_id == user_id
+                )
+            ).scalar_one()
+        )
+
+    def get_user(self, user_id: str) -> User | None:
+        u = s.users
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(u.c.user_id, u.c.attributes).where(
+                    u.c.tenant == self.tenant, u.c.user_id == user_id
+                )
+            ).first()
+        return None if row is None else User.model_construct(id=row.user_id, attributes=row.attributes)
+
+    def count_users(self) -> int:
+        with self.engine.connect() as c:
+            return int(
+                c.execute(
+                    select(func.count()).select_from(s.users).where(s.users.c.tenant == self.tenant)
+                ).scalar_one()
+            )
+
+    def user_counts(self, user_id: str) -> UserCounts:
+        with self.engine.connect() as c:
+            return UserCounts(
+                documents=self._scalar_count(c, s.documents, user_id),
+                interactions=self._scalar_count(c, s.interactions, user_id),
+                preferences=self._scalar_count(c, s.preferences, user_id),
+                embeddings=self._scalar_count(c, s.document_embeddings, user_id),
+                personas=self._scalar_count(c, s.persona_members, user_id),
+            )
+
+    def list_users(self, *, limit: int = 100, offset: int = 0) -> list[UserSummary]:
+        u = s.users
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(u.c.user_id, u.c.attributes)
+                .where(u.c.tenant == self.tenant)
+                .order_by(u.c.user_id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            ids = [row.user_id for row in rows]
+            counts: dict[str, dict[str, int]] = {uid: {} for uid in ids}
+            for name, table in (
+                ("documents", s.documents),
+                ("interactions", s.interactions),
+                ("preferences", s.preferences),
+                ("embeddings", s.document_embeddings),
+                ("personas", s.persona_members),
+            ):
+                for user_id, n in c.execute(
+                    select(table.c.user_id, func.count())
+                    .where(table.c.tenant == self.tenant, table.c.user_id.in_(ids))
+                    .group_by(table.c.user_id)
+                ):
+                    counts[user_id][name] = int(n)
+        return [
+            UserSummary(
+                user=User.model_construct(id=row.user_id, attributes=row.attributes),
+                counts=UserCounts(
+                    **{k: counts[row.user_id].get(k, 0) for k in UserCounts.__dataclass_fields__}
+                ),
+            )
+            for row in rows
+        ]
+
+    def _document_query(self, user_id: str, kinds: Sequence[str] | None) -> Any:
+        d = s.documents
+        query = select(
+            d.c.document_id, d.c.user_id, d.c.kind, d.c.title, d.c.text, d.c.timestamp, d.c.meta
+        ).where(d.c.tenant == self.tenant, d.c.user_id == user_id)
+        if kinds is not None:
+            query = query.where(d.c.kind.in_(list(kinds)))
+        return query
+
+    @staticmethod
+    def _document(row: Any) -> Document:
+        return Document.model_construct(
+            id=row.document_id, user_id=row.user_id, kind=row.kind, title=row.title,
+            text=row.text, timestamp=_utc(row.timestamp), metadata=row.meta,
+        )
+
+    def documents(
+        self, user_id: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Document]:
+        d = s.documents
+        query = self._document_query(user_id, kinds).order_by(
+            d.c.timestamp.desc().nulls_last(), d.c.document_id
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as c:
+            return [self._document(row) for row in c.execute(query)]
+
+    def document_embeddings(
+        self, user_id: str, encoder_id: str, *, kinds: Sequence[str] | None = None
+    ) -> EmbeddedDocuments:
+        d, e = s.documents, s.document_embeddings
+        query = (
+            self._document_query(user_id, kinds)
+            .add_columns(e.c.dim, e.c.vector)
+            .select_from(
+                d.outerjoin(
+                    e,
+                    and_(
+                        e.c.tenant == d.c.tenant,
+                        e.c.user_id == d.c.user_id,
+                        e.c.document_id == d.c.document_id,
+                        e.c.encoder_id == encoder_id,
+                    ),
+                )
+            )
+            .order_by(d.c.document_id)
+        )
+        documents: list[Document] = []
+        blobs: list[bytes] = []
+        missing: list[str] = []
+        dims: set[int] = set()
+        with self.engine.connect() as c:
+            for row in c.execute(query):
+                if row.vector is None:
+                    missing.append(row.document_id)
+                    continue
+                documents.append(self._document(row))
+                blobs.append(row.vector)
+                dims.add(row.dim)
+        if len(dims) > 1:
+            raise StoreError(f"encoder {encoder_id!r} stored vectors of several sizes: {sorted(dims)}")
+        dim = dims.pop() if dims else 0
+        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim)
+        return EmbeddedDocuments(encoder_id, documents, vectors, missing)
+
+    def interactions(
+        self, user_id: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Interaction]:
+        i = s.interactions
+        query = (
+            select(i)
+            .where(i.c.tenant == self.tenant, i.c.user_id == user_id)
+            .order_by(i.c.timestamp.desc().nulls_last(), i.c.interaction_id)
+        )
+        if kinds is not None:
+            query = query.where(i.c.kind.in_(list(kinds)))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as c:
+            return [
+                Interaction.model_construct(
+                    id=row.interaction_id, user_id=row.user_id, item_id=row.item_id,
+                    kind=row.kind, value=row.value, timestamp=_utc(row.timestamp),
+                    metadata=row.meta,
+                )
+                for row in c.execute(query)
+            ]
+
+    def _preferences(self, condition: Any) -> list[Preference]:
+        p = s.preferences
+        query = (
+            select(p).where(p.c.tenant == self.tenant, condition).order_by(p.c.preference_id)
+        )
+        with self.engine.connect() as c:
+            return [
+                Preference.model_construct(
+                    id=row.preference_id, user_id=row.user_id, persona_id=row.persona_id,
+                    prompt=row.prompt, chosen=row.chosen, rejected=row.rejected,
+                    timestamp=_utc(row.timestamp), metadata=row.meta,
+                )
+                for row in c.execute(query)
+            ]
+
+    def preferences(self, user_id: str) -> list[Preference]:
+        return self._preferences(s.preferences.c.user_id == user_id)
+
+    def persona_preferences(self, persona_id: str) -> list[Preference]:
+        return self._preferences(s.preferences.c.persona_id == persona_id)
+
+    def items(self, item_ids: Sequence[str]) -> list[Item]:
+        i = s.items
+        found: dict[str, Item] = {}
+        with self.engine.connect() as c:
+            for ids in chunked(list(item_ids)):
+                for row in c.execute(
+                    select(i).where(i.c.tenant == self.tenant, i.c.item_id.in_(ids))
+                ):
+                    found[row.item_id] = Item.model_construct(
+                        id=row.item_id, title=row.title, text=row.text, attributes=row.attributes
+                    )
+        return [found[item_id] for item_id in item_ids if item_id in found]
+
+    def item_vectors(self, item_ids: Sequence[str], encoder_id: str) -> dict[str, Vector]:
+        e = s.item_embeddings
+        found: dict[str, Vector] = {}
+        with self.engine.connect() as c:
+            for ids in chunked(list(item_ids)):
+                for row in c.execute(
+                    select(e.c.item_id, e.c.vector).where(
+                        e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                        e.c.item_id.in_(ids),
+                    )
+                ):
+                    found[row.item_id] = np.frombuffer(row.vector, dtype="<f4")
+        return found
+
+    def personas(self) -> list[Persona]:
+        p, m = s.personas, s.persona_members
+        with self.engine.connect() as c:
+            members: dict[str, list[str]] = {}
+            for persona_id, user_id in c.execute(
+                select(m.c.persona_id, m.c.user_id)
+                .where(m.c.tenant == self.tenant)
+                .order_by(m.c.persona_id, m.c.user_id)
+            ):
+                members.setdefault(persona_id, []).append(user_id)
+            return [
+                Persona.model_construct(
+                    id=row.persona_id, description=row.description,
+                    members=members.get(row.persona_id, []), metadata=row.meta,
+                )
+                for row in c.execute(
+                    select(p).where(p.c.tenant == self.tenant).order_by(p.c.persona_id)
+                )
+            ]
+
+    def personas_of(self, user_id: str) -> list[str]:
+        m = s.persona_members
+        with self.engine.connect() as c:
+            return list(
+                c.execute(
+                    select(m.c.persona_id)
+                    .where(m.c.tenant == self.tenant, m.c.user_id == user_id)
+                    .order_by(m.c.persona_id)
+                ).scalars()
+            )
+
+    # -- privacy -------------------------------------------------------------------------------
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        with self._transaction() as c:
+            for table in s.PER_USER_TABLES:
+                result = c.execute(
+                    delete(table).where(table.c.tenant == self.tenant, table.c.user_id == user_id)
+                )
+                deleted[table.name] = result.rowcount
+        return deleted
+
