@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from collections.abc import Iterable, Iterator, Mapping
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +30,7 @@ console = Console()
 errors = Console(stderr=True)
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     movielens = "movielens"
     amazon = "amazon"
     jsonl = "jsonl"
@@ -48,7 +49,9 @@ def main(
 
 
 def _settings(ctx: typer.Context, **overrides: object) -> Settings:
-    return load_settings(ctx.obj["config"], store=ctx.obj["store"], tenant=ctx.obj["tenant"], **overrides)
+    return load_settings(
+        ctx.obj["config"], store=ctx.obj["store"], tenant=ctx.obj["tenant"], **overrides
+    )
 
 
 def _open(settings: Settings) -> Store:
@@ -56,22 +59,27 @@ def _open(settings: Settings) -> Store:
 
 
 def _fail(error: P13nError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False)
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
-def run_ingest(store: Store, records: list[Sourced] | object, settings: Settings) -> IngestReport:
+def run_ingest(store: Store, records: Iterable[Sourced], settings: Settings) -> IngestReport:
+    """Ingest with a progress display on stderr."""
     from p13n.encode import get_encoder
 
     encoder = get_encoder(settings.encoder) if settings.embed else None
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=errors, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
     ) as progress:
         task = progress.add_task("reading", total=None)
 
-        def counted(items: object) -> object:
-            for n, item in enumerate(items, start=1):  # type: ignore[call-overload]
+        def counted(items: Iterable[Sourced]) -> Iterator[Sourced]:
+            for n, item in enumerate(items, start=1):
                 if n % 1000 == 0:
                     progress.update(task, completed=n)
                 yield item
@@ -79,8 +87,7 @@ def run_ingest(store: Store, records: list[Sourced] | object, settings: Settings
         def on_progress(stage: str, done: int, total: int) -> None:
             progress.update(task, description="embedding", completed=done, total=total)
 
-        report = ingest(store, counted(records), encoder=encoder, progress=on_progress)  # type: ignore[arg-type]
-    return report
+        return ingest(store, counted(records), encoder=encoder, progress=on_progress)
 
 
 def _print_report(report: IngestReport) -> None:
@@ -122,7 +129,7 @@ def ingest_command(
         raise _fail(error) from None
 
 
-def _attributes(attributes: dict[str, object], width: int = 60) -> str:
+def _attributes(attributes: Mapping[str, object], width: int = 60) -> str:
     text = ", ".join(f"{k}={v}" for k, v in attributes.items())
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -132,11 +139,18 @@ def show_users(store: Store, limit: int) -> None:
     total = store.count_users()
     table = Table(title=f"{total} users in tenant {store.tenant!r}", title_justify="left")
     for column in ("user", "documents", "interactions", "preferences", "attributes"):
-        table.add_column(column, justify="right" if column not in ("user", "attributes") else "left")
+        table.add_column(
+            column, justify="right" if column not in ("user", "attributes") else "left"
+        )
     for summary in summaries:
         c = summary.counts
-        table.add_row(summary.user.id, str(c.documents), str(c.interactions), str(c.preferences),
-                      _attributes(summary.user.attributes))
+        table.add_row(
+            summary.user.id,
+            str(c.documents),
+            str(c.interactions),
+            str(c.preferences),
+            _attributes(summary.user.attributes),
+        )
     console.print(table)
     if total > len(summaries):
         console.print(f"… {total - len(summaries)} more (use --limit)")

@@ -44,9 +44,7 @@ class StoreError(P13nError, RuntimeError):
 class IngestError(P13nError, ValueError):
     """A record of an ingest batch is invalid; nothing of the batch was stored."""
 
-    def __init__(
-        self, source: str, line: int | None, field: str | None, problem: str
-    ) -> None:
+    def __init__(self, source: str, line: int | None, field: str | None, problem: str) -> None:
         self.source, self.line, self.field, self.problem = source, line, field, problem
         where = source if line is None else f"{source}:{line}"
         what = f"field {field!r}: " if field else ""

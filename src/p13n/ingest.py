@@ -71,7 +71,9 @@ def _collect(sourced: Iterable[Sourced]) -> dict[str, dict[Any, Sourced]]:
         elif seen.record.content_hash != entry.record.content_hash:
             where = seen.source if seen.line is None else f"{seen.source}:{seen.line}"
             raise IngestError(
-                entry.source, entry.line, "id",
+                entry.source,
+                entry.line,
+                "id",
                 f"{entry.record.record_type} {entry.record.id!r} appears twice in this batch "
                 f"with different content (first at {where})",
             )
@@ -97,7 +99,7 @@ def ingest(
     encoder: Encoder | None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Ingest one batch into ``store``; with an ``encoder``, embed new or changed documents/items."""
+    """Ingest one batch into ``store``; with an ``encoder``, embed new or changed texts."""
     started = time.perf_counter()
     batch = _collect(sourced)
     report = IngestReport(encoder_id=encoder.id if encoder else None)

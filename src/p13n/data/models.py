@@ -1,4 +1,4 @@
-"""The user data model of survey §3.3: who the user is, what they wrote, what they did, what they prefer.
+"""The user data model of survey §3.3: who the user is, what they wrote, did and prefer.
 
 Records are validated pydantic models. A record without an explicit ``id`` gets a stable one derived
 from its identifying content, so re-ingesting the same data maps to the same rows (a no-op).
@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -29,10 +30,15 @@ DEFAULT_MAX_TEXT_CHARS = 100_000
 """Longest text a record may carry unless the ingest configuration says otherwise."""
 
 Id = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$"
+    ),
 ]
 Kind = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    str,
+    BeforeValidator(lambda value: value.strip().lower() if isinstance(value, str) else value),
+    StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,63}$"),
 ]
 Attributes = dict[str, JsonValue]
 
@@ -75,7 +81,9 @@ def stable_id(*parts: object) -> str:
 
 
 def _digest(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    canonical = json.dumps(
+        value, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -111,6 +119,8 @@ def _check_text(value: str, info: ValidationInfo, *, allow_empty: bool = False) 
     limit = (info.context or {}).get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)
     if not allow_empty and not value.strip():
         raise ValueError("text is empty")
+    if "\x00" in value:
+        raise ValueError(f"text contains a NUL character at position {value.index(chr(0))}")
     if len(value) > limit:
         raise ValueError(
             f"text has {len(value):,} characters, over the limit of {limit:,} "
@@ -125,7 +135,7 @@ class User(Record):
     record_type: ClassVar[str] = "user"
     identity_fields: ClassVar[tuple[str, ...]] = ()
 
-    id: Id  # type: ignore[assignment]  # a user always has an explicit id
+    id: Id  # a user always has an explicit id
     attributes: Attributes = Field(default_factory=dict)
 
 
@@ -195,7 +205,13 @@ class Preference(Record):
     """A pairwise preference: for this prompt the user (or persona) prefers chosen over rejected."""
 
     record_type: ClassVar[str] = "preference"
-    identity_fields: ClassVar[tuple[str, ...]] = ("user_id", "persona_id", "prompt", "chosen", "rejected")
+    identity_fields: ClassVar[tuple[str, ...]] = (
+        "user_id",
+        "persona_id",
+        "prompt",
+        "chosen",
+        "rejected",
+    )
 
     user_id: Id | None = None
     persona_id: Id | None = None
@@ -227,7 +243,7 @@ class Item(Record):
     record_type: ClassVar[str] = "item"
     identity_fields: ClassVar[tuple[str, ...]] = ()
 
-    id: Id  # type: ignore[assignment]  # catalog items always carry their own id
+    id: Id  # catalog items always carry their own id
     title: str
     text: str = ""
     attributes: Attributes = Field(default_factory=dict)
@@ -253,7 +269,7 @@ class Persona(Record):
     record_type: ClassVar[str] = "persona"
     identity_fields: ClassVar[tuple[str, ...]] = ()
 
-    id: Id  # type: ignore[assignment]
+    id: Id
     description: str
     members: list[Id] = Field(default_factory=list)
     metadata: Attributes = Field(default_factory=dict)

@@ -59,11 +59,18 @@ def _load_file(path: Path, options: LoadOptions) -> Iterator[Sourced]:
             ratings[rating_id][1]["metadata"]["verified"] |= verified
         else:
             yield from _flush(ratings.pop(rating_id, None), Interaction, source, options)
-            ratings[rating_id] = (number, {
-                "id": rating_id, "user_id": user, "item_id": item, "kind": "rate",
-                "value": record["overall"], "timestamp": time,
-                "metadata": {"verified": verified, "review_id": review_id},
-            })
+            ratings[rating_id] = (
+                number,
+                {
+                    "id": rating_id,
+                    "user_id": user,
+                    "item_id": item,
+                    "kind": "rate",
+                    "value": record["overall"],
+                    "timestamp": time,
+                    "metadata": {"verified": verified, "review_id": review_id},
+                },
+            )
         if review_id is None:
             continue
         if review_id in reviews:
@@ -72,11 +79,18 @@ def _load_file(path: Path, options: LoadOptions) -> Iterator[Sourced]:
             meta["verified"] |= verified
             continue
         summary = record.get("summary")
-        reviews[review_id] = (number, {
-            "id": review_id, "user_id": user, "kind": "review", "text": text,
-            "title": summary if isinstance(summary, str) else None, "timestamp": time,
-            "metadata": {"items": [item], "rating": record["overall"], "verified": verified},
-        })
+        reviews[review_id] = (
+            number,
+            {
+                "id": review_id,
+                "user_id": user,
+                "kind": "review",
+                "text": text,
+                "title": summary if isinstance(summary, str) else None,
+                "timestamp": time,
+                "metadata": {"items": [item], "rating": record["overall"], "verified": verified},
+            },
+        )
     for entry in ratings.values():
         yield from _flush(entry, Interaction, source, options)
     for entry in reviews.values():
@@ -98,7 +112,9 @@ def _parse(line: str, source: str, number: int) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
-        raise IngestError(source, number, None, f"malformed JSON: {error.msg} at column {error.colno}") from None
+        raise IngestError(
+            source, number, None, f"malformed JSON: {error.msg} at column {error.colno}"
+        ) from None
     if not isinstance(record, dict):
         raise IngestError(source, number, None, "expected a JSON object per line")
     for field in _REQUIRED:

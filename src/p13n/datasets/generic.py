@@ -2,7 +2,7 @@
 
 JSONL: one object per line with a ``"type"`` (user, document, interaction, preference, item,
 persona) and that record's fields, e.g.
-``{"type": "document", "user_id": "ada", "kind": "post", "text": "...", "timestamp": "2024-05-01"}``.
+``{"type": "document", "user_id": "ada", "kind": "post", "text": "...", "timestamp": "2024-05"}``.
 
 CSV: one record type per file, named by ``record_type`` or by the file name (``documents.csv``,
 ``users.csv``, ...). Columns are the record's fields; ``attributes.<name>`` and ``metadata.<name>``
@@ -56,7 +56,9 @@ def load_jsonl(path: Path, options: LoadOptions = LoadOptions()) -> Iterator[Sou
         kind = raw.pop("type")
         if not isinstance(kind, str):
             raise IngestError(source, number, "type", f"{kind!r} is not a record type name")
-        yield build(RECORD_TYPES[record_type_named(kind, source, number)], raw, source, number, options)
+        yield build(
+            RECORD_TYPES[record_type_named(kind, source, number)], raw, source, number, options
+        )
 
 
 def csv_files(path: Path) -> list[Path]:

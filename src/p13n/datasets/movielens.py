@@ -1,4 +1,4 @@
-"""MovieLens (GroupLens) in its three layouts: 100K ``u.*``, 1M ``*.dat`` and the CSV "latest" format.
+"""MovieLens (GroupLens) in three layouts: 100K ``u.*``, 1M ``*.dat`` and the CSV "latest" one.
 
 Users carry their demographic attributes where the layout has them, movies become items (title,
 genres, year), ratings become ``rate`` interactions, and tags (latest format) become the user's
@@ -18,13 +18,37 @@ from p13n.datasets.source import LoadOptions, Sourced, build, read_lines
 from p13n.errors import IngestError
 
 # ml-1m's users.dat codes age and occupation (see its README).
-ML1M_AGES = {"1": "Under 18", "18": "18-24", "25": "25-34", "35": "35-44", "45": "45-49",
-             "50": "50-55", "56": "56+"}
+ML1M_AGES = {
+    "1": "Under 18",
+    "18": "18-24",
+    "25": "25-34",
+    "35": "35-44",
+    "45": "45-49",
+    "50": "50-55",
+    "56": "56+",
+}
 ML1M_OCCUPATIONS = [
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
-    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
-    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
-    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
 ]
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
@@ -38,7 +62,9 @@ def detect_layout(path: Path) -> str:
     if (path / "ratings.csv").exists():
         return "latest"
     raise IngestError(
-        str(path), None, None,
+        str(path),
+        None,
+        None,
         "not a MovieLens folder: expected u.data (100K), ratings.dat (1M) or ratings.csv (latest)",
     )
 
@@ -62,12 +88,17 @@ def _fields(path: Path, sep: str, count: int, encoding: str) -> Iterator[tuple[i
         fields = line.split(sep)
         if len(fields) < count:
             raise IngestError(
-                str(path), number, None, f"expected {count} {sep!r}-separated fields, got {len(fields)}"
+                str(path),
+                number,
+                None,
+                f"expected {count} {sep!r}-separated fields, got {len(fields)}",
             )
         yield number, fields
 
 
-def _movie(movie_id: str, title: str, genres: list[str], extra: dict[str, str]) -> dict[str, object]:
+def _movie(
+    movie_id: str, title: str, genres: list[str], extra: dict[str, str]
+) -> dict[str, object]:
     year = _YEAR.search(title)
     text = f"Genres: {', '.join(genres)}." if genres else ""
     attributes: dict[str, object] = {"genres": genres, **{k: v for k, v in extra.items() if v}}
@@ -85,8 +116,15 @@ def _load_100k(path: Path, options: LoadOptions) -> Iterator[Sourced]:
     genres = [line.split("|")[0] for _, line in read_lines(path / "u.genre", "latin-1") if line]
     source = str(path / "u.user")
     for number, f in _fields(path / "u.user", "|", 5, "latin-1"):
-        raw = {"id": f[0], "attributes": {"age": _int(f[1], source, number, "age"), "gender": f[2],
-                                           "occupation": f[3], "zip": f[4]}}
+        raw: dict[str, object] = {
+            "id": f[0],
+            "attributes": {
+                "age": _int(f[1], source, number, "age"),
+                "gender": f[2],
+                "occupation": f[3],
+                "zip": f[4],
+            },
+        }
         yield build(User, raw, source, number, options)
     source = str(path / "u.item")
     for number, f in _fields(path / "u.item", "|", 5 + len(genres), "latin-1"):
@@ -112,10 +150,18 @@ def _load_1m(path: Path, options: LoadOptions) -> Iterator[Sourced]:
         for number, f in _fields(path / "users.dat", "::", 5, "latin-1"):
             occupation = _int(f[3], source, number, "occupation")
             if not 0 <= occupation < len(ML1M_OCCUPATIONS):
-                raise IngestError(source, number, "occupation", f"unknown occupation code {occupation}")
-            raw = {"id": f[0], "attributes": {"gender": f[1], "age": ML1M_AGES.get(f[2], f[2]),
-                                               "occupation": ML1M_OCCUPATIONS[occupation],
-                                               "zip": f[4]}}
+                raise IngestError(
+                    source, number, "occupation", f"unknown occupation code {occupation}"
+                )
+            raw: dict[str, object] = {
+                "id": f[0],
+                "attributes": {
+                    "gender": f[1],
+                    "age": ML1M_AGES.get(f[2], f[2]),
+                    "occupation": ML1M_OCCUPATIONS[occupation],
+                    "zip": f[4],
+                },
+            }
             yield build(User, raw, source, number, options)
     if (path / "movies.dat").exists():
         source = str(path / "movies.dat")
@@ -145,8 +191,9 @@ def _csv_rows(path: Path, required: list[str]) -> Iterator[tuple[int, dict[str, 
         # Quoted fields in these files never span lines, so parsing line by line keeps line numbers.
         values = next(csv.reader(io.StringIO(line)))
         if len(values) != len(header):
-            raise IngestError(str(path), number, None,
-                              f"expected {len(header)} CSV fields, got {len(values)}")
+            raise IngestError(
+                str(path), number, None, f"expected {len(header)} CSV fields, got {len(values)}"
+            )
         yield number, dict(zip(header, values, strict=True))
 
 
@@ -157,12 +204,19 @@ def _load_latest(path: Path, options: LoadOptions) -> Iterator[Sourced]:
             raw = _movie(row["movieId"], row["title"], _genres(row["genres"]), {})
             yield build(Item, raw, source, number, options)
     source = str(path / "ratings.csv")
-    for number, row in _csv_rows(path / "ratings.csv", ["userId", "movieId", "rating", "timestamp"]):
+    for number, row in _csv_rows(
+        path / "ratings.csv", ["userId", "movieId", "rating", "timestamp"]
+    ):
         raw = _rating(row["userId"], row["movieId"], row["rating"], row["timestamp"])
         yield build(Interaction, raw, source, number, options)
     if (path / "tags.csv").exists():
         source = str(path / "tags.csv")
         for number, row in _csv_rows(path / "tags.csv", ["userId", "movieId", "tag", "timestamp"]):
-            raw = {"user_id": row["userId"], "kind": "tag", "text": row["tag"],
-                   "timestamp": row["timestamp"], "metadata": {"item_id": row["movieId"]}}
+            raw = {
+                "user_id": row["userId"],
+                "kind": "tag",
+                "text": row["tag"],
+                "timestamp": row["timestamp"],
+                "metadata": {"item_id": row["movieId"]},
+            }
             yield build(Document, raw, source, number, options)

@@ -33,7 +33,7 @@ class LoadOptions:
 def build(
     model: type[Record], raw: dict[str, Any], source: str, line: int | None, options: LoadOptions
 ) -> Sourced:
-    """Validate ``raw`` as ``model``; a failure becomes an ``IngestError`` naming record and field."""
+    """Validate ``raw`` as ``model``; a failure is an ``IngestError`` naming record and field."""
     try:
         record = model.model_validate(raw, context={"max_text_chars": options.max_text_chars})
     except ValidationError as error:
@@ -51,14 +51,21 @@ def build(
 def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """Numbered lines of a text file (``.gz`` decompressed); bad bytes name their line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode(encoding).rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise IngestError(
-                    str(path), number, None,
-                    f"invalid {encoding.upper()} at byte {error.start} of the line",
-                ) from None
-            except (OSError, EOFError) as error:  # truncated or corrupt gzip
-                raise IngestError(str(path), number, None, f"unreadable: {error}") from None
+    number = 0
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode(encoding)
+                except UnicodeDecodeError as error:
+                    raise IngestError(
+                        str(path),
+                        number,
+                        None,
+                        f"invalid {encoding.upper()} at byte {error.start} of the line",
+                    ) from None
+                yield number, text.rstrip("\r\n")
+    except FileNotFoundError:
+        raise IngestError(str(path), None, None, "no such file") from None
+    except (OSError, EOFError) as error:  # truncated or corrupt gzip
+        raise IngestError(str(path), number + 1, None, f"unreadable: {error}") from None

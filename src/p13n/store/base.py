@@ -67,7 +67,7 @@ class WriteSet:
 
     users: Sequence[User] = ()
     implicit_user_ids: Sequence[str] = ()
-    """Users referenced by other records: created with no attributes if missing, never overwritten."""
+    """Users named by other records: created without attributes if missing, never overwritten."""
     documents: Sequence[Document] = ()
     interactions: Sequence[Interaction] = ()
     preferences: Sequence[Preference] = ()

@@ -161,5 +161,12 @@ item_embeddings = Table(
     PrimaryKeyConstraint("tenant", "encoder_id", "item_id", name="pk_item_embeddings"),
 )
 
-PER_USER_TABLES = (users, documents, document_embeddings, interactions, preferences, persona_members)
+PER_USER_TABLES = (
+    users,
+    documents,
+    document_embeddings,
+    interactions,
+    preferences,
+    persona_members,
+)
 """Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""

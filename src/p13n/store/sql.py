@@ -1,4 +1,4 @@
-"""``SQLStore``: the ``Store`` protocol on SQLAlchemy Core, shared by the sqlite and postgres backends."""
+"""``SQLStore``: the ``Store`` protocol on SQLAlchemy Core, for the sqlite and postgres backends."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from p13n.store.base import (
     DEFAULT_TENANT,
     EmbeddedDocuments,
     UserCounts,
-    UserKey,
     UserSummary,
     Vector,
     WriteSet,
@@ -124,7 +123,8 @@ class SQLStore:
         self.engine.dispose()
 
     def __repr__(self) -> str:
-        return f"SQLStore({self.engine.url.render_as_string(hide_password=True)!r}, tenant={self.tenant!r})"
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"SQLStore({url!r}, tenant={self.tenant!r})"
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -139,7 +139,12 @@ class SQLStore:
         return sqlite_insert(table)
 
     def _upsert(
-        self, connection: Connection, table: Table, rows: list[dict[str, Any]], *, replace: bool = True
+        self,
+        connection: Connection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        *,
+        replace: bool = True,
     ) -> None:
         if not rows:
             return
@@ -163,17 +168,31 @@ class SQLStore:
                 c,
                 s.users,
                 [
-                    {"tenant": tenant, "user_id": uid, "attributes": {}, "content_hash": "",
-                     "ingested_at": now}
+                    {
+                        "tenant": tenant,
+                        "user_id": uid,
+                        "attributes": {},
+                        "content_hash": "",
+                        "ingested_at": now,
+                    }
                     for uid in changes.implicit_user_ids
                 ],
                 replace=False,
             )
-            self._upsert(c, s.users, [
-                {"tenant": tenant, "user_id": u.id, "attributes": u.attributes,
-                 "content_hash": u.content_hash, "ingested_at": now}
-                for u in changes.users
-            ])
+            self._upsert(
+                c,
+                s.users,
+                [
+                    {
+                        "tenant": tenant,
+                        "user_id": u.id,
+                        "attributes": u.attributes,
+                        "content_hash": u.content_hash,
+                        "ingested_at": now,
+                    }
+                    for u in changes.users
+                ],
+            )
             if changes.documents:
                 # A changed document's old vectors describe old text: drop them (all encoders).
                 c.execute(
@@ -184,25 +203,64 @@ class SQLStore:
                     ),
                     [{"u": d.user_id, "d": d.id} for d in changes.documents],
                 )
-            self._upsert(c, s.documents, [
-                {"tenant": tenant, "user_id": d.user_id, "document_id": d.id, "kind": d.kind,
-                 "title": d.title, "text": d.text, "timestamp": d.timestamp, "meta": d.metadata,
-                 "content_hash": d.content_hash, "ingested_at": now}
-                for d in changes.documents
-            ])
-            self._upsert(c, s.interactions, [
-                {"tenant": tenant, "user_id": i.user_id, "interaction_id": i.id, "item_id": i.item_id,
-                 "kind": i.kind, "value": i.value, "timestamp": i.timestamp, "meta": i.metadata,
-                 "content_hash": i.content_hash, "ingested_at": now}
-                for i in changes.interactions
-            ])
-            self._upsert(c, s.preferences, [
-                {"tenant": tenant, "preference_id": p.id, "user_id": p.user_id,
-                 "persona_id": p.persona_id, "prompt": p.prompt, "chosen": p.chosen,
-                 "rejected": p.rejected, "timestamp": p.timestamp, "meta": p.metadata,
-                 "content_hash": p.content_hash, "ingested_at": now}
-                for p in changes.preferences
-            ])
+            self._upsert(
+                c,
+                s.documents,
+                [
+                    {
+                        "tenant": tenant,
+                        "user_id": d.user_id,
+                        "document_id": d.id,
+                        "kind": d.kind,
+                        "title": d.title,
+                        "text": d.text,
+                        "timestamp": d.timestamp,
+                        "meta": d.metadata,
+                        "content_hash": d.content_hash,
+                        "ingested_at": now,
+                    }
+                    for d in changes.documents
+                ],
+            )
+            self._upsert(
+                c,
+                s.interactions,
+                [
+                    {
+                        "tenant": tenant,
+                        "user_id": i.user_id,
+                        "interaction_id": i.id,
+                        "item_id": i.item_id,
+                        "kind": i.kind,
+                        "value": i.value,
+                        "timestamp": i.timestamp,
+                        "meta": i.metadata,
+                        "content_hash": i.content_hash,
+                        "ingested_at": now,
+                    }
+                    for i in changes.interactions
+                ],
+            )
+            self._upsert(
+                c,
+                s.preferences,
+                [
+                    {
+                        "tenant": tenant,
+                        "preference_id": p.id,
+                        "user_id": p.user_id,
+                        "persona_id": p.persona_id,
+                        "prompt": p.prompt,
+                        "chosen": p.chosen,
+                        "rejected": p.rejected,
+                        "timestamp": p.timestamp,
+                        "meta": p.metadata,
+                        "content_hash": p.content_hash,
+                        "ingested_at": now,
+                    }
+                    for p in changes.preferences
+                ],
+            )
             if changes.items:
                 c.execute(
                     delete(s.item_embeddings).where(
@@ -211,16 +269,37 @@ class SQLStore:
                     ),
                     [{"i": item.id} for item in changes.items],
                 )
-            self._upsert(c, s.items, [
-                {"tenant": tenant, "item_id": i.id, "title": i.title, "text": i.text,
-                 "attributes": i.attributes, "content_hash": i.content_hash, "ingested_at": now}
-                for i in changes.items
-            ])
-            self._upsert(c, s.personas, [
-                {"tenant": tenant, "persona_id": p.id, "description": p.description,
-                 "meta": p.metadata, "content_hash": p.content_hash, "ingested_at": now}
-                for p in changes.personas
-            ])
+            self._upsert(
+                c,
+                s.items,
+                [
+                    {
+                        "tenant": tenant,
+                        "item_id": i.id,
+                        "title": i.title,
+                        "text": i.text,
+                        "attributes": i.attributes,
+                        "content_hash": i.content_hash,
+                        "ingested_at": now,
+                    }
+                    for i in changes.items
+                ],
+            )
+            self._upsert(
+                c,
+                s.personas,
+                [
+                    {
+                        "tenant": tenant,
+                        "persona_id": p.id,
+                        "description": p.description,
+                        "meta": p.metadata,
+                        "content_hash": p.content_hash,
+                        "ingested_at": now,
+                    }
+                    for p in changes.personas
+                ],
+            )
             if changes.personas:
                 c.execute(
                     delete(s.persona_members).where(
@@ -229,24 +308,47 @@ class SQLStore:
                     ),
                     [{"p": p.id} for p in changes.personas],
                 )
-                self._upsert(c, s.persona_members, [
-                    {"tenant": tenant, "persona_id": p.id, "user_id": member}
-                    for p in changes.personas for member in p.members
-                ])
+                self._upsert(
+                    c,
+                    s.persona_members,
+                    [
+                        {"tenant": tenant, "persona_id": p.id, "user_id": member}
+                        for p in changes.personas
+                        for member in p.members
+                    ],
+                )
             if changes.document_vectors or changes.item_vectors:
                 if changes.encoder_id is None:
                     raise StoreError("vectors given without the encoder_id that made them")
-                self._upsert(c, s.document_embeddings, [
-                    {"tenant": tenant, "user_id": uid, "document_id": did,
-                     "encoder_id": changes.encoder_id, "dim": int(vector.shape[0]),
-                     "vector": _vector_bytes(vector)}
-                    for (uid, did), vector in changes.document_vectors.items()
-                ])
-                self._upsert(c, s.item_embeddings, [
-                    {"tenant": tenant, "item_id": iid, "encoder_id": changes.encoder_id,
-                     "dim": int(vector.shape[0]), "vector": _vector_bytes(vector)}
-                    for iid, vector in changes.item_vectors.items()
-                ])
+                self._upsert(
+                    c,
+                    s.document_embeddings,
+                    [
+                        {
+                            "tenant": tenant,
+                            "user_id": uid,
+                            "document_id": did,
+                            "encoder_id": changes.encoder_id,
+                            "dim": int(vector.shape[0]),
+                            "vector": _vector_bytes(vector),
+                        }
+                        for (uid, did), vector in changes.document_vectors.items()
+                    ],
+                )
+                self._upsert(
+                    c,
+                    s.item_embeddings,
+                    [
+                        {
+                            "tenant": tenant,
+                            "item_id": iid,
+                            "encoder_id": changes.encoder_id,
+                            "dim": int(vector.shape[0]),
+                            "vector": _vector_bytes(vector),
+                        }
+                        for iid, vector in changes.item_vectors.items()
+                    ],
+                )
 
     # -- change detection ----------------------------------------------------------------------
 
@@ -268,12 +370,12 @@ class SQLStore:
                             found[(user_id, record_id)] = digest
             else:
                 for ids in chunked(sorted(wanted)):  # type: ignore[type-var]
-                    rows = c.execute(
+                    pairs = c.execute(
                         select(table.c[id_column], table.c.content_hash).where(
                             table.c.tenant == self.tenant, table.c[id_column].in_(ids)
                         )
                     )
-                    found.update({record_id: digest for record_id, digest in rows})
+                    found.update({record_id: digest for record_id, digest in pairs})
         return found
 
     def embedded(self, record_type: str, keys: Iterable[object], encoder_id: str) -> set[object]:
@@ -285,7 +387,8 @@ class SQLStore:
                 for users in chunked(sorted({key[0] for key in wanted})):  # type: ignore[index]
                     rows = c.execute(
                         select(e.c.user_id, e.c.document_id).where(
-                            e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                            e.c.tenant == self.tenant,
+                            e.c.encoder_id == encoder_id,
                             e.c.user_id.in_(users),
                         )
                     )
@@ -295,7 +398,8 @@ class SQLStore:
                 for ids in chunked(sorted(wanted)):  # type: ignore[type-var]
                     rows = c.execute(
                         select(e.c.item_id).where(
-                            e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                            e.c.tenant == self.tenant,
+                            e.c.encoder_id == encoder_id,
                             e.c.item_id.in_(ids),
                         )
                     )
@@ -309,9 +413,9 @@ class SQLStore:
     def _scalar_count(self, c: Connection, table: Table, user_id: str) -> int:
         return int(
             c.execute(
-                select(func.count()).select_from(table).where(
-                    table.c.tenant == self.tenant, table.c.user_id == user_id
-                )
+                select(func.count())
+                .select_from(table)
+                .where(table.c.tenant == self.tenant, table.c.user_id == user_id)
             ).scalar_one()
         )
 
@@ -323,7 +427,9 @@ class SQLStore:
                     u.c.tenant == self.tenant, u.c.user_id == user_id
                 )
             ).first()
-        return None if row is None else User.model_construct(id=row.user_id, attributes=row.attributes)
+        return (
+            None if row is None else User.model_construct(id=row.user_id, attributes=row.attributes)
+        )
 
     def count_users(self) -> int:
         with self.engine.connect() as c:
@@ -390,8 +496,13 @@ class SQLStore:
     @staticmethod
     def _document(row: Any) -> Document:
         return Document.model_construct(
-            id=row.document_id, user_id=row.user_id, kind=row.kind, title=row.title,
-            text=row.text, timestamp=_utc(row.timestamp), metadata=row.meta,
+            id=row.document_id,
+            user_id=row.user_id,
+            kind=row.kind,
+            title=row.title,
+            text=row.text,
+            timestamp=_utc(row.timestamp),
+            metadata=row.meta,
         )
 
     def documents(
@@ -439,7 +550,9 @@ class SQLStore:
                 blobs.append(row.vector)
                 dims.add(row.dim)
         if len(dims) > 1:
-            raise StoreError(f"encoder {encoder_id!r} stored vectors of several sizes: {sorted(dims)}")
+            raise StoreError(
+                f"encoder {encoder_id!r} stored vectors of several sizes: {sorted(dims)}"
+            )
         dim = dims.pop() if dims else 0
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim)
         return EmbeddedDocuments(encoder_id, documents, vectors, missing)
@@ -460,8 +573,12 @@ class SQLStore:
         with self.engine.connect() as c:
             return [
                 Interaction.model_construct(
-                    id=row.interaction_id, user_id=row.user_id, item_id=row.item_id,
-                    kind=row.kind, value=row.value, timestamp=_utc(row.timestamp),
+                    id=row.interaction_id,
+                    user_id=row.user_id,
+                    item_id=row.item_id,
+                    kind=row.kind,
+                    value=row.value,
+                    timestamp=_utc(row.timestamp),
                     metadata=row.meta,
                 )
                 for row in c.execute(query)
@@ -469,15 +586,18 @@ class SQLStore:
 
     def _preferences(self, condition: Any) -> list[Preference]:
         p = s.preferences
-        query = (
-            select(p).where(p.c.tenant == self.tenant, condition).order_by(p.c.preference_id)
-        )
+        query = select(p).where(p.c.tenant == self.tenant, condition).order_by(p.c.preference_id)
         with self.engine.connect() as c:
             return [
                 Preference.model_construct(
-                    id=row.preference_id, user_id=row.user_id, persona_id=row.persona_id,
-                    prompt=row.prompt, chosen=row.chosen, rejected=row.rejected,
-                    timestamp=_utc(row.timestamp), metadata=row.meta,
+                    id=row.preference_id,
+                    user_id=row.user_id,
+                    persona_id=row.persona_id,
+                    prompt=row.prompt,
+                    chosen=row.chosen,
+                    rejected=row.rejected,
+                    timestamp=_utc(row.timestamp),
+                    metadata=row.meta,
                 )
                 for row in c.execute(query)
             ]
@@ -508,7 +628,8 @@ class SQLStore:
             for ids in chunked(list(item_ids)):
                 for row in c.execute(
                     select(e.c.item_id, e.c.vector).where(
-                        e.c.tenant == self.tenant, e.c.encoder_id == encoder_id,
+                        e.c.tenant == self.tenant,
+                        e.c.encoder_id == encoder_id,
                         e.c.item_id.in_(ids),
                     )
                 ):
@@ -527,8 +648,10 @@ class SQLStore:
                 members.setdefault(persona_id, []).append(user_id)
             return [
                 Persona.model_construct(
-                    id=row.persona_id, description=row.description,
-                    members=members.get(row.persona_id, []), metadata=row.meta,
+                    id=row.persona_id,
+                    description=row.description,
+                    members=members.get(row.persona_id, []),
+                    metadata=row.meta,
                 )
                 for row in c.execute(
                     select(p).where(p.c.tenant == self.tenant).order_by(p.c.persona_id)
@@ -557,4 +680,3 @@ class SQLStore:
                 )
                 deleted[table.name] = result.rowcount
         return deleted
-

@@ -109,6 +109,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "persona_members", "personas", "items", "preferences", "interactions", "documents", "users"
+        "persona_members",
+        "personas",
+        "items",
+        "preferences",
+        "interactions",
+        "documents",
+        "users",
     ):
         op.drop_table(table)

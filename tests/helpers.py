@@ -1,0 +1,30 @@
+"""Helpers for tests: a full dump of what a store holds, to prove a batch left nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from p13n.store import SQLStore, Store
+from p13n.store import schema as s
+
+
+def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every p13n table (all tenants), ordered, for before/after comparisons."""
+    assert isinstance(store, SQLStore)
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with store.engine.connect() as connection:
+        for table in s.metadata.sorted_tables:
+            result = connection.execute(select(table).order_by(*table.primary_key.columns))
+            rows[table.name] = [
+                tuple(v for k, v in row._mapping.items() if k != "ingested_at") for row in result
+            ]
+    return rows
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path

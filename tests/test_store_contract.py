@@ -1,0 +1,267 @@
+"""The store contract: every backend (SQLite file, real PostgreSQL) passes the same suite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, func, select, text
+
+from p13n.data import Document, Interaction, Item, Persona, Preference, User
+from p13n.errors import StoreError
+from p13n.store import SQLStore, Store, WriteSet, head_revision, open_store
+from p13n.store import schema as s
+from p13n.store.migrate import VERSION_TABLE, upgrade
+from tests.helpers import dump
+
+ENCODER = "test-encoder"
+
+
+def doc(user: str, text: str, day: int | None = None, kind: str = "post") -> Document:
+    when = None if day is None else datetime(2024, 1, day, tzinfo=UTC)
+    return Document(user_id=user, text=text, kind=kind, timestamp=when, metadata={"n": day})
+
+
+def vector(seed: int, dim: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def test_opens_at_head_revision(store: Store) -> None:
+    assert store.schema_revision() == head_revision()
+
+
+def test_unknown_user_reads_are_empty(store: Store) -> None:
+    assert store.get_user("nobody") is None
+    assert store.documents("nobody") == []
+    assert store.interactions("nobody") == []
+    assert store.preferences("nobody") == []
+    embedded = store.document_embeddings("nobody", ENCODER)
+    assert embedded.documents == [] and embedded.vectors.shape == (0, 0)
+    assert store.user_counts("nobody").documents == 0
+    assert store.forget("nobody") == {t.name: 0 for t in s.PER_USER_TABLES}
+
+
+def test_round_trip_of_every_record_type(store: Store) -> None:
+    user = User(id="ada", attributes={"age": 34, "tags": ["a", "b"], "nested": {"x": 1.5}})
+    documents = [doc("ada", "first", 1), doc("ada", "second", 3), doc("ada", "undated")]
+    interaction = Interaction(
+        user_id="ada", item_id="m1", kind="rate", value=4.5, timestamp=1_700_000_000
+    )
+    preference = Preference(user_id="ada", persona_id="terse", prompt="p", chosen="a", rejected="b")
+    item = Item(id="m1", title="Movie", text="About things", attributes={"genres": ["drama"]})
+    persona = Persona(id="terse", description="short sentences", members=["ada", "bob"])
+    store.write(
+        WriteSet(
+            users=[user],
+            implicit_user_ids=["bob"],
+            documents=documents,
+            interactions=[interaction],
+            preferences=[preference],
+            items=[item],
+            personas=[persona],
+        )
+    )
+
+    assert store.get_user("ada") == user
+    assert store.get_user("bob") == User(id="bob")
+    # newest first, undated last
+    assert [d.text for d in store.documents("ada")] == ["second", "first", "undated"]
+    assert store.documents("ada") == [documents[1], documents[0], documents[2]]
+    assert store.documents("ada", limit=1) == [documents[1]]
+    assert store.interactions("ada") == [interaction]
+    assert store.preferences("ada") == [preference]
+    assert store.persona_preferences("terse") == [preference]
+    assert store.items(["m1", "missing"]) == [item]
+    assert store.personas() == [persona]
+    assert store.personas_of("bob") == ["terse"]
+    counts = store.user_counts("ada")
+    assert (counts.documents, counts.interactions, counts.preferences, counts.personas) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert [summary.user.id for summary in store.list_users()] == ["ada", "bob"]
+    assert store.count_users() == 2
+
+
+def test_kind_filter_and_interaction_order(store: Store) -> None:
+    store.write(
+        WriteSet(
+            implicit_user_ids=["u"],
+            documents=[
+                doc("u", "a review", 1, kind="review"),
+                doc("u", "an email", 2, kind="email"),
+            ],
+            interactions=[
+                Interaction(user_id="u", item_id="i1", kind="view", timestamp=10),
+                Interaction(user_id="u", item_id="i2", kind="click", timestamp=20),
+            ],
+        )
+    )
+    assert [d.text for d in store.documents("u", kinds=["review"])] == ["a review"]
+    assert [i.item_id for i in store.interactions("u")] == ["i2", "i1"]
+    assert [i.item_id for i in store.interactions("u", kinds=["view"])] == ["i1"]
+
+
+def test_embeddings_are_stored_exactly_beside_their_rows(store: Store) -> None:
+    documents = [doc("u", f"text {n}", n + 1) for n in range(5)]
+    vectors = {("u", d.id): vector(n) for n, d in enumerate(documents[:4])}
+    store.write(
+        WriteSet(
+            implicit_user_ids=["u"],
+            documents=documents,
+            encoder_id=ENCODER,
+            document_vectors=vectors,
+        )
+    )
+    embedded = store.document_embeddings("u", ENCODER)
+    assert embedded.vectors.dtype == np.float32 and embedded.vectors.shape == (4, 8)
+    for row, document in zip(embedded.vectors, embedded.documents, strict=True):
+        np.testing.assert_array_equal(row, vectors[("u", document.id)])
+    assert embedded.missing == [documents[4].id]
+    assert store.document_embeddings("u", "other-encoder").documents == []
+    assert store.embedded("document", vectors.keys(), ENCODER) == set(vectors)
+
+
+def test_a_changed_document_loses_its_old_vectors(store: Store) -> None:
+    original = Document(id="d1", user_id="u", text="old text")
+    store.write(
+        WriteSet(
+            implicit_user_ids=["u"],
+            documents=[original],
+            encoder_id=ENCODER,
+            document_vectors={("u", "d1"): vector(1)},
+        )
+    )
+    store.write(WriteSet(documents=[Document(id="d1", user_id="u", text="new text")]))
+    embedded = store.document_embeddings("u", ENCODER)
+    assert embedded.documents == [] and embedded.missing == ["d1"]
+    assert store.documents("u")[0].text == "new text"
+
+
+def test_item_vectors(store: Store) -> None:
+    store.write(
+        WriteSet(items=[Item(id="i", title="t")], encoder_id=ENCODER, item_vectors={"i": vector(3)})
+    )
+    np.testing.assert_array_equal(store.item_vectors(["i", "x"], ENCODER)["i"], vector(3))
+
+
+def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
+    for user in ("gone", "kept"):
+        documents = [doc(user, f"{user} wrote {n}", n + 1) for n in range(3)]
+        store.write(
+            WriteSet(
+                users=[User(id=user, attributes={"a": 1})],
+                documents=documents,
+                interactions=[Interaction(user_id=user, item_id="i", kind="view")],
+                preferences=[Preference(user_id=user, prompt="p", chosen="c", rejected="r")],
+                personas=[Persona(id=f"p-{user}", description="d", members=[user])],
+                encoder_id=ENCODER,
+                document_vectors={(user, d.id): vector(n) for n, d in enumerate(documents)},
+            )
+        )
+    kept_before = {t: [r for r in rows if "kept" in r] for t, rows in dump(store).items()}
+    deleted = store.forget("gone")
+    assert deleted == {
+        "users": 1,
+        "documents": 3,
+        "document_embeddings": 3,
+        "interactions": 1,
+        "preferences": 1,
+        "persona_members": 1,
+    }
+    assert isinstance(store, SQLStore)
+    with store.engine.connect() as connection:
+        for table in s.metadata.sorted_tables:
+            if "user_id" in table.c:
+                left = connection.execute(
+                    select(func.count()).select_from(table).where(table.c.user_id == "gone")
+                ).scalar_one()
+                assert left == 0, table.name
+    kept_after = {t: [r for r in rows if "kept" in r] for t, rows in dump(store).items()}
+    assert kept_after == kept_before
+
+
+def test_tenants_never_see_each_other(store: Store) -> None:
+    other = store.with_tenant("acme")
+    store.write(WriteSet(implicit_user_ids=["u"], documents=[doc("u", "default tenant text")]))
+    other.write(WriteSet(implicit_user_ids=["u"], documents=[doc("u", "acme text")]))
+    assert [d.text for d in store.documents("u")] == ["default tenant text"]
+    assert [d.text for d in other.documents("u")] == ["acme text"]
+    other.forget("u")
+    assert [d.text for d in store.documents("u")] == ["default tenant text"]
+
+
+def test_malformed_tenant_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="tenant"):
+        store.with_tenant("no spaces please")
+
+
+def test_a_failing_write_stores_nothing(store: Store) -> None:
+    before = dump(store)
+    with pytest.raises(StoreError, match="encoder_id"):
+        # Users and documents are written first in the transaction; the vectors then fail.
+        store.write(
+            WriteSet(
+                implicit_user_ids=["u"],
+                documents=[doc("u", "text")],
+                document_vectors={("u", "x"): vector(1)},
+            )
+        )
+    assert dump(store) == before
+
+
+def test_upsert_replaces_content(store: Store) -> None:
+    store.write(WriteSet(users=[User(id="u", attributes={"city": "Oslo"})]))
+    store.write(WriteSet(users=[User(id="u", attributes={"city": "Bergen"})]))
+    store.write(WriteSet(implicit_user_ids=["u"]))  # a reference never overwrites attributes
+    assert store.get_user("u") == User(id="u", attributes={"city": "Bergen"})
+
+
+def test_schema_matches_the_migrations(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(context, s.metadata)
+    assert diff == []
+
+
+def test_an_older_store_upgrades_in_place(store_url: str) -> None:
+    # Build a revision-0001 store by hand, with data in it, as an older p13n would have left it.
+    url = store_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        upgrade(connection, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO documents (tenant, user_id, document_id, kind, title, text, "
+                "timestamp, meta, content_hash, ingested_at) VALUES ('default', 'u', 'd1', "
+                "'post', NULL, 'written before 0002', NULL, '{}', 'h', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    with pytest.raises(StoreError, match="p13n migrate"):
+        open_store(store_url, migrate=False)
+    upgraded = open_store(store_url)
+    assert upgraded.schema_revision() == head_revision()
+    assert [d.text for d in upgraded.documents("u")] == ["written before 0002"]
+    assert upgraded.document_embeddings("u", ENCODER).missing == ["d1"]
+
+
+def test_a_newer_store_is_refused(store: Store, store_url: str) -> None:
+    assert isinstance(store, SQLStore)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE p13n_schema_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="newer p13n"):
+        open_store(store_url)
+
+
+def test_unknown_url_schemes_are_refused() -> None:
+    with pytest.raises(StoreError, match="sqlite:// or postgresql://"):
+        open_store("mysql://localhost/db")
+    with pytest.raises(StoreError, match="does not parse"):
+        open_store("not a url")
