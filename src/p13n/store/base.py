@@ -7,9 +7,12 @@ catalog, personas) and for listing users.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -35,15 +38,55 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmbeddedDocuments:
-    """One user's documents with their vectors from one encoder, row i of ``vectors`` for
-    ``documents[i]``. ``missing`` lists documents that have no vector from that encoder."""
+    """One user's documents with their vectors from one encoder, in columns: row i of
+    ``vectors`` belongs to ``ids[i]``. ``missing`` lists documents with no vector from it.
+
+    Columns make the fetch cheap; ``document(i)`` or ``documents`` build ``Document`` objects only
+    for the rows a caller actually uses (a retriever scores all rows, then keeps k).
+    """
 
     encoder_id: str
-    documents: list[Document]
+    user_id: str
+    ids: list[str]
+    kinds: list[str]
+    titles: list[str | None]
+    texts: list[str]
     vectors: Vector
     missing: list[str] = field(default_factory=list)
+    raw_timestamps: list[object] = field(default_factory=list, repr=False)
+    raw_metadata: list[str] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def timestamps(self) -> list[datetime | None]:
+        return [to_utc(value) for value in self.raw_timestamps]
+
+    def document(self, row: int) -> Document:
+        return Document.model_construct(
+            id=self.ids[row],
+            user_id=self.user_id,
+            kind=self.kinds[row],
+            title=self.titles[row],
+            text=self.texts[row],
+            timestamp=self.timestamps[row],
+            metadata=json.loads(self.raw_metadata[row]),
+        )
+
+    @cached_property
+    def documents(self) -> list[Document]:
+        return [self.document(row) for row in range(len(self))]
+
+
+def to_utc(value: object) -> datetime | None:
+    """A stored timestamp (a datetime, or SQLite's text form) as an aware UTC datetime."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
