@@ -30,10 +30,38 @@ from p13n.store import Store, WriteSet, open_store
 
 ENCODER = "bench-random-384"
 DIM = 384
-WORDS = (
-    "the a of style review long short quiet bright movie book note cache fast slow warm "
-    "cold team plan ship read write user model data small large river city night"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "style",
+    "review",
+    "long",
+    "short",
+    "quiet",
+    "bright",
+    "movie",
+    "book",
+    "note",
+    "cache",
+    "fast",
+    "slow",
+    "warm",
+    "cold",
+    "team",
+    "plan",
+    "ship",
+    "read",
+    "write",
+    "user",
+    "model",
+    "data",
+    "small",
+    "large",
+    "river",
+    "city",
+    "night",
+]
 FLOOR_MS = 20.0
 
 

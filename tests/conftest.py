@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from p13n.encode import Encoder, MiniLMEncoder
+from p13n.encode import Encoder, get_encoder
 from p13n.store import Store, open_store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -69,7 +69,20 @@ def store(store_url: str) -> Iterator[Store]:
     opened.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh cache, so every run exercises the real one-time ONNX export of the encoder."""
+    folder = tmp_path_factory.mktemp("p13n-cache")
+    previous = os.environ.get("P13N_CACHE_DIR")
+    os.environ["P13N_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["P13N_CACHE_DIR"]
+    else:
+        os.environ["P13N_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
-    """The real bundled all-MiniLM-L6-v2."""
-    return MiniLMEncoder()
+    """The real default encoder: bundled all-MiniLM-L6-v2 on ONNX Runtime."""
+    return get_encoder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,8 @@ def test_registry_rules() -> None:
 
 
 def test_bundled_encoder(encoder: Encoder) -> None:
-    assert isinstance(encoder, Encoder) and encoders.names() == ["minilm"]
+    assert isinstance(encoder, Encoder)
+    assert encoders.names() == ["minilm", "minilm-bf16", "minilm-torch"]
     texts = [
         "The cat sat on the mat.",
         "A cat is sitting on a rug.",
@@ -93,6 +95,20 @@ def test_bundled_encoder(encoder: Encoder) -> None:
     assert similarity[0, 1] > 0.5 > similarity[0, 2]
     np.testing.assert_allclose(get_encoder().encode(texts), vectors, atol=1e-6)  # deterministic
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_onnx_and_torch_encoders_agree(encoder: Encoder, onnx_cache: Path) -> None:
+    """The default (ONNX Runtime) encoder gives the sentence-transformers vectors, so both may
+    share one encoder id; bf16 differs slightly and has its own id."""
+    assert list((onnx_cache / "onnx").glob("*.onnx"))  # exported once into the cache
+    texts = ["short", "A longer sentence about cooking pasta with lemon and butter. " * 30, "ok!"]
+    torch_encoder = get_encoder("minilm-torch")
+    assert encoder.id == torch_encoder.id
+    np.testing.assert_allclose(encoder.encode(texts), torch_encoder.encode(texts), atol=1e-5)
+    bf16 = get_encoder("minilm-bf16")
+    assert bf16.id != encoder.id
+    cosine = (bf16.encode(texts) * encoder.encode(texts)).sum(axis=1)
+    assert cosine.min() > 0.99
 
 
 def test_importing_p13n_does_not_import_torch() -> None:

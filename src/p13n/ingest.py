@@ -165,14 +165,22 @@ def _needing_vectors(
 
 
 def _encode(encoder: Encoder, texts: list[str], progress: Progress | None) -> list[Vector]:
+    """Encode each distinct text once, longest first, in chunks that report progress.
+
+    One global length order keeps padding low in every chunk (the encoder sorts only within a
+    call); identical texts (short reviews repeat across users) are encoded once.
+    """
     import numpy as np
 
-    step = 256
+    distinct = sorted(set(texts), key=len, reverse=True)
+    step = 512
     parts = []
-    for start in range(0, len(texts), step):
-        parts.append(encoder.encode(texts[start : start + step]))
+    for start in range(0, len(distinct), step):
+        parts.append(encoder.encode(distinct[start : start + step]))
         if progress is not None:
-            progress("embed", min(start + step, len(texts)), len(texts))
+            progress("embed", min(start + step, len(distinct)), len(distinct))
     if not parts:
         return []
-    return list(np.concatenate(parts))
+    vectors = np.concatenate(parts)
+    row = {text: n for n, text in enumerate(distinct)}
+    return [vectors[row[text]] for text in texts]
