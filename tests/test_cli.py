@@ -150,3 +150,10 @@ def test_bad_settings_are_refused_with_the_value(
 def test_cli_reports_config_errors(tmp_path: Path) -> None:
     code, out = invoke("--store", "mysql://x/y", "users")
     assert code == 1 and "sqlite:// or postgresql://" in out
+
+
+def test_migrate_reports_the_revision(sqlite_url: str) -> None:
+    from p13n.store import head_revision
+
+    code, out = invoke("--store", sqlite_url, "migrate")
+    assert code == 0 and f"schema revision {head_revision()}" in out

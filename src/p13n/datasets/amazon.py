@@ -7,13 +7,12 @@ with the product. The 2018 release repeats one review across product variants: s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from p13n.data import Document, Interaction, stable_id
-from p13n.datasets.source import LoadOptions, Sourced, build, read_lines
+from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_lines
 from p13n.errors import IngestError
 
 _REQUIRED = ("reviewerID", "asin", "overall", "unixReviewTime")
@@ -109,14 +108,7 @@ def _flush(
 
 
 def _parse(line: str, source: str, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise IngestError(
-            source, number, None, f"malformed JSON: {error.msg} at column {error.colno}"
-        ) from None
-    if not isinstance(record, dict):
-        raise IngestError(source, number, None, "expected a JSON object per line")
+    record = parse_object(line, source, number)
     for field in _REQUIRED:
         if record.get(field) in (None, ""):
             raise IngestError(source, number, field, "missing required field of an Amazon review")

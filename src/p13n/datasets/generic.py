@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from p13n.data import RECORD_TYPES
-from p13n.datasets.source import LoadOptions, Sourced, build, read_lines
+from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_lines
 from p13n.errors import IngestError
 
 _NESTED = ("attributes", "metadata")
@@ -43,14 +42,7 @@ def load_jsonl(path: Path, options: LoadOptions = LoadOptions()) -> Iterator[Sou
     for number, line in read_lines(path):
         if not line.strip():
             continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise IngestError(
-                source, number, None, f"malformed JSON: {error.msg} at column {error.colno}"
-            ) from None
-        if not isinstance(raw, dict):
-            raise IngestError(source, number, None, "expected a JSON object per line")
+        raw = parse_object(line, source, number)
         if "type" not in raw:
             raise IngestError(source, number, "type", "missing: every line needs a record type")
         kind = raw.pop("type")

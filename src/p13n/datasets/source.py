@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +70,16 @@ def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
         raise IngestError(str(path), None, None, "no such file") from None
     except (OSError, EOFError) as error:  # truncated or corrupt gzip
         raise IngestError(str(path), number + 1, None, f"unreadable: {error}") from None
+
+
+def parse_object(line: str, source: str, number: int) -> dict[str, Any]:
+    """One JSON-lines record, which must be an object."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise IngestError(
+            source, number, None, f"malformed JSON: {error.msg} at column {error.colno}"
+        ) from None
+    if not isinstance(record, dict):
+        raise IngestError(source, number, None, "expected a JSON object per line")
+    return record
