@@ -127,6 +127,21 @@ for path in sys.argv[2:]:
 """
 
 
+def run_writers(url: str, batches: list[list[Path]]) -> None:
+    """One process per list of files, all ingesting into ``url`` at once; each must succeed."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, url, *map(str, paths)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for paths in batches
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+
+
 def test_concurrent_ingest_from_processes_loses_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"  # created by the racing processes themselves
     batches: list[list[Path]] = []
@@ -155,17 +170,7 @@ def test_concurrent_ingest_from_processes_loses_nothing(tmp_path: Path) -> None:
             paths.append(write_jsonl(tmp_path / f"w{writer}-b{batch}.jsonl", records))
             expected.update((r["user_id"], r.get("item_id", r.get("id"))) for r in records)
         batches.append(paths)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_WRITER, url, *map(str, paths)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for paths in batches
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
+    run_writers(url, batches)
     store = open_store(url)
     found = {(i.user_id, i.item_id) for u in range(50) for i in store.interactions(f"u{u}")}
     found |= {("shared", d.id) for d in store.documents("shared")}
@@ -186,17 +191,7 @@ def test_concurrent_ingest_into_postgres(postgres_url: str, tmp_path: Path) -> N
         )
         for w in range(3)
     ]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_WRITER, postgres_url, str(path)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for path in paths
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
+    run_writers(postgres_url, [[path] for path in paths])
     store = open_store(postgres_url)
     assert sum(store.user_counts(f"u{u}").documents for u in range(7)) == 900
     assert [d.id for d in store.documents("shared")] == ["same"]

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from p13n.data import Document, Interaction, Item, Persona, Preference, User
+from p13n.data import Document, Interaction, Item, Persona, Preference, Record, User
 from p13n.errors import StoreError
 from p13n.store import schema as s
 from p13n.store.base import (
@@ -63,6 +63,47 @@ _KEYS: dict[str, tuple[Table, str, bool]] = {
     "item": (s.items, "item_id", False),
     "persona": (s.personas, "persona_id", False),
 }
+
+
+_COLUMNS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "user": lambda u: {"user_id": u.id, "attributes": u.attributes},
+    "document": lambda d: {
+        "user_id": d.user_id,
+        "document_id": d.id,
+        "kind": d.kind,
+        "title": d.title,
+        "text": d.text,
+        "timestamp": d.timestamp,
+        "meta": d.metadata,
+    },
+    "interaction": lambda i: {
+        "user_id": i.user_id,
+        "interaction_id": i.id,
+        "item_id": i.item_id,
+        "kind": i.kind,
+        "value": i.value,
+        "timestamp": i.timestamp,
+        "meta": i.metadata,
+    },
+    "preference": lambda p: {
+        "preference_id": p.id,
+        "user_id": p.user_id,
+        "persona_id": p.persona_id,
+        "prompt": p.prompt,
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "timestamp": p.timestamp,
+        "meta": p.metadata,
+    },
+    "item": lambda i: {
+        "item_id": i.id,
+        "title": i.title,
+        "text": i.text,
+        "attributes": i.attributes,
+    },
+    "persona": lambda p: {"persona_id": p.id, "description": p.description, "meta": p.metadata},
+}
+"""Table columns of each record type, besides tenant, content_hash and ingested_at."""
 
 
 class SQLStore:
@@ -159,193 +200,90 @@ class SQLStore:
 
     def write(self, changes: WriteSet) -> None:
         now = datetime.now(UTC)
-        tenant = self.tenant
+
+        def rows(records: Sequence[Record]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "tenant": self.tenant,
+                    **_COLUMNS[r.record_type](r),
+                    "content_hash": r.content_hash,
+                    "ingested_at": now,
+                }
+                for r in records
+            ]
+
+        referenced = [User(id=user_id) for user_id in changes.implicit_user_ids]
         with self._transaction() as c:
-            self._upsert(
+            # A user named by other records is created if missing but never overwritten.
+            self._upsert(c, s.users, rows(referenced), replace=False)
+            self._upsert(c, s.users, rows(changes.users))
+            # A changed row's old vectors describe old text: drop them (every encoder's).
+            self._delete_each(
                 c,
-                s.users,
-                [
-                    {
-                        "tenant": tenant,
-                        "user_id": uid,
-                        "attributes": {},
-                        "content_hash": "",
-                        "ingested_at": now,
-                    }
-                    for uid in changes.implicit_user_ids
-                ],
-                replace=False,
+                s.document_embeddings,
+                [{"user_id": d.user_id, "document_id": d.id} for d in changes.documents],
+            )
+            self._upsert(c, s.documents, rows(changes.documents))
+            self._upsert(c, s.interactions, rows(changes.interactions))
+            self._upsert(c, s.preferences, rows(changes.preferences))
+            self._delete_each(c, s.item_embeddings, [{"item_id": i.id} for i in changes.items])
+            self._upsert(c, s.items, rows(changes.items))
+            self._upsert(c, s.personas, rows(changes.personas))
+            self._delete_each(
+                c, s.persona_members, [{"persona_id": p.id} for p in changes.personas]
             )
             self._upsert(
                 c,
-                s.users,
+                s.persona_members,
                 [
-                    {
-                        "tenant": tenant,
-                        "user_id": u.id,
-                        "attributes": u.attributes,
-                        "content_hash": u.content_hash,
-                        "ingested_at": now,
-                    }
-                    for u in changes.users
-                ],
-            )
-            if changes.documents:
-                # A changed document's old vectors describe old text: drop them (all encoders).
-                c.execute(
-                    delete(s.document_embeddings).where(
-                        s.document_embeddings.c.tenant == tenant,
-                        s.document_embeddings.c.user_id == bindparam("u"),
-                        s.document_embeddings.c.document_id == bindparam("d"),
-                    ),
-                    [{"u": d.user_id, "d": d.id} for d in changes.documents],
-                )
-            self._upsert(
-                c,
-                s.documents,
-                [
-                    {
-                        "tenant": tenant,
-                        "user_id": d.user_id,
-                        "document_id": d.id,
-                        "kind": d.kind,
-                        "title": d.title,
-                        "text": d.text,
-                        "timestamp": d.timestamp,
-                        "meta": d.metadata,
-                        "content_hash": d.content_hash,
-                        "ingested_at": now,
-                    }
-                    for d in changes.documents
-                ],
-            )
-            self._upsert(
-                c,
-                s.interactions,
-                [
-                    {
-                        "tenant": tenant,
-                        "user_id": i.user_id,
-                        "interaction_id": i.id,
-                        "item_id": i.item_id,
-                        "kind": i.kind,
-                        "value": i.value,
-                        "timestamp": i.timestamp,
-                        "meta": i.metadata,
-                        "content_hash": i.content_hash,
-                        "ingested_at": now,
-                    }
-                    for i in changes.interactions
-                ],
-            )
-            self._upsert(
-                c,
-                s.preferences,
-                [
-                    {
-                        "tenant": tenant,
-                        "preference_id": p.id,
-                        "user_id": p.user_id,
-                        "persona_id": p.persona_id,
-                        "prompt": p.prompt,
-                        "chosen": p.chosen,
-                        "rejected": p.rejected,
-                        "timestamp": p.timestamp,
-                        "meta": p.metadata,
-                        "content_hash": p.content_hash,
-                        "ingested_at": now,
-                    }
-                    for p in changes.preferences
-                ],
-            )
-            if changes.items:
-                c.execute(
-                    delete(s.item_embeddings).where(
-                        s.item_embeddings.c.tenant == tenant,
-                        s.item_embeddings.c.item_id == bindparam("i"),
-                    ),
-                    [{"i": item.id} for item in changes.items],
-                )
-            self._upsert(
-                c,
-                s.items,
-                [
-                    {
-                        "tenant": tenant,
-                        "item_id": i.id,
-                        "title": i.title,
-                        "text": i.text,
-                        "attributes": i.attributes,
-                        "content_hash": i.content_hash,
-                        "ingested_at": now,
-                    }
-                    for i in changes.items
-                ],
-            )
-            self._upsert(
-                c,
-                s.personas,
-                [
-                    {
-                        "tenant": tenant,
-                        "persona_id": p.id,
-                        "description": p.description,
-                        "meta": p.metadata,
-                        "content_hash": p.content_hash,
-                        "ingested_at": now,
-                    }
+                    {"tenant": self.tenant, "persona_id": p.id, "user_id": member}
                     for p in changes.personas
+                    for member in p.members
                 ],
             )
-            if changes.personas:
-                c.execute(
-                    delete(s.persona_members).where(
-                        s.persona_members.c.tenant == tenant,
-                        s.persona_members.c.persona_id == bindparam("p"),
-                    ),
-                    [{"p": p.id} for p in changes.personas],
-                )
-                self._upsert(
-                    c,
-                    s.persona_members,
-                    [
-                        {"tenant": tenant, "persona_id": p.id, "user_id": member}
-                        for p in changes.personas
-                        for member in p.members
-                    ],
-                )
-            if changes.document_vectors or changes.item_vectors:
-                if changes.encoder_id is None:
-                    raise StoreError("vectors given without the encoder_id that made them")
-                self._upsert(
-                    c,
-                    s.document_embeddings,
-                    [
-                        {
-                            "tenant": tenant,
-                            "user_id": uid,
-                            "document_id": did,
-                            "encoder_id": changes.encoder_id,
-                            "dim": int(vector.shape[0]),
-                            "vector": _vector_bytes(vector),
-                        }
-                        for (uid, did), vector in changes.document_vectors.items()
-                    ],
-                )
-                self._upsert(
-                    c,
-                    s.item_embeddings,
-                    [
-                        {
-                            "tenant": tenant,
-                            "item_id": iid,
-                            "encoder_id": changes.encoder_id,
-                            "dim": int(vector.shape[0]),
-                            "vector": _vector_bytes(vector),
-                        }
-                        for iid, vector in changes.item_vectors.items()
-                    ],
-                )
+            if not (changes.document_vectors or changes.item_vectors):
+                return
+            if changes.encoder_id is None:
+                raise StoreError("vectors given without the encoder_id that made them")
+            vector_columns = {"tenant": self.tenant, "encoder_id": changes.encoder_id}
+            self._upsert(
+                c,
+                s.document_embeddings,
+                [
+                    {
+                        **vector_columns,
+                        "user_id": user_id,
+                        "document_id": document_id,
+                        "dim": int(vector.shape[0]),
+                        "vector": _vector_bytes(vector),
+                    }
+                    for (user_id, document_id), vector in changes.document_vectors.items()
+                ],
+            )
+            self._upsert(
+                c,
+                s.item_embeddings,
+                [
+                    {
+                        **vector_columns,
+                        "item_id": item_id,
+                        "dim": int(vector.shape[0]),
+                        "vector": _vector_bytes(vector),
+                    }
+                    for item_id, vector in changes.item_vectors.items()
+                ],
+            )
+
+    def _delete_each(self, c: Connection, table: Table, keys: list[dict[str, Any]]) -> None:
+        """Delete this tenant's rows matching each key (one executemany)."""
+        if not keys:
+            return
+        condition = [table.c.tenant == self.tenant]
+        condition += [table.c[name] == bindparam(f"key_{name}") for name in keys[0]]
+        c.execute(
+            delete(table).where(*condition),
+            [{f"key_{name}": value for name, value in key.items()} for key in keys],
+        )
 
     # -- change detection ----------------------------------------------------------------------
 
