@@ -140,7 +140,9 @@ def show_users(store: Store, limit: int) -> None:
     table = Table(title=f"{total} users in tenant {store.tenant!r}", title_justify="left")
     for column in ("user", "documents", "interactions", "preferences", "attributes"):
         table.add_column(
-            column, justify="right" if column not in ("user", "attributes") else "left"
+            column,
+            justify="right" if column not in ("user", "attributes") else "left",
+            no_wrap=True,
         )
     for summary in summaries:
         c = summary.counts
@@ -149,7 +151,7 @@ def show_users(store: Store, limit: int) -> None:
             str(c.documents),
             str(c.interactions),
             str(c.preferences),
-            _attributes(summary.user.attributes),
+            _attributes(summary.user.attributes, width=max(20, console.width - 60)),
         )
     console.print(table)
     if total > len(summaries):
