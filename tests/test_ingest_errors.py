@@ -173,6 +173,9 @@ def test_csv_with_more_cells_than_header(tmp_path: Path) -> None:
     path.write_text("id\nu1,extra\n")
     with pytest.raises(IngestError, match=r"users\.csv:2: more cells than header columns"):
         list(load_csv(path))
+    path.write_text("id,attributes.city\nu1,Oslo\nu2\n")
+    with pytest.raises(IngestError, match=r"users\.csv:3: fewer cells than header columns"):
+        list(load_csv(path))
 
 
 def test_amazon_review_without_reviewer(populated: Store, tmp_path: Path, encoder: Encoder) -> None:

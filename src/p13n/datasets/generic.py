@@ -2,7 +2,8 @@
 
 JSONL: one object per line with a ``"type"`` (user, document, interaction, preference, item,
 persona) and that record's fields, e.g.
-``{"type": "document", "user_id": "ada", "kind": "post", "text": "...", "timestamp": "2024-05"}``.
+``{"type": "document", "user_id": "ada", "kind": "post", "text": "...",
+"timestamp": "2024-05-01"}``.
 
 CSV: one record type per file, named by ``record_type`` or by the file name (``documents.csv``,
 ``users.csv``, ...). Columns are the record's fields; ``attributes.<name>`` and ``metadata.<name>``
@@ -12,14 +13,12 @@ An empty cell means the field is absent. See docs/DATA_FORMAT.md.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from p13n.data import RECORD_TYPES
-from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_lines
+from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_csv, read_lines
 from p13n.errors import IngestError
 
 _NESTED = ("attributes", "metadata")
@@ -55,9 +54,9 @@ def load_jsonl(path: Path, options: LoadOptions = LoadOptions()) -> Iterator[Sou
 
 def csv_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(path.glob("*.csv"))
+        files = sorted([*path.glob("*.csv"), *path.glob("*.csv.gz")])
         if not files:
-            raise IngestError(str(path), None, None, "no *.csv files here")
+            raise IngestError(str(path), None, None, "no *.csv or *.csv.gz files here")
         return files
     if not path.exists():
         raise IngestError(str(path), None, None, "no such file or folder")
@@ -75,28 +74,15 @@ def load_csv(
 
 
 def _load_csv_file(path: Path, kind: str, options: LoadOptions) -> Iterator[Sourced]:
-    source = str(path)
     model = RECORD_TYPES[kind]
-    # Read the whole file through the csv module so quoted cells may span lines; the reader's
-    # line_num still names the line where each record ends.
-    text = "\n".join(line for _, line in read_lines(path))
-    reader = csv.DictReader(io.StringIO(text), strict=True)
-    try:
-        if not reader.fieldnames:
-            raise IngestError(source, 1, None, "empty file: expected a CSV header")
-        for row in reader:
-            number = reader.line_num
-            if None in row:
-                raise IngestError(source, number, None, "more cells than header columns")
-            yield build(model, _nest(row, kind), source, number, options)
-    except csv.Error as error:
-        raise IngestError(source, reader.line_num, None, f"malformed CSV: {error}") from None
+    for number, row in read_csv(path):
+        yield build(model, _nest(row, kind), str(path), number, options)
 
 
-def _nest(row: dict[str, str | None], kind: str) -> dict[str, Any]:
+def _nest(row: dict[str, str], kind: str) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for column, value in row.items():
-        if value is None or value == "":
+        if value == "":
             continue
         prefix, dot, name = column.partition(".")
         if dot and prefix in _NESTED:

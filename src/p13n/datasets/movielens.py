@@ -7,14 +7,12 @@ own short documents.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from p13n.data import Document, Interaction, Item, User
-from p13n.datasets.source import LoadOptions, Sourced, build, read_lines
+from p13n.datasets.source import LoadOptions, Sourced, build, read_csv, read_lines
 from p13n.errors import IngestError
 
 # ml-1m's users.dat codes age and occupation (see its README).
@@ -176,42 +174,19 @@ def _genres(value: str) -> list[str]:
     return [g for g in value.split("|") if g and g != "(no genres listed)"]
 
 
-def _csv_rows(path: Path, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    lines = read_lines(path)
-    header_line = next(lines, None)
-    if header_line is None:
-        raise IngestError(str(path), 1, None, "empty file: expected a CSV header")
-    header = next(csv.reader([header_line[1]]))
-    missing = [name for name in required if name not in header]
-    if missing:
-        raise IngestError(str(path), 1, missing[0], f"CSV header lacks column(s) {missing}")
-    for number, line in lines:
-        if not line.strip():
-            continue
-        # Quoted fields in these files never span lines, so parsing line by line keeps line numbers.
-        values = next(csv.reader(io.StringIO(line)))
-        if len(values) != len(header):
-            raise IngestError(
-                str(path), number, None, f"expected {len(header)} CSV fields, got {len(values)}"
-            )
-        yield number, dict(zip(header, values, strict=True))
-
-
 def _load_latest(path: Path, options: LoadOptions) -> Iterator[Sourced]:
     if (path / "movies.csv").exists():
         source = str(path / "movies.csv")
-        for number, row in _csv_rows(path / "movies.csv", ["movieId", "title", "genres"]):
+        for number, row in read_csv(path / "movies.csv", ["movieId", "title", "genres"]):
             raw = _movie(row["movieId"], row["title"], _genres(row["genres"]), {})
             yield build(Item, raw, source, number, options)
     source = str(path / "ratings.csv")
-    for number, row in _csv_rows(
-        path / "ratings.csv", ["userId", "movieId", "rating", "timestamp"]
-    ):
+    for number, row in read_csv(path / "ratings.csv", ["userId", "movieId", "rating", "timestamp"]):
         raw = _rating(row["userId"], row["movieId"], row["rating"], row["timestamp"])
         yield build(Interaction, raw, source, number, options)
     if (path / "tags.csv").exists():
         source = str(path / "tags.csv")
-        for number, row in _csv_rows(path / "tags.csv", ["userId", "movieId", "tag", "timestamp"]):
+        for number, row in read_csv(path / "tags.csv", ["userId", "movieId", "tag", "timestamp"]):
             raw = {
                 "user_id": row["userId"],
                 "kind": "tag",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,3 +85,35 @@ def parse_object(line: str, source: str, number: int) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise IngestError(source, number, None, "expected a JSON object per line")
     return record
+
+
+def read_csv(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with a header, numbered by the line where each row ends.
+
+    Quoted cells may span lines. A row with more or fewer cells than the header, or a header
+    without a ``required`` column, is an error naming the line.
+    """
+    source = str(path)
+    text = "\n".join(line for _, line in read_lines(path))
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader, None)
+        if not header:
+            raise IngestError(source, 1, None, "empty file: expected a CSV header")
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise IngestError(source, 1, missing[0], f"CSV header lacks column(s) {missing}")
+        for values in reader:
+            if not values:
+                continue  # a blank line
+            if len(values) != len(header):
+                more = "more" if len(values) > len(header) else "fewer"
+                raise IngestError(
+                    source,
+                    reader.line_num,
+                    None,
+                    f"{more} cells than header columns ({len(values)}, not {len(header)})",
+                )
+            yield reader.line_num, dict(zip(header, values, strict=True))
+    except csv.Error as error:
+        raise IngestError(source, reader.line_num, None, f"malformed CSV: {error}") from None
