@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from p13n.encode import Encoder, get_encoder
+from p13n.llm import LLM
 from p13n.store import Store, open_store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -86,3 +87,12 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def encoder() -> Encoder:
     """The real default encoder: bundled all-MiniLM-L6-v2 on ONNX Runtime."""
     return get_encoder()
+
+
+@pytest.fixture(scope="session")
+def embedded_llm() -> LLM:
+    """The real embedded SmolLM2 model, loaded once for the session (offline)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from p13n.llm import get_llm
+
+    return get_llm()

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from p13n.data import Document, Interaction, Item, Persona, Preference, User
 from p13n.errors import StoreError
-from p13n.store import SQLStore, Store, WriteSet, head_revision, open_store
+from p13n.store import SQLStore, Store, StoredProfile, WriteSet, head_revision, open_store
 from p13n.store import schema as s
 from p13n.store.migrate import VERSION_TABLE, upgrade
 from tests.helpers import dump
@@ -164,6 +164,7 @@ def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
                 document_vectors={(user, d.id): vector(n) for n, d in enumerate(documents)},
             )
         )
+        store.put_profile(profile(user, store.data_version(user) or ""))
     kept_before = {t: [r for r in rows if "kept" in r] for t, rows in dump(store).items()}
     deleted = store.forget("gone")
     assert deleted == {
@@ -173,6 +174,7 @@ def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
         "interactions": 1,
         "preferences": 1,
         "persona_members": 1,
+        "profiles": 1,
     }
     assert isinstance(store, SQLStore)
     with store.engine.connect() as connection:
@@ -265,3 +267,47 @@ def test_unknown_url_schemes_are_refused() -> None:
         open_store("mysql://localhost/db")
     with pytest.raises(StoreError, match="does not parse"):
         open_store("not a url")
+
+
+def profile(user_id: str, data_version: str, text: str = "likes short headlines") -> StoredProfile:
+    return StoredProfile(
+        user_id=user_id,
+        profile_key="profile:test",
+        data_version=data_version,
+        model="test-model",
+        text=text,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_data_version_changes_with_each_write_of_the_users_data(store: Store) -> None:
+    assert store.data_version("u") is None
+    store.write(WriteSet(users=[User(id="u")], implicit_user_ids=["v"]))
+    first, other = store.data_version("u"), store.data_version("v")
+    assert first is not None and other is not None
+    store.documents("u")
+    assert store.data_version("u") == first
+    store.write(WriteSet(implicit_user_ids=["u"], documents=[doc("u", "new text")]))
+    second = store.data_version("u")
+    assert second not in (None, first)
+    store.write(
+        WriteSet(
+            interactions=[Interaction(user_id="u", item_id="i", kind="view")],
+            implicit_user_ids=["u"],
+        )
+    )
+    assert store.data_version("u") not in (first, second)
+    store.write(WriteSet(implicit_user_ids=["w"], documents=[doc("w", "someone else")]))
+    assert store.data_version("v") == other
+
+
+def test_profiles_round_trip_and_need_a_known_user(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown user 'ghost'"):
+        store.put_profile(profile("ghost", "v1"))
+    store.write(WriteSet(users=[User(id="u")]))
+    assert store.get_profile("u", "profile:test") is None
+    store.put_profile(profile("u", "v1"))
+    store.put_profile(profile("u", "v2", "prefers long answers"))
+    stored = store.get_profile("u", "profile:test")
+    assert stored == profile("u", "v2", "prefers long answers")
+    assert store.with_tenant("acme").get_profile("u", "profile:test") is None

@@ -1,11 +1,11 @@
-"""The ``p13n`` command line: ingest data, look at users, forget them, run the demo."""
+"""The ``p13n`` command line: ingest data, look at users, forget them; generation commands
+(``generate``, ``chat``, ``serve-llm``, ``demo``) are in ``cli_generate``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -247,17 +247,5 @@ def migrate(ctx: typer.Context) -> None:
         raise _fail(error) from None
 
 
-@app.command()
-def demo(ctx: typer.Context) -> None:
-    """Ingest the bundled demo users (written for p13n) and show them."""
-    from p13n.datasets import load_jsonl
-
-    try:
-        settings = _settings(ctx)
-        store = _open(settings)
-        with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
-            report = run_ingest(store, load_jsonl(path), settings)
-        _print_report(report)
-        show_users(store, limit=20)
-    except P13nError as error:
-        raise _fail(error) from None
+# Generation commands live in their own module; importing it registers them on ``app``.
+from p13n import cli_generate  # noqa: E402, F401

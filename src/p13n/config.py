@@ -27,6 +27,10 @@ class Settings(BaseModel):
     encoder: str = Field("minilm", description="registered encoder name")
     embed: bool = Field(True, description="compute embeddings at ingest")
     max_document_chars: int = Field(DEFAULT_MAX_TEXT_CHARS, gt=0)
+    llm_backend: str = Field("embedded", description="embedded, hf or openai")
+    llm_model: str | None = Field(None, description="openai: the served model's name")
+    llm_path: str | None = Field(None, description="hf: a local transformers model directory")
+    llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

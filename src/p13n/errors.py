@@ -49,3 +49,19 @@ class IngestError(P13nError, ValueError):
         where = source if line is None else f"{source}:{line}"
         what = f"field {field!r}: " if field else ""
         super().__init__(f"{where}: {what}{problem}")
+
+
+class LLMError(P13nError, RuntimeError):
+    """A language model backend failed to answer."""
+
+
+class LLMUnavailableError(LLMError, ConnectionError):
+    """The backend cannot be reached (server down, wrong address)."""
+
+
+class LLMTimeoutError(LLMError, TimeoutError):
+    """The backend did not answer within the configured timeout."""
+
+
+class PromptTooLongError(P13nError, ValueError):
+    """What a prompt may never lose (instructions, the user's input) does not fit the context."""

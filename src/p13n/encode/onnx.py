@@ -20,16 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from p13n.encode.minilm import MODEL_ID
+from p13n.paths import cache_dir
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 OPSET = 17
 _lock = threading.Lock()
 _sessions: dict[Path, tuple[Any, Any]] = {}
-
-
-def cache_dir() -> Path:
-    """Where derived model files live: ``$P13N_CACHE_DIR``, else ``~/.cache/p13n``."""
-    return Path(os.environ.get("P13N_CACHE_DIR", Path.home() / ".cache" / "p13n")).expanduser()
 
 
 def _model_dir() -> Path:

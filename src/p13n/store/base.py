@@ -90,6 +90,19 @@ def to_utc(value: object) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class StoredProfile:
+    """An LLM-written profile of a user, valid while the user's data is at ``data_version``."""
+
+    user_id: str
+    profile_key: str
+    """What wrote it: builder, model and instruction (a different key is a different profile)."""
+    data_version: str
+    model: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class UserCounts:
     documents: int
     interactions: int
@@ -149,6 +162,17 @@ class Store(Protocol):
     def list_users(self, *, limit: int = 100, offset: int = 0) -> list[UserSummary]: ...
 
     def count_users(self) -> int: ...
+
+    def data_version(self, user_id: str) -> str | None:
+        """A token that changes whenever the user's data changes; None for an unknown user.
+        Caches of anything derived from a user's data (indexes, profiles) key on it."""
+        ...
+
+    def get_profile(self, user_id: str, profile_key: str) -> StoredProfile | None: ...
+
+    def put_profile(self, profile: StoredProfile) -> None:
+        """Store (replace) a profile; refused for a user the store does not know."""
+        ...
 
     def user_counts(self, user_id: str) -> UserCounts: ...
 

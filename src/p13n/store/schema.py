@@ -44,6 +44,8 @@ users = Table(
     Column("attributes", Json, nullable=False),
     Column("content_hash", String(HASH), nullable=False),
     *_timestamps(),
+    # Revision 0003: a fresh token on every write that touches the user's data (NULL before).
+    Column("data_version", String(HASH), nullable=True),
     PrimaryKeyConstraint("tenant", "user_id", name="pk_users"),
 )
 
@@ -161,6 +163,20 @@ item_embeddings = Table(
     PrimaryKeyConstraint("tenant", "encoder_id", "item_id", name="pk_item_embeddings"),
 )
 
+# Revision 0003: LLM-written user profiles, valid for the data version they were written from.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user_id", String(ID), nullable=False),
+    Column("profile_key", String(ID), nullable=False),
+    Column("data_version", String(HASH), nullable=False),
+    Column("model", String(ID), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "user_id", "profile_key", name="pk_profiles"),
+)
+
 PER_USER_TABLES = (
     users,
     documents,
@@ -168,5 +184,6 @@ PER_USER_TABLES = (
     interactions,
     preferences,
     persona_members,
+    profiles,
 )
 """Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +31,7 @@ from p13n.store import schema as s
 from p13n.store.base import (
     DEFAULT_TENANT,
     EmbeddedDocuments,
+    StoredProfile,
     UserCounts,
     UserSummary,
     Vector,
@@ -213,10 +216,19 @@ class SQLStore:
             ]
 
         referenced = [User(id=user_id) for user_id in changes.implicit_user_ids]
+        # A new user row starts at a fresh version too: a forgotten and re-created user must
+        # never match a cache entry of their former data.
+        version = uuid.uuid4().hex
         with self._transaction() as c:
             # A user named by other records is created if missing but never overwritten.
-            self._upsert(c, s.users, rows(referenced), replace=False)
-            self._upsert(c, s.users, rows(changes.users))
+            self._upsert(
+                c,
+                s.users,
+                [{**r, "data_version": version} for r in rows(referenced)],
+                replace=False,
+            )
+            self._upsert(c, s.users, [{**r, "data_version": version} for r in rows(changes.users)])
+            self._bump_data_versions(c, changes, version)
             # A changed row's old vectors describe old text: drop them (every encoder's).
             self._delete_each(
                 c,
@@ -272,6 +284,34 @@ class SQLStore:
                     }
                     for item_id, vector in changes.item_vectors.items()
                 ],
+            )
+
+    def _bump_data_versions(self, c: Connection, changes: WriteSet, version: str) -> None:
+        """Give every user whose data this write touches a fresh data version."""
+        # Users only named by other records are not touched: a no-op re-ingest changes nothing.
+        touched = {u.id for u in changes.users}
+        for records in (changes.documents, changes.interactions):
+            touched.update(r.user_id for r in records)
+        touched.update(p.user_id for p in changes.preferences if p.user_id is not None)
+        touched.update(member for p in changes.personas for member in p.members)
+        if changes.items:  # interactions are read with their item's title and text
+            i = s.interactions
+            for chunk in chunked([item.id for item in changes.items]):
+                touched.update(
+                    c.execute(
+                        select(i.c.user_id)
+                        .distinct()
+                        .where(i.c.tenant == self.tenant, i.c.item_id.in_(list(chunk)))
+                    ).scalars()
+                )
+        if not touched:
+            return
+        u = s.users
+        for chunk in chunked(sorted(touched)):
+            c.execute(
+                update(u)
+                .where(u.c.tenant == self.tenant, u.c.user_id.in_(list(chunk)))
+                .values(data_version=version)
             )
 
     def _delete_each(self, c: Connection, table: Table, keys: list[dict[str, Any]]) -> None:
@@ -364,6 +404,66 @@ class SQLStore:
             ).first()
         return (
             None if row is None else User.model_construct(id=row.user_id, attributes=row.attributes)
+        )
+
+    def data_version(self, user_id: str) -> str | None:
+        u = s.users
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(u.c.data_version).where(u.c.tenant == self.tenant, u.c.user_id == user_id)
+            ).first()
+        if row is None:
+            return None
+        return row.data_version or "initial"
+
+    def get_profile(self, user_id: str, profile_key: str) -> StoredProfile | None:
+        p = s.profiles
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(p.c.data_version, p.c.model, p.c.text, p.c.created_at).where(
+                    p.c.tenant == self.tenant,
+                    p.c.user_id == user_id,
+                    p.c.profile_key == profile_key,
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoredProfile(
+            user_id=user_id,
+            profile_key=profile_key,
+            data_version=row.data_version,
+            model=row.model,
+            text=row.text,
+            created_at=to_utc(row.created_at) or datetime.now(UTC),
+        )
+
+    def put_profile(self, profile: StoredProfile) -> None:
+        with self._transaction() as c:
+            if self._user_row_missing(c, profile.user_id):
+                raise StoreError(f"cannot store a profile for unknown user {profile.user_id!r}")
+            self._upsert(
+                c,
+                s.profiles,
+                [
+                    {
+                        "tenant": self.tenant,
+                        "user_id": profile.user_id,
+                        "profile_key": profile.profile_key,
+                        "data_version": profile.data_version,
+                        "model": profile.model,
+                        "text": profile.text,
+                        "created_at": profile.created_at,
+                    }
+                ],
+            )
+
+    def _user_row_missing(self, c: Connection, user_id: str) -> bool:
+        u = s.users
+        return (
+            c.execute(
+                select(u.c.user_id).where(u.c.tenant == self.tenant, u.c.user_id == user_id)
+            ).first()
+            is None
         )
 
     def count_users(self) -> int:

@@ -1,0 +1,307 @@
+"""CLI commands that generate: ``generate``, ``chat``, ``serve-llm`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from p13n.cli import _fail, _open, _print_report, _settings, app, console, run_ingest, show_users
+from p13n.config import Settings
+from p13n.errors import P13nError
+from p13n.llm import GenerationOptions, LLMConfig
+from p13n.personalize import Generation, Personalizer, PersonalizerConfig
+from p13n.retrieve import RetrieverConfig
+from p13n.store import Store
+
+TaskOption = Annotated[str, typer.Option(help="Task template: chat, lamp1-7, longlamp-*.")]
+RetrieverOption = Annotated[str, typer.Option(help="bm25, tfidf, dense, hybrid or recency.")]
+KOption = Annotated[int, typer.Option("--k", "-k", help="Items of the user's data to retrieve.")]
+PromptOption = Annotated[str, typer.Option(help="Prompt builder: contextual, persona, profile.")]
+QueryOption = Annotated[str, typer.Option(help="Query generator: identity, keywords, ...")]
+BackendOption = Annotated[str | None, typer.Option(help="LLM backend: embedded, hf, openai.")]
+TokensOption = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
+
+
+def _config(
+    settings: Settings,
+    *,
+    task: str,
+    retriever: str,
+    k: int,
+    prompt: str,
+    query: str,
+    backend: str | None,
+    max_new_tokens: int,
+) -> PersonalizerConfig:
+    try:
+        return PersonalizerConfig(
+            task=task,
+            query=query,
+            prompt=prompt,
+            retriever=RetrieverConfig(name=retriever, k=k),
+            llm=LLMConfig(
+                backend=backend or settings.llm_backend,
+                model=settings.llm_model,
+                path=settings.llm_path,
+                base_url=settings.llm_base_url,
+            ),
+            generation=GenerationOptions(max_new_tokens=max_new_tokens),
+            encoder=settings.encoder,
+        )
+    except ValueError as error:  # pydantic's message names the field and the bad value
+        from p13n.errors import ConfigError
+
+        raise ConfigError(str(error)) from None
+
+
+def _excerpt(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_retrieved(generation: Generation) -> None:
+    retrieved = generation.trace.retrieved
+    if retrieved is None or not retrieved.items:
+        console.print("[dim]nothing retrieved[/]")
+        return
+    table = Table(
+        title=f"retrieved by {retrieved.retriever} for query {_excerpt(retrieved.query, 60)!r}",
+        title_justify="left",
+    )
+    for column in ("#", "score", "source", "kind", "text", "id"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for rank, item in enumerate(retrieved.items, start=1):
+        text = f"{item.title}: {item.text}" if item.title else item.text
+        table.add_row(
+            str(rank), f"{item.score:.3f}", item.source, item.kind, _excerpt(text), item.id[:12]
+        )
+    console.print(table)
+
+
+def print_trace(generation: Generation) -> None:
+    trace, t = generation.trace, generation.trace.timings
+    prompt = trace.prompt
+    console.print(
+        f"[dim]{trace.backend}:{trace.model} · builder {prompt.builder} · task {trace.task} · "
+        f"prompt {trace.prompt_tokens} tokens (budget {prompt.budget}, {len(prompt.items)} items "
+        f"in, {prompt.dropped} dropped) · answer {trace.completion_tokens} tokens · "
+        f"query {t.query_ms:.1f} ms, retrieval {t.retrieve_ms:.1f} ms, prompt {t.prompt_ms:.1f} "
+        f"ms, generation {t.generate_ms:.0f} ms[/]"
+    )
+
+
+def print_comparison(user: str, baseline: Generation, personalized: Generation) -> None:
+    table = Table(title=f"user {user}", title_justify="left", show_lines=True)
+    table.add_column("non-personalized", ratio=1)
+    table.add_column(f"personalized ({personalized.trace.prompt.builder})", ratio=1)
+    table.add_row(baseline.text, personalized.text)
+    console.print(table)
+    print_retrieved(personalized)
+    print_trace(personalized)
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The input x.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")],
+    task: TaskOption = "chat",
+    retriever: RetrieverOption = "bm25",
+    k: KOption = 4,
+    prompt: PromptOption = "contextual",
+    query: QueryOption = "identity",
+    backend: BackendOption = None,
+    max_new_tokens: TokensOption = 128,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Also answer without personalization, side by side.")
+    ] = False,
+    personalize: Annotated[
+        bool, typer.Option(help="--no-personalize gives the baseline (same model and template).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
+    show_prompt: Annotated[bool, typer.Option(help="Print the exact prompt.")] = False,
+) -> None:
+    """Answer TEXT for a user, personalized with their own data, with its trace."""
+    try:
+        settings = _settings(ctx)
+        config = _config(
+            settings,
+            task=task,
+            retriever=retriever,
+            k=k,
+            prompt=prompt,
+            query=query,
+            backend=backend,
+            max_new_tokens=max_new_tokens,
+        )
+        personalizer = Personalizer(_open(settings), config)
+        if compare:
+            baseline, personalized = personalizer.compare(user, text)
+            if as_json:
+                console.print_json(
+                    json.dumps(
+                        {"baseline": baseline.to_dict(), "personalized": personalized.to_dict()}
+                    )
+                )
+                return
+            print_comparison(user, baseline, personalized)
+            result = personalized
+        else:
+            result = personalizer.generate(user, text, personalize=personalize)
+            if as_json:
+                console.print_json(json.dumps(result.to_dict()))
+                return
+            console.print(result.text, highlight=False, markup=False)
+            print_retrieved(result)
+            print_trace(result)
+        if show_prompt:
+            console.rule("prompt")
+            console.print(result.trace.prompt.text(), highlight=False, markup=False)
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+def store_chat_turn(store: Store, settings: Settings, user: str, said: str, answer: str) -> None:
+    """Keep what the user said as their own document (the answer rides along as metadata), so
+    the next turn can retrieve it."""
+    from p13n.data import Document
+    from p13n.datasets import Sourced
+    from p13n.encode import get_encoder
+    from p13n.ingest import ingest
+
+    turn = Document(
+        user_id=user,
+        kind="chat",
+        text=said,
+        timestamp=datetime.now(UTC),
+        metadata={"reply": answer},
+    )
+    encoder = get_encoder(settings.encoder) if settings.embed else None
+    ingest(store, [Sourced(turn, "chat")], encoder=encoder)
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")],
+    retriever: RetrieverOption = "bm25",
+    k: KOption = 4,
+    prompt: PromptOption = "contextual",
+    backend: BackendOption = None,
+    max_new_tokens: TokensOption = 192,
+    show_retrieved: Annotated[bool, typer.Option(help="Show what each answer used.")] = False,
+) -> None:
+    """Chat as a user; each turn is stored as their data, so later turns are personalized by the
+    conversation so far. An empty line or Ctrl-D ends the chat."""
+    try:
+        settings = _settings(ctx)
+        store = _open(settings)
+        config = _config(
+            settings,
+            task="chat",
+            retriever=retriever,
+            k=k,
+            prompt=prompt,
+            query="identity",
+            backend=backend,
+            max_new_tokens=max_new_tokens,
+        )
+        personalizer = Personalizer(store, config)
+        if store.data_version(user) is None:
+            from p13n.errors import UnknownUserError
+
+            raise UnknownUserError(user, store.tenant)
+        console.print(f"[dim]chatting as {user}; an empty line ends[/]")
+        while True:
+            try:
+                said = console.input("[bold]you>[/] ").strip()
+            except EOFError:
+                break
+            if not said:
+                break
+            answer = personalizer.generate(user, said)
+            console.print(f"[bold]p13n>[/] {answer.text}", highlight=False)
+            if show_retrieved:
+                print_retrieved(answer)
+            store_chat_turn(store, settings, user, said, answer.text)
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+@app.command("serve-llm")
+def serve_llm(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    backend: BackendOption = None,
+) -> None:
+    """Serve an LLM backend (the embedded model by default) as an OpenAI-compatible API."""
+    import uvicorn
+
+    from p13n.llm import get_llm
+    from p13n.server.llm_api import create_llm_app
+
+    try:
+        settings = _settings(ctx)
+        llm = get_llm(
+            LLMConfig(
+                backend=backend or settings.llm_backend,
+                model=settings.llm_model,
+                path=settings.llm_path,
+                base_url=settings.llm_base_url,
+            )
+        )
+        console.print(f"serving {llm.model} at http://{host}:{port}/v1")
+        uvicorn.run(create_llm_app(llm), host=host, port=port, log_level="warning")
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+DEMO_USERS = ("ada", "bruno", "chloe")
+DEMO_INPUT = "Recommend one film for tonight and say why in two sentences."
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    generate: Annotated[
+        bool, typer.Option(help="Also answer one input for demo users, with and without p13n.")
+    ] = True,
+    max_new_tokens: TokensOption = 64,
+) -> None:
+    """Ingest the bundled demo users (written for p13n), show them, and answer the same input
+    for several of them with and without personalization, with the trace."""
+    from p13n.datasets import load_jsonl
+
+    try:
+        settings = _settings(ctx)
+        store = _open(settings)
+        with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
+            report = run_ingest(store, load_jsonl(path), settings)
+        _print_report(report)
+        show_users(store, limit=20)
+        if not generate:
+            return
+        config = _config(
+            settings,
+            task="chat",
+            retriever="hybrid",
+            k=3,
+            prompt="contextual",
+            query="identity",
+            backend=None,
+            max_new_tokens=max_new_tokens,
+        )
+        with console.status("loading the model (the first run prepares it: ~30 s)"):
+            personalizer = Personalizer(store, config)
+        console.rule(f"the same input for {len(DEMO_USERS)} users: {DEMO_INPUT!r}")
+        for user in DEMO_USERS:
+            baseline, personalized = personalizer.compare(user, DEMO_INPUT)
+            print_comparison(user, baseline, personalized)
+    except P13nError as error:
+        raise _fail(error) from None

@@ -1,0 +1,116 @@
+"""Language-model backends behind one ``LLM`` protocol: ``embedded`` (default, offline), ``hf``
+(any local transformers model) and ``openai`` (any OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from p13n.errors import ConfigError
+from p13n.llm.base import (
+    LLM,
+    CharTokenizer,
+    ChatMessage,
+    Completion,
+    GenerationOptions,
+    Tokenizer,
+)
+from p13n.registry import Registry
+
+
+class LLMConfig(BaseModel):
+    """Which model answers, and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = "embedded"
+    path: str | None = Field(None, description="hf: a local transformers model directory")
+    model: str | None = Field(None, description="openai: the model name the server serves")
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: env var holding the key")
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    context_window: int = Field(8192, gt=0, description="openai: the served model's context")
+    tokenizer: Literal["embedded", "chars"] | str = Field(
+        "chars",
+        description="openai: 'embedded' (the server runs the embedded model), a local tokenizer "
+        "directory, or 'chars' (an explicit conservative estimate)",
+    )
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> LLMConfig:
+        if self.backend == "hf" and not self.path:
+            raise ValueError("the hf backend needs path: a local transformers model directory")
+        if self.backend == "openai" and not self.model:
+            raise ValueError("the openai backend needs model: the name the server serves")
+        return self
+
+
+backends: Registry[Callable[[LLMConfig], LLM]] = Registry("llm backend")
+
+
+@backends.decorator("embedded")
+def _embedded(config: LLMConfig) -> LLM:
+    from p13n.llm.hf import EmbeddedLLM
+
+    return EmbeddedLLM()
+
+
+@backends.decorator("hf")
+def _hf(config: LLMConfig) -> LLM:
+    from p13n.llm.hf import HFLLM
+
+    assert config.path is not None  # checked by LLMConfig
+    return HFLLM(config.path)
+
+
+def _tokenizer(name: str) -> Tokenizer:
+    if name == "chars":
+        return CharTokenizer()
+    from p13n.llm.hf import HFLLM, EmbeddedLLM
+
+    local = EmbeddedLLM() if name == "embedded" else HFLLM(name)
+    return local.tokenizer
+
+
+@backends.decorator("openai")
+def _openai(config: LLMConfig) -> LLM:
+    import os
+
+    from p13n.llm.openai import OpenAILLM
+
+    assert config.model is not None  # checked by LLMConfig
+    return OpenAILLM(
+        config.model,
+        base_url=config.base_url,
+        api_key=os.environ.get(config.api_key_env),
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        context_window=config.context_window,
+        tokenizer=_tokenizer(config.tokenizer),
+    )
+
+
+def get_llm(config: LLMConfig | None = None) -> LLM:
+    """The backend ``config`` names (the embedded model by default)."""
+    config = config or LLMConfig()
+    try:
+        factory = backends.get(config.backend)
+    except KeyError as error:
+        raise ConfigError(str(error)) from None
+    return factory(config)
+
+
+__all__ = [
+    "LLM",
+    "CharTokenizer",
+    "ChatMessage",
+    "Completion",
+    "GenerationOptions",
+    "LLMConfig",
+    "Tokenizer",
+    "backends",
+    "get_llm",
+]

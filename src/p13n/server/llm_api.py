@@ -1,0 +1,121 @@
+"""An OpenAI-compatible chat-completions server for any p13n ``LLM`` (the embedded model by
+default): ``GET /v1/models`` and ``POST /v1/chat/completions``, streaming included."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from p13n.errors import LLMError
+from p13n.llm import LLM, ChatMessage, GenerationOptions
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """The subset of OpenAI's request this server honours; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0, le=8192)
+    max_completion_tokens: int | None = Field(None, gt=0, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+
+    def options(self) -> GenerationOptions:
+        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return GenerationOptions(
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed or 0,
+            stop=tuple(stop),
+        )
+
+    def chat(self) -> list[ChatMessage]:
+        return [ChatMessage(role=m.role, content=m.content) for m in self.messages]
+
+
+def create_llm_app(llm: LLM) -> FastAPI:
+    """The app serving ``llm`` under its model name."""
+    app = FastAPI(title="p13n LLM server", version="1")
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": llm.model, "object": "model", "created": 0, "owned_by": "p13n"}],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        if request.model != llm.model:
+            raise HTTPException(404, f"model {request.model!r} is not served here: {llm.model!r}")
+        created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
+        if request.stream:
+            return StreamingResponse(
+                _events(llm, request, completion_id, created), media_type="text/event-stream"
+            )
+        try:
+            completion = await run_in_threadpool(llm.generate, request.chat(), request.options())
+        except LLMError as error:
+            raise HTTPException(502, str(error)) from error
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": llm.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+            },
+        }
+
+    return app
+
+
+def _events(llm: LLM, request: ChatRequest, completion_id: str, created: int) -> Iterator[str]:
+    """Server-sent events in OpenAI's chunk format (a sync generator: Starlette iterates it in a
+    worker thread, so decoding never blocks the event loop)."""
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": llm.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in llm.stream(request.chat(), request.options()):
+        yield chunk({"content": piece})
+    yield chunk({}, "stop")
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,191 @@
+"""The Personalizer end to end on the demo users: real store, encoder and embedded model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from p13n.cli import app
+from p13n.data import Document
+from p13n.datasets import Sourced, load_jsonl
+from p13n.encode import Encoder
+from p13n.errors import UnknownUserError
+from p13n.ingest import ingest
+from p13n.llm import LLM, GenerationOptions
+from p13n.personalize import Personalizer, PersonalizerConfig
+from p13n.prompt import builders
+from p13n.retrieve import RetrieverConfig
+from p13n.store import Store, open_store
+
+pytestmark = pytest.mark.slow
+
+SHORT = GenerationOptions(max_new_tokens=8)
+QUESTION = "Which film should I watch tonight?"
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+    store = open_store(url)
+    with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
+        ingest(store, load_jsonl(path), encoder=encoder)
+    store.close()
+    return url
+
+
+@pytest.fixture
+def demo(demo_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the demo store, so tests that write do not affect each other."""
+    source = Path(demo_url.removeprefix("sqlite:///"))
+    copy = tmp_path / "demo.db"
+    copy.write_bytes(source.read_bytes())
+    store = open_store(f"sqlite:///{copy}")
+    yield store
+    store.close()
+
+
+def personalizer(store: Store, llm: LLM, encoder: Encoder, **config: object) -> Personalizer:
+    return Personalizer(
+        store, PersonalizerConfig(generation=SHORT, **config), llm=llm, encoder=encoder
+    )
+
+
+def test_generate_returns_the_output_and_its_trace(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, retriever=RetrieverConfig(name="hybrid", k=3))
+    result = p.generate("ada", QUESTION)
+    trace = result.trace
+    assert result.text and trace.personalized and trace.user_id == "ada"
+    assert trace.query == QUESTION and trace.retriever == "hybrid(bm25,dense)"
+    assert trace.retrieved is not None and len(trace.retrieved) == 3
+    ada_ids = {d.id for d in demo.documents("ada")} | {i.id for i in demo.interactions("ada")}
+    ada_ids |= {f"attribute:{k}" for k in (demo.get_user("ada") or Document).attributes}  # type: ignore[union-attr]
+    assert {item.id for item in trace.retrieved.items} <= ada_ids
+    assert all(item.owner == "ada" for item in trace.retrieved.items)
+    user_message = trace.prompt.messages[1]["content"]
+    for item in trace.retrieved.items[: len(trace.prompt.items)]:
+        assert item.text[:20].replace('"', '\\"') in user_message
+    assert trace.backend == "embedded" and trace.model == embedded_llm.model
+    assert trace.prompt_tokens == trace.prompt.tokens <= trace.prompt.budget
+    assert 0 < trace.completion_tokens <= 8
+    t = trace.timings
+    assert 0 < t.generate_ms < t.total_ms and t.overhead_ms >= 0
+    assert result.to_dict()["trace"]["retrieved"]["items"][0]["id"] == trace.retrieved.items[0].id
+
+
+def test_the_baseline_uses_the_same_model_and_template_without_user_data(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, task="lamp4")
+    baseline, personalized = p.compare("bruno", "Local bakery wins a national prize")
+    assert not baseline.trace.personalized and baseline.trace.retrieved is None
+    assert baseline.trace.prompt.builder == "none" and not baseline.trace.prompt.items
+    assert baseline.trace.model == personalized.trace.model
+    assert (
+        baseline.trace.prompt.messages
+        == builders.get("none")
+        .build(p.template, "Local bakery wins a national prize", embedded_llm.tokenizer, p.budget)
+        .messages
+    )
+    assert personalized.trace.prompt.items
+
+
+def test_unknown_user_is_a_clear_error(demo: Store, embedded_llm: LLM, encoder: Encoder) -> None:
+    p = personalizer(demo, embedded_llm, encoder)
+    for personalize in (True, False):
+        with pytest.raises(UnknownUserError, match="no user 'nobody' in tenant 'default'"):
+            p.generate("nobody", QUESTION, personalize=personalize)
+
+
+def test_a_write_is_retrieved_on_the_next_call(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, retriever=RetrieverConfig(name="bm25", k=1))
+    before = p.generate("chloe", "zeppelin restoration")
+    note = Document(
+        user_id="chloe",
+        kind="note",
+        text="Spent the day on the zeppelin restoration project.",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    ingest(demo, [Sourced(note, "test")], encoder=encoder)
+    after = p.generate("chloe", "zeppelin restoration")
+    assert after.trace.data_version != before.trace.data_version
+    assert after.trace.retrieved is not None
+    assert after.trace.retrieved.items[0].id == note.id
+
+
+def test_profile_is_written_once_and_refreshed_when_the_data_changes(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, prompt="profile")
+    first = p.generate("emi", QUESTION)
+    assert first.trace.profile_refreshed is True and first.trace.prompt.profile
+    assert p.generate("emi", QUESTION).trace.profile_refreshed is False
+    ingest(
+        demo,
+        [Sourced(Document(user_id="emi", kind="post", text="New hobby: pottery!"), "t")],
+        encoder=encoder,
+    )
+    assert p.generate("emi", QUESTION).trace.profile_refreshed is True
+
+
+def test_persona_builder_uses_the_users_stored_persona(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, prompt="persona")
+    result = p.generate("chloe", QUESTION)
+    assert result.trace.prompt.persona is not None
+    assert result.trace.prompt.persona.startswith("Writes long, measured, formal sentences")
+    explicit = personalizer(
+        demo, embedded_llm, encoder, prompt="persona", persona_description="A pirate."
+    )
+    assert explicit.generate("chloe", QUESTION).trace.prompt.persona == "A pirate."
+
+
+def test_config_rejects_unknown_names() -> None:
+    with pytest.raises(ValidationError, match="unknown prompt builder 'fancy'"):
+        PersonalizerConfig(prompt="fancy")
+    with pytest.raises(ValidationError, match="unknown task template 'lamp9'"):
+        PersonalizerConfig(task="lamp9")
+    with pytest.raises(ValidationError, match="unknown retriever 'magic'"):
+        PersonalizerConfig(retriever=RetrieverConfig(name="magic"))
+    with pytest.raises(ValidationError):
+        PersonalizerConfig(temperature=0.3)  # type: ignore[call-arg]
+
+
+runner = CliRunner()
+
+
+def test_cli_generate_compare_and_json(demo: Store, demo_url: str) -> None:
+    url = str(demo.engine.url)  # type: ignore[attr-defined]
+    args = ["--store", url, "generate", "--user", "ada", QUESTION, "--max-new-tokens", "8"]
+    result = runner.invoke(app, [*args, "--compare"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "non-personalized" in result.output and "retrieved by bm25" in result.output
+    result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert '"personalized": true' in result.output
+    result = runner.invoke(app, ["--store", url, "generate", "--user", "ghost", "hi"])
+    assert result.exit_code == 1 and "no user 'ghost'" in result.output
+
+
+def test_cli_chat_stores_each_turn_as_the_users_data(demo: Store) -> None:
+    url = str(demo.engine.url)  # type: ignore[attr-defined]
+    result = runner.invoke(
+        app,
+        ["--store", url, "chat", "--user", "dmitri", "--max-new-tokens", "8"],
+        input="I restore old bicycles on weekends.\n\n",
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    chats = demo.documents("dmitri", kinds=["chat"])
+    assert [d.text for d in chats] == ["I restore old bicycles on weekends."]
+    assert chats[0].metadata["reply"]
