@@ -27,6 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/fetch_latency.py
+	$(BIN)/python bench/retrieval_latency.py
+	$(BIN)/python bench/generate_overhead.py
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache

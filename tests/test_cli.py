@@ -92,9 +92,12 @@ def test_forget_asks_first(sqlite_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 1 and open_store(sqlite_url).get_user("u") is not None
 
 
-def test_demo_ingests_the_bundled_users(sqlite_url: str) -> None:
-    code, out = invoke("--store", sqlite_url, "demo")
+@pytest.mark.slow
+def test_demo_ingests_the_bundled_users_and_compares_answers(sqlite_url: str) -> None:
+    code, out = invoke("--store", sqlite_url, "demo", "--max-new-tokens", "12")
     assert code == 0, out
+    assert out.count("non-personalized") == 3 and out.count("retrieved by hybrid") == 3
+    assert all(f"user {u}" in out for u in ("ada", "bruno", "chloe"))
     store = open_store(sqlite_url)
     assert [s.user.id for s in store.list_users()] == [
         "ada",
@@ -113,8 +116,9 @@ def test_demo_ingests_the_bundled_users(sqlite_url: str) -> None:
         "expressive-casual",
         "formal-literary",
     }
-    code, out = invoke("--store", sqlite_url, "demo")
+    code, out = invoke("--store", sqlite_url, "demo", "--no-generate")
     assert code == 0 and "0 texts embedded" in out  # idempotent
+    assert "non-personalized" not in out
 
 
 def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,8 @@ from tests.llm_server import free_port, serve
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # Any attempt to reach the network goes through a proxy where nothing listens, and fails.
-NO_NETWORK = {**OFFLINE, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+DEAD_PROXY = "http://127.0.0.1:9"
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 QUESTION: list[ChatMessage] = [{"role": "user", "content": "What is the capital of France?"}]
 STORY: list[ChatMessage] = [
@@ -44,6 +45,11 @@ GREEDY = GenerationOptions(max_new_tokens=32)
 def wire(messages: Sequence[ChatMessage]) -> list[ChatCompletionMessageParam]:
     """Messages as the official client's request type (the same dicts)."""
     return cast("list[ChatCompletionMessageParam]", list(messages))
+
+
+def no_network_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    return {**env, **OFFLINE, **dict.fromkeys(PROXY_VARS, DEAD_PROXY)}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +115,7 @@ def test_embedded_runs_in_a_fresh_process_without_network() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, **NO_NETWORK},
+        env=no_network_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -192,12 +198,6 @@ def test_stream_honours_a_stop_string_inside_one_piece(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: HFLLM.stream has already yielded the pieces holding the start of a stop "
-    "string that spans two streamed pieces (generate() cuts them)",
-)
 def test_stream_honours_a_stop_string_across_pieces(
     reference: Generate, embedded: EmbeddedLLM
 ) -> None:
@@ -245,13 +245,6 @@ def test_truncate_gives_the_prefix_that_fits(embedded: EmbeddedLLM) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: HFTokenizer.truncate cuts at the end of the character that the n-th byte-"
-    "level token belongs to, so a character split over several tokens is kept whole and the "
-    "prefix exceeds max_tokens",
-)
 def test_truncate_never_exceeds_the_budget_on_non_ascii_text(embedded: EmbeddedLLM) -> None:
     tokenizer = embedded.tokenizer
     text = "naïve café — 東京 🐉 dragons"
@@ -408,12 +401,6 @@ def test_official_client_against_the_server(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: the server's stream always ends with finish_reason 'stop', also when "
-    "max_tokens cut the answer (LLM.stream does not report why it ended)",
-)
 def test_streamed_finish_reason_says_length(embedded: EmbeddedLLM, client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
@@ -444,13 +431,6 @@ def test_unknown_model_is_404(client: openai.OpenAI, server_url: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: server errors come as FastAPI's {'detail': ...}, not OpenAI's "
-    "{'error': {'message': ...}}, so the openai client, and OpenAILLM's LLMError, carry only "
-    "'Error code: 404' and lose the reason",
-)
 def test_server_errors_reach_the_caller_with_their_reason(server_url: str) -> None:
     wrong = OpenAILLM(model="gpt-nonexistent", base_url=server_url, max_retries=0)
     with pytest.raises(LLMError) as raised:

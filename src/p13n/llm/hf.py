@@ -44,13 +44,22 @@ class HFTokenizer:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix ending at a token boundary that counts at most ``max_tokens``."""
         if max_tokens <= 0:
             return ""
         encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
         if len(offsets) <= max_tokens:
             return text
-        return text[: offsets[max_tokens - 1][1]]
+        # A character split over several byte-level tokens gives each of them the offsets of the
+        # whole character, so a cut can keep more tokens than asked: step back until it fits.
+        keep = max_tokens
+        while keep > 0:
+            prefix = text[: offsets[keep - 1][1]]
+            if self.count(prefix) <= max_tokens:
+                return prefix
+            keep -= 1
+        return ""
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         rendered = self._tokenizer.apply_chat_template(
@@ -105,7 +114,11 @@ class HFLLM:
         tokenizer = self._loaded.tokenizer
         kwargs: dict[str, Any] = {
             "max_new_tokens": options.max_new_tokens,
-            "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+            "pad_token_id": (
+                tokenizer.pad_token_id
+                if tokenizer.pad_token_id is not None
+                else tokenizer.eos_token_id
+            ),
         }
         if options.temperature > 0:
             kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
@@ -140,41 +153,82 @@ class HFLLM:
 
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._inputs(messages)
         streamer = TextIteratorStreamer(
             self._loaded.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
         failure: list[BaseException] = []
+        abandoned = threading.Event()
+
+        class Abandoned(StoppingCriteria):  # the consumer stopped reading: free the model
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return abandoned.is_set()
 
         def decode() -> None:
             try:
                 with self._loaded.lock, torch.inference_mode():
                     torch.manual_seed(options.seed)
                     self._loaded.model.generate(
-                        **inputs, **self._generate_kwargs(options), streamer=streamer
+                        **inputs,
+                        **self._generate_kwargs(options),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([Abandoned()]),
                     )
             except BaseException as error:  # surfaced in the caller's thread below
                 failure.append(error)
                 streamer.end()  # type: ignore[no-untyped-call]
 
+        finished = threading.Event()
+
+        def pieces() -> Iterator[str]:
+            yield from streamer
+            finished.set()
+
         worker = threading.Thread(target=decode, daemon=True)
         worker.start()
-        emitted = ""
-        for piece in streamer:
-            if not piece:
-                continue
-            cut, stopped = _cut_at_stop(emitted + piece, options.stop)
-            if stopped:
-                if len(cut) > len(emitted):
-                    yield cut[len(emitted) :]
-                break
-            emitted += piece
-            yield piece
-        worker.join()
+        try:
+            yield from _until_stop(pieces(), options.stop)
+        finally:
+            abandoned.set()
+            if not finished.is_set():  # read to the end marker, so the worker can finish
+                for _ in streamer:
+                    pass
+            worker.join()
         if failure:
             raise LLMError(f"{self.model} failed while generating: {failure[0]}") from failure[0]
+
+
+def _until_stop(pieces: Iterator[str] | Any, stop: Sequence[str]) -> Iterator[str]:
+    """Pass pieces through up to the first stop string, holding back any tail that could be
+    the start of one (a stop string can span two pieces)."""
+    emitted = held = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        held += piece
+        cut, stopped = _cut_at_stop(emitted + held, stop)
+        if stopped:
+            if len(cut) > len(emitted):
+                yield cut[len(emitted) :]
+            return
+        keep = max((_open_prefix(held, s) for s in stop if s), default=0)
+        ready = held[: len(held) - keep]
+        if ready:
+            yield ready
+            emitted += ready
+        held = held[len(ready) :]
+    if held:
+        yield held
+
+
+def _open_prefix(text: str, stop: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

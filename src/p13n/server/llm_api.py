@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.errors import LLMError
@@ -54,9 +55,28 @@ class ChatRequest(BaseModel):
         return [ChatMessage(role=m.role, content=m.content) for m in self.messages]
 
 
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    """OpenAI's error shape, so OpenAI clients show the reason, not just the status code."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}},
+        status_code=status,
+    )
+
+
 def create_llm_app(llm: LLM) -> FastAPI:
     """The app serving ``llm`` under its model name."""
     app = FastAPI(title="p13n LLM server", version="1")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail), "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()
+        )
+        return _error(422, f"invalid request: {problems}", "invalid_request_error")
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -114,8 +134,14 @@ def _events(llm: LLM, request: ChatRequest, completion_id: str, created: int) ->
         }
         return f"data: {json.dumps(body)}\n\n"
 
+    options = request.options()
     yield chunk({"role": "assistant", "content": ""})
-    for piece in llm.stream(request.chat(), request.options()):
+    text = ""
+    for piece in llm.stream(request.chat(), options):
+        text += piece
         yield chunk({"content": piece})
-    yield chunk({}, "stop")
+    # A stream does not say why it ended; an answer as long as the limit (re-tokenized) was
+    # cut by it (a stop string or the end of the answer ends a stream short of the limit).
+    at_limit = llm.tokenizer.count(text) >= options.max_new_tokens
+    yield chunk({}, "length" if at_limit else "stop")
     yield "data: [DONE]\n\n"
