@@ -189,3 +189,65 @@ def test_cli_chat_stores_each_turn_as_the_users_data(demo: Store) -> None:
     chats = demo.documents("dmitri", kinds=["chat"])
     assert [d.text for d in chats] == ["I restore old bicycles on weekends."]
     assert chats[0].metadata["reply"]
+
+
+def test_stream_yields_the_same_answer_as_generate(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder)
+    pieces = list(p.stream("ada", QUESTION))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == p.generate("ada", QUESTION).text
+
+
+def test_llm_query_expansion_keeps_the_input_and_adds_terms(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    p = personalizer(demo, embedded_llm, encoder, query="llm-expansion")
+    result = p.generate("ada", QUESTION)
+    assert result.trace.query_generator == "llm-expansion"
+    assert result.trace.query is not None and result.trace.query.startswith(QUESTION)
+    assert len(result.trace.query) > len(QUESTION)
+
+
+def test_serve_llm_answers_the_openai_client(tmp_path: Path) -> None:
+    """`p13n serve-llm` in its own process, spoken to by the official client."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import openai
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "p13n"), "serve-llm", "--port", str(port)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                models = [m.id for m in client.models.list()]
+                break
+            except openai.APIConnectionError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline, "serve-llm did not start in 120 s"
+                time.sleep(0.5)
+        assert models == ["SmolLM2-135M-Instruct"]
+        answer = client.chat.completions.create(
+            model=models[0],
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=8,
+        )
+        assert answer.choices[0].message.content
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -76,7 +76,9 @@ def _load(directory: Path) -> _Loaded:
         if directory not in _loaded:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             if not (directory / "config.json").exists():
                 raise ConfigError(f"{str(directory)!r} is not a transformers model directory")
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)

@@ -130,6 +130,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A prompt ready for the model, with the trace fields and timings gathered so far."""
+
+    prompt: Prompt
+    trace_fields: dict[str, Any]
+    query_ms: float
+    retrieve_ms: float
+    prompt_ms: float
+    ready_at: float
+
+
 class Personalizer:
     """Composes φ_q, R, φ_p and an LLM from a ``PersonalizerConfig`` over one store.
 
@@ -173,19 +185,19 @@ class Personalizer:
         """Answer ``text`` for ``user_id``; ``personalize=False`` gives the baseline (same model,
         same template, none of the user's data). An unknown user is an ``UnknownUserError``."""
         started = time.perf_counter()
-        prompt, trace_fields, marks = self._prompt(user_id, text, personalize, started)
-        completion = self.llm.generate(prompt.messages, self.config.generation)
+        prepared = self._prepare(user_id, text, personalize)
+        completion = self.llm.generate(prepared.prompt.messages, self.config.generation)
         finished = time.perf_counter()
         timings = Timings(
-            query_ms=marks[0],
-            retrieve_ms=marks[1],
-            prompt_ms=marks[2],
-            generate_ms=(finished - marks[3]) * 1000,
+            query_ms=prepared.query_ms,
+            retrieve_ms=prepared.retrieve_ms,
+            prompt_ms=prepared.prompt_ms,
+            generate_ms=(finished - prepared.ready_at) * 1000,
             total_ms=(finished - started) * 1000,
         )
         trace = Trace(
-            **trace_fields,
-            prompt=prompt,
+            **prepared.trace_fields,
+            prompt=prepared.prompt,
             backend=self.llm.backend,
             model=completion.model,
             prompt_tokens=completion.prompt_tokens,
@@ -197,7 +209,7 @@ class Personalizer:
 
     def stream(self, user_id: str, text: str, *, personalize: bool = True) -> Iterator[str]:
         """The answer's text in pieces as the model decodes it."""
-        prompt, _, _ = self._prompt(user_id, text, personalize, time.perf_counter())
+        prompt = self._prepare(user_id, text, personalize).prompt
         yield from self.llm.stream(prompt.messages, self.config.generation)
 
     def compare(self, user_id: str, text: str) -> tuple[Generation, Generation]:
@@ -207,9 +219,8 @@ class Personalizer:
             self.generate(user_id, text, personalize=True),
         )
 
-    def _prompt(
-        self, user_id: str, text: str, personalize: bool, started: float
-    ) -> tuple[Prompt, dict[str, Any], tuple[float, float, float, float]]:
+    def _prepare(self, user_id: str, text: str, personalize: bool) -> _Prepared:
+        started = time.perf_counter()
         version = self.store.data_version(user_id)
         if version is None:
             raise UnknownUserError(user_id, self.store.tenant)
@@ -258,13 +269,14 @@ class Personalizer:
             "data_version": version,
             "profile_refreshed": refreshed,
         }
-        marks = (
-            (t_query - started) * 1000,
-            (t_retrieve - t_query) * 1000,
-            (t_prompt - t_retrieve) * 1000,
-            t_prompt,
+        return _Prepared(
+            prompt=prompt,
+            trace_fields=fields,
+            query_ms=(t_query - started) * 1000,
+            retrieve_ms=(t_retrieve - t_query) * 1000,
+            prompt_ms=(t_prompt - t_retrieve) * 1000,
+            ready_at=t_prompt,
         )
-        return prompt, fields, marks
 
     def _stored_persona(self, user_id: str) -> str | None:
         member_of = set(self.store.personas_of(user_id))

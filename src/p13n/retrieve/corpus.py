@@ -117,11 +117,20 @@ class CorpusLoader:
     def collaborative_corpus(self, user_id: str, neighbours: int) -> UserCorpus:
         """The user's corpus plus the documents of their ``neighbours`` most similar users."""
         own = self.corpus(user_id)
-        parts = [own] + [
-            _only_documents(self.corpus(other))
-            for other, _ in self.similar_users(user_id, neighbours)
-        ]
-        return _concatenate(user_id, parts)
+        others = [self.corpus(other) for other, _ in self.similar_users(user_id, neighbours)]
+        key = (
+            "collaborative",
+            self.store.tenant,
+            own.user_id,
+            own.version,
+            *((o.user_id, o.version) for o in others),
+        )
+        cached = self._cache.get(key)
+        if isinstance(cached, UserCorpus):  # indexes built on it are reused too
+            return cached
+        combined = _concatenate(user_id, [own, *(_only_documents(o) for o in others)])
+        self._cache.put(key, combined)
+        return combined
 
     def _document_rows(self, user_id: str) -> list[DocumentRow]:
         """The user's documents, newest first, each with its stored vector (None if none)."""
