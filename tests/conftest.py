@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -34,9 +35,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'p13n.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the real server for each test, dropped afterwards."""
+@contextmanager
+def fresh_postgres_schema() -> Iterator[str]:
+    """A URL for a new schema on the real server, dropped on exit."""
     engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     schema = f"p13n_test_{uuid4().hex[:12]}"
     try:
@@ -50,10 +51,19 @@ def postgres_url() -> Iterator[str]:
             "P13N_TEST_POSTGRES_URL elsewhere, or set P13N_SKIP_POSTGRES=1 to skip explicitly"
         )
     separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the real server for each test, dropped afterwards."""
+    with fresh_postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

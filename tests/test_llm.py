@@ -451,6 +451,40 @@ def test_invalid_request_is_422(embedded: EmbeddedLLM, client: openai.OpenAI) ->
 
 
 @pytest.mark.slow
+def test_a_request_beyond_the_context_is_refused_with_its_reason(
+    embedded: EmbeddedLLM, client: openai.OpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="context of 8192 tokens"):
+        client.chat.completions.create(
+            model=embedded.model, messages=wire(QUESTION), max_tokens=8192
+        )
+
+
+@pytest.mark.slow
+def test_a_tokenizer_directory_without_weights_is_enough(
+    embedded: EmbeddedLLM, tmp_path: Path
+) -> None:
+    from p13n.llm.hf import HFTokenizer, embedded_model_dir
+
+    folder = tmp_path / "tokenizer-only"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (folder / name).write_bytes((embedded_model_dir() / name).read_bytes())
+    alone = HFTokenizer.from_directory(folder)
+    assert alone.count_chat(QUESTION) == embedded.tokenizer.count_chat(QUESTION)
+    with pytest.raises(ConfigError, match="holds no transformers tokenizer"):
+        HFTokenizer.from_directory(tmp_path / "missing")
+
+
+def test_the_byte_estimate_is_conservative_for_english_and_cjk() -> None:
+    from p13n.llm import CharTokenizer
+
+    estimate = CharTokenizer()
+    assert estimate.count("a" * 30) == 10 and estimate.count("東京" * 5) == 10
+    assert estimate.truncate("東京タワー", 2) == "東京"  # never half a character
+
+
+@pytest.mark.slow
 def test_slow_answer_times_out(embedded: EmbeddedLLM, server_url: str) -> None:
     """Last on purpose: the server finishes the abandoned request (seconds of decoding, against a
     50 ms timeout) in the background, holding the model meanwhile."""

@@ -161,6 +161,16 @@ def test_config_rejects_unknown_names() -> None:
         PersonalizerConfig(temperature=0.3)  # type: ignore[call-arg]
 
 
+def test_the_encoder_is_loaded_exactly_when_some_retriever_needs_it() -> None:
+    def needs(**retriever: object) -> bool:
+        return PersonalizerConfig(retriever=RetrieverConfig(**retriever)).needs_encoder()
+
+    assert needs(name="recency", inner="hybrid")  # the default components include dense
+    assert needs(name="dense") and needs(name="bm25", collaborative_neighbours=2)
+    assert not needs(name="bm25", inner="dense")  # inner only matters to recency
+    assert not needs(name="hybrid", components=("bm25", "tfidf"))
+
+
 runner = CliRunner()
 
 

@@ -299,6 +299,11 @@ def test_data_version_changes_with_each_write_of_the_users_data(store: Store) ->
     assert store.data_version("u") not in (first, second)
     store.write(WriteSet(implicit_user_ids=["w"], documents=[doc("w", "someone else")]))
     assert store.data_version("v") == other
+    # vectors added later for a stored document change what retrieval sees: a new version
+    before_vectors = store.data_version("w")
+    stored = store.documents("w")[0]
+    store.write(WriteSet(encoder_id=ENCODER, document_vectors={("w", str(stored.id)): vector(1)}))
+    assert store.data_version("w") != before_vectors
 
 
 def test_profiles_round_trip_and_need_a_known_user(store: Store) -> None:

@@ -33,10 +33,10 @@ class LLMConfig(BaseModel):
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     context_window: int = Field(8192, gt=0, description="openai: the served model's context")
-    tokenizer: Literal["embedded", "chars"] | str = Field(
-        "chars",
+    tokenizer: Literal["embedded", "bytes"] | str = Field(
+        "bytes",
         description="openai: 'embedded' (the server runs the embedded model), a local tokenizer "
-        "directory, or 'chars' (an explicit conservative estimate)",
+        "directory (transformers format), or 'bytes' (an explicit conservative estimate)",
     )
 
     @model_validator(mode="after")
@@ -67,12 +67,13 @@ def _hf(config: LLMConfig) -> LLM:
 
 
 def _tokenizer(name: str) -> Tokenizer:
-    if name == "chars":
+    if name == "bytes":
         return CharTokenizer()
-    from p13n.llm.hf import HFLLM, EmbeddedLLM
+    from p13n.llm.hf import HFTokenizer, embedded_model_dir
 
-    local = EmbeddedLLM() if name == "embedded" else HFLLM(name)
-    return local.tokenizer
+    if name == "embedded":
+        return HFTokenizer.from_directory(embedded_model_dir(), "SmolLM2-135M-Instruct")
+    return HFTokenizer.from_directory(name)
 
 
 @backends.decorator("openai")

@@ -86,17 +86,19 @@ class LLM(Protocol):
 @dataclass(frozen=True)
 class CharTokenizer:
     """An explicit estimate for servers whose tokenizer is not available locally: one token per
-    ``chars_per_token`` characters, rounded up (3 is conservative for English BPE vocabularies)."""
+    ``bytes_per_token`` bytes of UTF-8, rounded up. 3 is conservative for English BPE (about 4
+    characters a token) and for scripts of 3-byte characters such as CJK (about one a token)."""
 
-    chars_per_token: float = 3.0
+    bytes_per_token: int = 3
     per_message: int = 8
-    name: str = "chars/3"
+    name: str = "utf8-bytes/3"
 
     def count(self, text: str) -> int:
-        return int(-(-len(text) // self.chars_per_token))
+        return -(-len(text.encode("utf-8")) // self.bytes_per_token)
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        return text[: int(max(0, max_tokens) * self.chars_per_token)]
+        cut = text.encode("utf-8")[: max(0, max_tokens) * self.bytes_per_token]
+        return cut.decode("utf-8", errors="ignore")
 
     def count_chat(self, messages: Sequence[ChatMessage]) -> int:
         return sum(self.count(m["content"]) + self.per_message for m in messages) + self.per_message

@@ -40,6 +40,20 @@ class HFTokenizer:
         self._tokenizer = tokenizer
         self.name = name
 
+    @classmethod
+    def from_directory(cls, path: str | Path, name: str | None = None) -> HFTokenizer:
+        """A tokenizer alone (tokenizer.json / tokenizer_config.json), without model weights."""
+        from transformers import AutoTokenizer
+
+        directory = Path(path).expanduser()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{str(directory)!r} holds no transformers tokenizer: {error}"
+            ) from None
+        return cls(tokenizer, name or directory.name)
+
     def count(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -135,9 +149,12 @@ class HFLLM:
 
         inputs = self._inputs(messages)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        with self._loaded.lock, torch.inference_mode():
-            torch.manual_seed(options.seed)
-            output = self._loaded.model.generate(**inputs, **self._generate_kwargs(options))
+        try:
+            with self._loaded.lock, torch.inference_mode():
+                torch.manual_seed(options.seed)
+                output = self._loaded.model.generate(**inputs, **self._generate_kwargs(options))
+        except Exception as error:
+            raise LLMError(f"{self.model} failed while generating: {error}") from error
         new_tokens = output[0, prompt_tokens:]
         text = self._loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
         text, stopped = _cut_at_stop(text, options.stop)

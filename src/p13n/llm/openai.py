@@ -4,7 +4,6 @@ supplies timeouts and retries with exponential backoff."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -43,7 +42,8 @@ class OpenAILLM:
         self.timeout = timeout
         self._client = openai.OpenAI(
             base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            # Local servers need no key; a key is only ever sent when one is given.
+            api_key=api_key or "not-needed",
             timeout=timeout,
             max_retries=max_retries,
         )

@@ -65,8 +65,7 @@ class PersonalizerConfig(BaseModel):
 
     def needs_encoder(self) -> bool:
         r = self.retriever
-        used = {r.name, *(r.components if r.name == "hybrid" else ()), r.inner}
-        return bool(used & ENCODER_RETRIEVERS) or r.collaborative_neighbours > 0
+        return bool(r.used() & ENCODER_RETRIEVERS) or r.collaborative_neighbours > 0
 
 
 @dataclass(frozen=True)
@@ -256,6 +255,7 @@ class Personalizer:
             retrieved=retrieved.items if retrieved else (),
             persona=persona,
             profile=profile,
+            user_id=user_id,
         )
         t_prompt = time.perf_counter()
         fields = {

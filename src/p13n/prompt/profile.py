@@ -43,7 +43,10 @@ class ProfileWriter:
         self.store, self.loader, self.llm = store, loader, llm
         self.max_source_tokens = max_source_tokens
         self.max_new_tokens = max_new_tokens
-        recipe = f"{SUMMARY_INSTRUCTION}|{max_source_tokens}|{max_new_tokens}"
+        # What the summary was written from is part of its identity: another recipe or another
+        # choice of sources is another profile.
+        sources = ",".join(loader.sources)
+        recipe = f"{SUMMARY_INSTRUCTION}|{max_source_tokens}|{max_new_tokens}|{sources}"
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
         self.key = f"summary:{llm.backend}:{llm.model}:{digest}"[:200]
 

@@ -51,7 +51,29 @@ class RetrieverConfig(BaseModel):
         for name in (self.name, *self.components, self.inner):
             if name not in retrievers:
                 raise ValueError(f"unknown retriever {name!r}: choose from {retrievers.names()}")
+        self.used()  # refuses a configuration that nests a retriever inside itself
         return self
+
+    def parts(self, name: str) -> tuple[str, ...]:
+        """The retrievers ``name`` is built from (``components`` or ``inner``), if any."""
+        if name == "hybrid":
+            return self.components
+        if name == "recency":
+            return (self.inner,)
+        return ()
+
+    def used(self, name: str | None = None, _path: tuple[str, ...] = ()) -> set[str]:
+        """Every retriever name that building ``name`` (default ``self.name``) involves."""
+        name = name or self.name
+        if name in _path:
+            raise ValueError(
+                f"retriever {' -> '.join((*_path, name))} contains itself: a hybrid's "
+                "components and a recency's inner retriever must not lead back to it"
+            )
+        found = {name}
+        for part in self.parts(name):
+            found |= self.used(part, (*_path, name))
+        return found
 
 
 RetrieverFactory = Callable[[RetrieverConfig, Encoder | None], Retriever]
@@ -71,8 +93,6 @@ retrievers.register("dense", lambda _, e: DenseRetriever(_needs_encoder(e, "dens
 
 @retrievers.decorator("hybrid")
 def _hybrid(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
-    if "hybrid" in config.components:
-        raise ConfigError("a hybrid retriever cannot contain another hybrid")
     return HybridRetriever(
         tuple(build_retriever(config, encoder, name) for name in config.components),
         rrf_k=config.rrf_k,
@@ -81,8 +101,6 @@ def _hybrid(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
 
 @retrievers.decorator("recency")
 def _recency(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
-    if config.inner == "recency":
-        raise ConfigError("recency decays another retriever's scores, not its own")
     return RecencyRetriever(
         build_retriever(config, encoder, config.inner), half_life_days=config.half_life_days
     )

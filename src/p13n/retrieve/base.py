@@ -102,8 +102,8 @@ class Retriever(Protocol):
 
 
 def top_k(retriever: Retriever, query: str, corpus: UserCorpus, k: int) -> Retrieved:
-    """The ``k`` best rows (all of them when there are fewer). Ties keep corpus order (newest
-    first), so the result is deterministic."""
+    """The ``k`` best rows (all of them when there are fewer). Ties keep corpus order
+    (documents, then interactions, then attributes; each newest first): deterministic."""
     if k < 0:
         raise ValueError(f"k must be >= 0, not {k}")
     if len(corpus) == 0 or k == 0:

@@ -2,37 +2,65 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from p13n.retrieve.base import Scores, UserCorpus, tokenize
 
+RANK_BM25_EPSILON = 0.25
+
+
+@dataclass(frozen=True)
+class _Index:
+    bm25: Any
+    vocabulary: frozenset[str]
+    floor_idf: float
+    floored: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Term in more than half of the rows -> (rows holding it, its tf component there)."""
+
 
 @dataclass(frozen=True)
 class BM25Retriever:
-    """Okapi BM25 as rank_bm25's ``BM25Okapi`` (what the LaMP code uses) computes it.
+    """Okapi BM25 with the scores of rank_bm25's ``BM25Okapi``, what the LaMP code uses.
 
-    bm25s's ``robertson`` method leaves out the (k1 + 1) factor, a constant that does not change
-    the ranking; multiplying it back gives rank_bm25's scores. One difference remains: a term in
-    more than half of the user's documents has idf 0 here, and a small positive floor in rank_bm25
-    (``epsilon`` times the mean idf) — such a term barely discriminates either way.
+    bm25s (method ``robertson``) does the indexing and scoring; two differences from rank_bm25
+    are corrected here so that the scores are equal (tests compare them):
+    bm25s leaves out the constant factor (k1 + 1), and it gives idf 0 to a term found in more
+    than half of the rows, where rank_bm25 gives it ``epsilon`` times the mean idf. In a small
+    personal corpus such terms are common (a writer's favourite words), and with idf 0 a query
+    made only of them would not rank anything; the floor is added back from the term
+    frequencies kept for exactly those terms (rank_bm25's semantics, not bm25s's, so written here).
     """
 
     k1: float = 1.5
     b: float = 0.75
     name: str = "bm25"
 
-    def _index(self, corpus: UserCorpus) -> Any:
+    def _index(self, corpus: UserCorpus) -> _Index | None:
         import bm25s
 
-        index = bm25s.BM25(k1=self.k1, b=self.b, method="robertson")
         tokens = [tokenize(corpus.retrievable_text(row)) for row in range(len(corpus))]
-        if not any(tokens):  # stopwords only: bm25s cannot index an empty vocabulary
+        if not any(tokens):  # stopwords only: nothing can match
             return None
+        index = bm25s.BM25(k1=self.k1, b=self.b, method="robertson")
         index.index(tokens, show_progress=False)
-        return index
+        rows = len(tokens)
+        frequency = Counter(term for row in tokens for term in set(row))
+        idf = {t: math.log(rows - n + 0.5) - math.log(n + 0.5) for t, n in frequency.items()}
+        floor_idf = RANK_BM25_EPSILON * sum(idf.values()) / len(idf)
+        lengths = np.array([len(row) for row in tokens], dtype=np.float64)
+        norm = self.k1 * (1 - self.b + self.b * lengths / lengths.mean())
+        floored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term in (t for t, value in idf.items() if value < 0):
+            holding = [(r, row.count(term)) for r, row in enumerate(tokens) if term in row]
+            where = np.array([r for r, _ in holding])
+            tf = np.array([n for _, n in holding], dtype=np.float64)
+            floored[term] = (where, tf * (self.k1 + 1) / (tf + norm[where]))
+        return _Index(index, frozenset(frequency), floor_idf, floored)
 
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         if len(corpus) == 0:
@@ -40,8 +68,12 @@ class BM25Retriever:
         index = corpus.derived(("bm25", self.k1, self.b), self._index)
         if index is None:
             return np.zeros(len(corpus))
-        terms = [t for t in tokenize(query) if t in index.vocab_dict]
+        terms = [t for t in tokenize(query) if t in index.vocabulary]
         if not terms:
             return np.zeros(len(corpus))
-        scores: Scores = index.get_scores(terms).astype(np.float64)
-        return scores * (self.k1 + 1)
+        scores: Scores = index.bm25.get_scores(terms).astype(np.float64) * (self.k1 + 1)
+        for term in terms:
+            if term in index.floored:
+                where, tf_component = index.floored[term]
+                scores[where] += index.floor_idf * tf_component
+        return scores

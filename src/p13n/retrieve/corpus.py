@@ -70,6 +70,7 @@ class CorpusLoader:
         self.encoder = encoder
         self.sources = tuple(sources)
         self._cache = LRUCache(cache_size)
+        self._centroids = LRUCache(max(cache_size, 10_000))
 
     @property
     def stats(self) -> CorpusStats:
@@ -92,12 +93,13 @@ class CorpusLoader:
     def similar_users(self, user_id: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` users whose document centroid is closest (cosine) to this user's.
 
-        Reads every user of the tenant (their corpora are cached like any other), so it costs
-        O(users) version checks per call: meant for explicit, opt-in collaborative retrieval.
+        Costs one version read per user of the tenant per call; centroids are cached per data
+        version (apart from the corpus cache, which they would otherwise flush): meant for
+        explicit, opt-in collaborative retrieval.
         """
         if self.encoder is None:
             raise ValueError("finding similar users needs an encoder")
-        target = _centroid(self.corpus(user_id))
+        target = self._centroid(user_id)
         if target is None:
             return []
         found: list[tuple[str, float]] = []
@@ -106,18 +108,43 @@ class CorpusLoader:
             offset += len(page)
             for summary in page:
                 other = summary.user.id
-                if other == user_id:
-                    continue
-                centroid = _centroid(self.corpus(other))
+                centroid = None if other == user_id else self._centroid(other)
                 if centroid is not None:
                     found.append((other, float(centroid @ target)))
         found.sort(key=lambda pair: (-pair[1], pair[0]))
         return found[:n]
 
+    def _centroid(self, user_id: str) -> npt.NDArray[np.float32] | None:
+        """Mean of the user's stored document vectors, L2-normalised; None without any (or
+        when the user has just been deleted)."""
+        assert self.encoder is not None
+        version = self.store.data_version(user_id)
+        if version is None:
+            return None
+        key = (self.store.tenant, user_id, version, self.encoder.id)
+        hit = self._centroids.get(key)
+        if hit is not None:  # cached as a 1-tuple: "no centroid" is a result too
+            cached: npt.NDArray[np.float32] | None = hit[0]
+            return cached
+        vectors = self.store.document_embeddings(user_id, self.encoder.id).vectors
+        centroid = None
+        if len(vectors):
+            mean = vectors.mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            centroid = None if norm == 0 else (mean / norm).astype(np.float32)
+        self._centroids.put(key, (centroid,))
+        return centroid
+
     def collaborative_corpus(self, user_id: str, neighbours: int) -> UserCorpus:
-        """The user's corpus plus the documents of their ``neighbours`` most similar users."""
+        """The user's corpus plus the documents of their ``neighbours`` most similar users
+        (``owners`` names whose each row is). Its ``version`` is the user's own."""
         own = self.corpus(user_id)
-        others = [self.corpus(other) for other, _ in self.similar_users(user_id, neighbours)]
+        others: list[UserCorpus] = []
+        for other, _ in self.similar_users(user_id, neighbours):
+            try:
+                others.append(self.corpus(other))
+            except UnknownUserError:  # deleted since it was found: not a neighbour any more
+                continue
         key = (
             "collaborative",
             self.store.tenant,
@@ -128,7 +155,7 @@ class CorpusLoader:
         cached = self._cache.get(key)
         if isinstance(cached, UserCorpus):  # indexes built on it are reused too
             return cached
-        combined = _concatenate(user_id, [own, *(_only_documents(o) for o in others)])
+        combined = _concatenate(own, [_only_documents(o) for o in others])
         self._cache.put(key, combined)
         return combined
 
@@ -239,14 +266,6 @@ def _newest_first(row: DocumentRow) -> tuple[bool, float, str]:
     return (moment is None, -moment.timestamp() if moment else 0.0, row[0])
 
 
-def _centroid(corpus: UserCorpus) -> npt.NDArray[np.float32] | None:
-    if corpus.vectors is None or corpus.has_vector is None or not corpus.has_vector.any():
-        return None
-    mean = corpus.vectors[corpus.has_vector].mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    return None if norm == 0 else mean / norm
-
-
 def _only_documents(corpus: UserCorpus) -> UserCorpus:
     rows = [i for i, s in enumerate(corpus.sources) if s == "document"]
     return _select(corpus, rows)
@@ -269,12 +288,13 @@ def _select(corpus: UserCorpus, rows: list[int]) -> UserCorpus:
     )
 
 
-def _concatenate(user_id: str, parts: list[UserCorpus]) -> UserCorpus:
+def _concatenate(own: UserCorpus, others: list[UserCorpus]) -> UserCorpus:
+    parts = [own, *others]
     vectors = [p.vectors for p in parts if p.vectors is not None]
     flags = [p.has_vector for p in parts if p.has_vector is not None]
     return UserCorpus(
-        user_id=user_id,
-        version="+".join(f"{p.user_id}@{p.version}" for p in parts),
+        user_id=own.user_id,
+        version=own.version,
         ids=[i for p in parts for i in p.ids],
         sources=[s for p in parts for s in p.sources],
         kinds=[k for p in parts for k in p.kinds],

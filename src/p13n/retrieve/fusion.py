@@ -15,7 +15,9 @@ SECONDS_PER_DAY = 86400.0
 @dataclass(frozen=True)
 class HybridRetriever:
     """Reciprocal-rank fusion (Cormack et al., 2009): score = Σ 1 / (rrf_k + rank) over the
-    component retrievers, so scores on different scales combine without calibration."""
+    component retrievers, so scores on different scales combine without calibration. A row a
+    component scores exactly 0 (a sparse retriever found none of the query's terms in it) gets
+    no credit from that component: it was not retrieved, only listed."""
 
     components: tuple[Retriever, ...]
     rrf_k: int = 60
@@ -31,7 +33,8 @@ class HybridRetriever:
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         fused = np.zeros(len(corpus))
         for component in self.components:
-            fused += 1.0 / (self.rrf_k + rank_positions(component.score(query, corpus)))
+            scores = component.score(query, corpus)
+            fused += np.where(scores != 0, 1.0 / (self.rrf_k + rank_positions(scores)), 0.0)
         return fused
 
 

@@ -89,13 +89,22 @@ def create_llm_app(llm: LLM) -> FastAPI:
     async def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
         if request.model != llm.model:
             raise HTTPException(404, f"model {request.model!r} is not served here: {llm.model!r}")
+        options, messages = request.options(), request.chat()
+        prompt_tokens = llm.tokenizer.count_chat(messages)
+        if prompt_tokens + options.max_new_tokens > llm.context_window:
+            raise HTTPException(
+                400,
+                f"the messages take {prompt_tokens} tokens and max_tokens asks for "
+                f"{options.max_new_tokens}: more than {llm.model}'s context of "
+                f"{llm.context_window} tokens",
+            )
         created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
         if request.stream:
             return StreamingResponse(
                 _events(llm, request, completion_id, created), media_type="text/event-stream"
             )
         try:
-            completion = await run_in_threadpool(llm.generate, request.chat(), request.options())
+            completion = await run_in_threadpool(llm.generate, messages, options)
         except LLMError as error:
             raise HTTPException(502, str(error)) from error
         return {

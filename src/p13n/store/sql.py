@@ -294,6 +294,7 @@ class SQLStore:
             touched.update(r.user_id for r in records)
         touched.update(p.user_id for p in changes.preferences if p.user_id is not None)
         touched.update(member for p in changes.personas for member in p.members)
+        touched.update(user_id for user_id, _ in changes.document_vectors)  # vectors are data too
         if changes.items:  # interactions are read with their item's title and text
             i = s.interactions
             for chunk in chunked([item.id for item in changes.items]):
