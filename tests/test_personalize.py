@@ -261,3 +261,13 @@ def test_serve_llm_answers_the_openai_client(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_max_item_tokens_shortens_the_excerpts(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    short = personalizer(demo, embedded_llm, encoder, max_item_tokens=8)
+    prompt = short.generate("chloe", QUESTION).trace.prompt
+    assert prompt.items and any(item.truncated for item in prompt.items)
+    full = personalizer(demo, embedded_llm, encoder).generate("chloe", QUESTION).trace.prompt
+    assert prompt.tokens < full.tokens

@@ -25,6 +25,9 @@ PromptOption = Annotated[str, typer.Option(help="Prompt builder: contextual, per
 QueryOption = Annotated[str, typer.Option(help="Query generator: identity, keywords, ...")]
 BackendOption = Annotated[str | None, typer.Option(help="LLM backend: embedded, hf, openai.")]
 TokensOption = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
+ItemTokensOption = Annotated[
+    int, typer.Option(help="Cut each retrieved item's text to this many tokens.")
+]
 
 
 def _config(
@@ -37,6 +40,7 @@ def _config(
     query: str,
     backend: str | None,
     max_new_tokens: int,
+    max_item_tokens: int = 256,
 ) -> PersonalizerConfig:
     try:
         return PersonalizerConfig(
@@ -51,6 +55,7 @@ def _config(
                 base_url=settings.llm_base_url,
             ),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
+            max_item_tokens=max_item_tokens,
             encoder=settings.encoder,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
@@ -117,6 +122,7 @@ def generate(
     query: QueryOption = "identity",
     backend: BackendOption = None,
     max_new_tokens: TokensOption = 128,
+    max_item_tokens: ItemTokensOption = 256,
     compare: Annotated[
         bool, typer.Option("--compare", help="Also answer without personalization, side by side.")
     ] = False,
@@ -138,6 +144,7 @@ def generate(
             query=query,
             backend=backend,
             max_new_tokens=max_new_tokens,
+            max_item_tokens=max_item_tokens,
         )
         personalizer = Personalizer(_open(settings), config)
         if compare:

@@ -45,6 +45,9 @@ class PersonalizerConfig(BaseModel):
     max_prompt_tokens: int = Field(
         2048, gt=0, description="prompt budget (also capped by the model's context window)"
     )
+    max_item_tokens: int = Field(
+        256, gt=0, description="each retrieved item's text is cut to this many tokens"
+    )
     encoder: str = DEFAULT_ENCODER
     persona_description: str | None = Field(
         None, description="persona builder: a role description used instead of stored personas"
@@ -170,7 +173,9 @@ class Personalizer:
             cache_size=config.retriever.cache_size,
         )
         self.template = templates.get(config.task)
-        self.builder = builders.get(config.prompt)
+        self.builder = dataclasses.replace(
+            builders.get(config.prompt), max_item_tokens=config.max_item_tokens
+        )
         self.query_generator = build_query_generator(config.query, self.llm)
         self.retriever = build_retriever(config.retriever, encoder)
         self.profiles = ProfileWriter(store, self.loader, self.llm)
