@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fetch_latency.py
 	$(BIN)/python bench/retrieval_latency.py
 	$(BIN)/python bench/generate_overhead.py
+	$(BIN)/python bench/headline_probe.py
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache
