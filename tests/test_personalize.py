@@ -271,3 +271,11 @@ def test_max_item_tokens_shortens_the_excerpts(
     assert prompt.items and any(item.truncated for item in prompt.items)
     full = personalizer(demo, embedded_llm, encoder).generate("chloe", QUESTION).trace.prompt
     assert prompt.tokens < full.tokens
+
+
+def test_cli_reports_an_incomplete_llm_configuration(demo: Store) -> None:
+    url = str(demo.engine.url)  # type: ignore[attr-defined]
+    for command in (["generate", "--user", "ada", "hi"], ["serve-llm"]):
+        result = runner.invoke(app, ["--store", url, *command, "--backend", "openai"])
+        assert result.exit_code == 1, result.output
+        assert "the openai backend needs model" in result.output

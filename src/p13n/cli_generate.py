@@ -12,7 +12,7 @@ from rich.table import Table
 
 from p13n.cli import _fail, _open, _print_report, _settings, app, console, run_ingest, show_users
 from p13n.config import Settings
-from p13n.errors import P13nError
+from p13n.errors import ConfigError, P13nError
 from p13n.llm import GenerationOptions, LLMConfig
 from p13n.personalize import Generation, Personalizer, PersonalizerConfig
 from p13n.retrieve import RetrieverConfig
@@ -28,6 +28,19 @@ TokensOption = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
 ItemTokensOption = Annotated[
     int, typer.Option(help="Cut each retrieved item's text to this many tokens.")
 ]
+
+
+def _llm_config(settings: Settings, backend: str | None) -> LLMConfig:
+    """The LLM the settings name; ``backend`` (a flag) overrides theirs."""
+    try:
+        return LLMConfig(
+            backend=backend or settings.llm_backend,
+            model=settings.llm_model,
+            path=settings.llm_path,
+            base_url=settings.llm_base_url,
+        )
+    except ValueError as error:  # pydantic's message names the field and the bad value
+        raise ConfigError(str(error)) from None
 
 
 def _config(
@@ -48,19 +61,12 @@ def _config(
             query=query,
             prompt=prompt,
             retriever=RetrieverConfig(name=retriever, k=k),
-            llm=LLMConfig(
-                backend=backend or settings.llm_backend,
-                model=settings.llm_model,
-                path=settings.llm_path,
-                base_url=settings.llm_base_url,
-            ),
+            llm=_llm_config(settings, backend),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
             max_item_tokens=max_item_tokens,
             encoder=settings.encoder,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
-        from p13n.errors import ConfigError
-
         raise ConfigError(str(error)) from None
 
 
@@ -255,14 +261,7 @@ def serve_llm(
 
     try:
         settings = _settings(ctx)
-        llm = get_llm(
-            LLMConfig(
-                backend=backend or settings.llm_backend,
-                model=settings.llm_model,
-                path=settings.llm_path,
-                base_url=settings.llm_base_url,
-            )
-        )
+        llm = get_llm(_llm_config(settings, backend))
         console.print(f"serving {llm.model} at http://{host}:{port}/v1")
         uvicorn.run(create_llm_app(llm), host=host, port=port, log_level="warning")
     except P13nError as error:
