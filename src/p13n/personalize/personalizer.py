@@ -228,6 +228,7 @@ class Personalizer:
         version = self.store.data_version(user_id)
         if version is None:
             raise UnknownUserError(user_id, self.store.tenant)
+        own_version = version
         builder = self.builder if personalize else NON_PERSONALIZED
         query: str | None = None
         retrieved: Retrieved | None = None
@@ -242,7 +243,7 @@ class Personalizer:
                 corpus = (
                     self.loader.collaborative_corpus(user_id, neighbours)
                     if neighbours
-                    else self.loader.corpus(user_id)
+                    else self.loader.corpus(user_id, version=version)
                 )
                 version = corpus.version
                 retrieved = top_k(self.retriever, query, corpus, self.config.retriever.k)
@@ -250,7 +251,7 @@ class Personalizer:
             if builder.persona:
                 persona = self.config.persona_description or self._stored_persona(user_id)
             if builder.profile:
-                result = self.profiles.profile(user_id)
+                result = self.profiles.profile(user_id, version=own_version)
                 profile, refreshed = result.text, result.refreshed
         prompt = builder.build(
             self.template,

@@ -50,8 +50,9 @@ class ProfileWriter:
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
         self.key = f"summary:{llm.backend}:{llm.model}:{digest}"[:200]
 
-    def profile(self, user_id: str) -> ProfileResult:
-        corpus = self.loader.corpus(user_id)
+    def profile(self, user_id: str, *, version: str | None = None) -> ProfileResult:
+        """``version``: the user's data version, when the caller has just read it."""
+        corpus = self.loader.corpus(user_id, version=version)
         stored = self.store.get_profile(user_id, self.key)
         if stored is not None and stored.data_version == corpus.version:
             return ProfileResult(stored.text, refreshed=False)

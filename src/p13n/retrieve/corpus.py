@@ -77,9 +77,10 @@ class CorpusLoader:
         c = self._cache
         return CorpusStats(len(c), c.hits, c.misses, c.evictions)
 
-    def corpus(self, user_id: str) -> UserCorpus:
-        """The user's corpus at their current data version. Unknown user: ``UnknownUserError``."""
-        version = self.store.data_version(user_id)
+    def corpus(self, user_id: str, *, version: str | None = None) -> UserCorpus:
+        """The user's corpus at their current data version. Unknown user: ``UnknownUserError``.
+        ``version``: the user's data version, when the caller has just read it."""
+        version = version or self.store.data_version(user_id)
         if version is None:
             raise UnknownUserError(user_id, self.store.tenant)
         key = (self.store.tenant, user_id, version)
@@ -188,77 +189,48 @@ class CorpusLoader:
         return rows
 
     def _build(self, user_id: str, version: str) -> UserCorpus:
-        ids: list[str] = []
-        sources: list[str] = []
-        kinds: list[str] = []
-        titles: list[str | None] = []
-        texts: list[str] = []
-        timestamps: list[object] = []
-        vectors: list[npt.NDArray[np.float32]] = []
-        has_vector: list[bool] = []
-        dim = self.encoder.dim if self.encoder is not None else 0
-        zero = np.zeros(dim, dtype=np.float32)
-
+        rows: list[CorpusRow] = []
         if "documents" in self.sources:
-            for doc_id, kind, title, text, moment, vector in self._document_rows(user_id):
-                ids.append(doc_id)
-                sources.append("document")
-                kinds.append(kind)
-                titles.append(title)
-                texts.append(text)
-                timestamps.append(moment)
-                vectors.append(zero if vector is None else vector)
-                has_vector.append(vector is not None)
-
+            rows += [
+                (doc_id, "document", kind, title, text, moment, vector)
+                for doc_id, kind, title, text, moment, vector in self._document_rows(user_id)
+            ]
         if "interactions" in self.sources:
             interactions = self.store.interactions(user_id)
             catalog = {i.id: i for i in self.store.items(sorted({x.item_id for x in interactions}))}
             for x in interactions:
                 title, text = render_interaction(x, catalog.get(x.item_id))
-                ids.append(str(x.id))
-                sources.append("interaction")
-                kinds.append(x.kind)
-                titles.append(title)
-                texts.append(text)
-                timestamps.append(x.timestamp)
-                vectors.append(zero)
-                has_vector.append(False)
-
+                rows.append((str(x.id), "interaction", x.kind, title, text, x.timestamp, None))
         if "attributes" in self.sources:
             user = self.store.get_user(user_id) or User(id=user_id)
             for key, value in sorted(user.attributes.items()):
-                ids.append(f"attribute:{key}")
-                sources.append("attribute")
-                kinds.append("attribute")
-                titles.append(None)
-                texts.append(render_attribute(key, value))
-                timestamps.append(None)
-                vectors.append(zero)
-                has_vector.append(False)
-
+                text = render_attribute(key, value)
+                rows.append((f"attribute:{key}", "attribute", "attribute", None, text, None, None))
         corpus = UserCorpus(
             user_id=user_id,
             version=version,
-            ids=ids,
-            sources=sources,
-            kinds=kinds,
-            titles=titles,
-            texts=texts,
-            timestamps=timestamps,  # type: ignore[arg-type]  # datetimes or None, as stored
-            owners=[user_id] * len(ids),
+            ids=[row[0] for row in rows],
+            sources=[row[1] for row in rows],
+            kinds=[row[2] for row in rows],
+            titles=[row[3] for row in rows],
+            texts=[row[4] for row in rows],
+            timestamps=[row[5] for row in rows],
+            owners=[user_id] * len(rows),
         )
         if self.encoder is not None:
+            dim = self.encoder.dim
             corpus.encoder_id = self.encoder.id
-            corpus.vectors = (
-                np.vstack(vectors).astype(np.float32, copy=False)
-                if vectors
-                else np.zeros((0, dim), dtype=np.float32)
-            )
-            corpus.has_vector = np.array(has_vector, dtype=bool)
+            corpus.vectors = np.zeros((len(rows), dim), dtype=np.float32)
+            for position, row in enumerate(rows):
+                if row[6] is not None:
+                    corpus.vectors[position] = row[6]
+            corpus.has_vector = np.array([row[6] is not None for row in rows], dtype=bool)
         return corpus
 
 
 DocumentRow = tuple[str, str, str | None, str, datetime | None, npt.NDArray[np.float32] | None]
+CorpusRow = tuple[str, str, str, str | None, str, datetime | None, npt.NDArray[np.float32] | None]
+"""(id, source, kind, title, text, timestamp, stored vector or None)."""
 
 
 def _newest_first(row: DocumentRow) -> tuple[bool, float, str]:
