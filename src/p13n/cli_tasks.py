@@ -1,0 +1,118 @@
+"""``p13n tasks``: list, build and rebuild the benchmark tasks (LaMP format) from corpora."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from p13n.cli import _fail, app, console, errors
+from p13n.datasets.lamp import SPLITS
+from p13n.datasets.tasks import (
+    BuiltTask,
+    Recipe,
+    TaskBuildError,
+    rebuild_task,
+    shipped_tasks,
+    write_task,
+)
+from p13n.errors import P13nError
+
+tasks_app = typer.Typer(
+    help="Benchmark tasks in the LaMP format, built from per-user corpora.", no_args_is_help=True
+)
+app.add_typer(tasks_app, name="tasks")
+
+DataOption = Annotated[
+    Path, typer.Option(help="Data root holding the corpora (e.g. ../shared/data).")
+]
+
+
+@tasks_app.command("list")
+def list_tasks() -> None:
+    """The shipped tasks."""
+    wide = console.width >= 110  # else the descriptions follow the table, unwrapped
+    table = Table(title="shipped tasks", title_justify="left")
+    for column in ("name", "source", "template", "output", "split", "description"):
+        if column != "description" or wide:
+            table.add_column(column, no_wrap=column != "description")
+    for name in shipped_tasks:
+        recipe = shipped_tasks.get(name)
+        kinds: tuple[str, str, str] = ("-", "pairs", "-")
+        if isinstance(recipe, Recipe):
+            kinds = (recipe.spec.template, recipe.spec.output_kind, recipe.split)
+        table.add_row(name, recipe.loader, *kinds, *([recipe.description] if wide else []))
+    console.print(table)
+    if not wide:
+        for name in shipped_tasks:
+            console.print(f"[bold]{name}[/]: {shipped_tasks.get(name).description}")
+
+
+def _counts_table(built: Sequence[BuiltTask]) -> Table:
+    table = Table(title="built tasks", title_justify="left")
+    for column in ("task", *SPLITS, "pairs", "seconds", "folder"):
+        table.add_column(column, justify="left" if column in ("task", "folder") else "right")
+    for task in built:
+        counts = [str(task.counts[c]) if c in task.counts else "-" for c in (*SPLITS, "pairs")]
+        table.add_row(task.name, *counts, f"{task.seconds:.1f}", str(task.folder))
+    return table
+
+
+@tasks_app.command("build")
+def build(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Tasks to build (default: every shipped task).")
+    ] = None,
+    data: DataOption = Path("../shared/data"),
+    out: Annotated[Path, typer.Option(help="Folder of task folders.")] = Path("tasks"),
+) -> None:
+    """Build shipped tasks into OUT/<name>/: recipe.json and {train,dev,test} files."""
+    try:
+        recipes = [shipped_tasks.get(name) for name in (names or shipped_tasks.names())]
+        if any(r.root == "data" for r in recipes) and not data.is_dir():
+            raise TaskBuildError(
+                f"data folder {data} does not exist: pass --data with the folder holding the "
+                "corpora (e.g. ../shared/data)"
+            )
+    except P13nError as error:
+        raise _fail(error) from None
+    built: list[BuiltTask] = []
+    failed = 0
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("building", total=len(recipes))
+        for recipe in recipes:
+            progress.update(bar, description=f"building {recipe.name}")
+            try:
+                built.append(write_task(recipe, data, out / recipe.name))
+            except P13nError as error:
+                failed += 1
+                errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            progress.advance(bar)
+    if built:
+        console.print(_counts_table(built))
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@tasks_app.command("rebuild")
+def rebuild(
+    folder: Annotated[Path, typer.Argument(help="A built task folder (holding recipe.json).")],
+    data: DataOption = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option(help="Write here instead of into FOLDER.")] = None,
+) -> None:
+    """Build a task again from its recipe.json; refused if its sources changed."""
+    try:
+        built = rebuild_task(folder, data, out)
+    except P13nError as error:
+        raise _fail(error) from None
+    console.print(_counts_table([built]))
