@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/p13n demo
+	$(BIN)/p13n bench run bench/configs/demo.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -6,7 +6,13 @@ preference) and answer b another domain's answer. The judge compares them pairwi
 orders. Accuracy is how often it prefers a: over all pairs (invalid and tied judgements count as
 wrong), over valid ones, over position-consistent ones and over high-confidence ones.
 
+``--verdict generate`` (the default) has the judge write a JSON verdict, parsed as free text;
+``--verdict likelihood`` takes the likelier of the letters "A" and "B" instead (always valid; the
+confidence is that letter's probability of the two, 0.5-1, so ``--threshold`` means the same
+probability). Likelihood needs a backend that scores choices: embedded or hf, not openai.
+
     .venv/bin/python bench/judge_agreement.py --limit 40        # embedded judge, ~6 min on 2 cores
+    .venv/bin/python bench/judge_agreement.py --limit 40 --verdict likelihood
     .venv/bin/python bench/judge_agreement.py --backend openai --model NAME \\
         --base-url http://127.0.0.1:8000/v1                     # any OpenAI-compatible server
 """
@@ -29,6 +35,7 @@ from rich.table import Table
 from scipy.stats import binomtest  # type: ignore[import-untyped]
 
 from p13n.datasets.dsp import PreferencePair, load_dsp, persona_description, preference_pairs
+from p13n.errors import ConfigError
 from p13n.evaluate.judge import (
     CRITERION_NAMES,
     Judge,
@@ -77,6 +84,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.75, help="high confidence, 0-1")
     parser.add_argument("--max-answer-tokens", type=int, default=256)
+    parser.add_argument(
+        "--verdict",
+        choices=("generate", "likelihood"),
+        default="generate",
+        help="generate: parse a written JSON verdict; likelihood: the likelier of A and B "
+        "(embedded or hf backends only)",
+    )
     parser.add_argument("--backend", default="embedded", help="embedded, hf or openai")
     parser.add_argument("--model", help="openai: the model name the server serves")
     parser.add_argument("--path", help="hf: a local transformers model directory")
@@ -98,7 +112,11 @@ def main() -> None:
         api_key_env=args.api_key_env,
         tokenizer=args.tokenizer,
     )
-    judge = Judge(get_llm(llm_config), JudgeConfig(max_answer_tokens=args.max_answer_tokens))
+    judge_config = JudgeConfig(max_answer_tokens=args.max_answer_tokens, verdict=args.verdict)
+    try:
+        judge = Judge(get_llm(llm_config), judge_config)
+    except ConfigError as error:
+        parser.error(str(error))
     pairs = sample_pairs(args.data, args.limit, args.seed)
     loaded = time.perf_counter()
     judged: list[PairwiseJudgement] = []
@@ -114,7 +132,7 @@ def main() -> None:
     everything = valid.wins / summary.n if summary.n else None
     table = Table(
         title=f"Judge agreement with DSP gold preferences: {summary.n} pairs, "
-        f"{judge.llm.model} ({judge.llm.backend}), both orders each",
+        f"{judge.llm.model} ({judge.llm.backend}), {args.verdict} verdicts, both orders each",
         title_justify="left",
     )
     for column in ("measure", "n", "value"):

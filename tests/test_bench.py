@@ -197,6 +197,93 @@ def test_parallel_on_ray_gives_the_same_answers(
     ]
 
 
+RATING = TaskSpec("ratings", "lamp3", "rating", "text", "score", labels=("1", "2", "3", "4", "5"))
+REVIEWS = {
+    "fan": [("Wonderful, I loved every page", "5"), ("Great value, works perfectly", "5")],
+    "critic": [("Broke after a day, useless", "1"), ("Cheap and disappointing", "1")],
+    "moderate": [("Fine, nothing special", "3"), ("Does the job, a bit flimsy", "3")],
+}
+
+
+@pytest.mark.slow
+def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    folder = tmp_path / "tasks" / "ratings"
+    write_recipe(folder, {"spec": RATING.to_dict()})
+    examples = [
+        LampExample(
+            id=f"r-{user}",
+            user_id=user,
+            input=f"What is the score of this review? review: {items[0][0]}",
+            output=items[0][1],
+            profile=[{"id": str(n), "text": t, "score": r} for n, (t, r) in enumerate(items[1:])],
+        )
+        for user, items in REVIEWS.items()
+    ]
+    write_split(LampSplit(RATING, "test", examples), folder)
+    config = BenchConfig(
+        tasks=["ratings"],
+        tasks_dir=folder.parent,
+        methods=["none", "bm25"],
+        k=[1],
+        answer={"ratings": "likelihood"},
+        resamples=100,
+        corpus_resamples=50,
+        cache=tmp_path / "cache",
+    )
+    (task,) = _run(config, embedded_llm, encoder).tasks
+    assert task.primary == "mae" and set(task.metrics) == {"mae", "rmse"}
+    for example in task.examples:
+        for output in example.outputs.values():
+            assert output.prediction in RATING.labels and output.choice_scores is not None
+            best = int(np.argmax(output.choice_scores))
+            assert output.prediction == RATING.labels[best]
+            error = abs(int(output.prediction) - int(example.reference))
+            assert output.scores["mae"] == pytest.approx(error)
+
+    no_labels = BenchConfig(
+        tasks=["headlines"], answer={"headlines": "likelihood"}, cache=tmp_path / "cache"
+    )
+    headlines = tmp_path / "more" / "headlines"
+    write_recipe(headlines, {"spec": SPEC.to_dict()})
+    write_split(LampSplit(SPEC, "test", _examples("test")), headlines)
+    no_labels = no_labels.model_copy(update={"tasks_dir": headlines.parent})
+    with pytest.raises(ConfigError, match="needs a label or rating task"):
+        _run(no_labels, embedded_llm, encoder)
+
+
+@pytest.mark.slow
+def test_official_lamp_files_run_as_released(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    """LaMP's layout (dev/dev_questions.json, golds labelled LaMP_4), no recipe: the task label
+    says which profile fields are text and title."""
+    folder = tmp_path / "lamp" / "LaMP_4" / "dev"
+    folder.mkdir(parents=True)
+    examples = _examples("dev")[:2]
+    questions = [{"id": e.id, "input": e.input, "profile": e.profile} for e in examples]
+    (folder / "dev_questions.json").write_text(json.dumps(questions))
+    golds = {"task": "LaMP_4", "golds": [{"id": e.id, "output": e.output} for e in examples]}
+    (folder / "dev_outputs.json").write_text(json.dumps(golds))
+    config = BenchConfig(
+        tasks=["LaMP_4"],
+        tasks_dir=tmp_path / "lamp",
+        split="dev",
+        methods=["none", "bm25"],
+        k=[1],
+        max_new_tokens={"LaMP_4": 8},
+        metrics={"LaMP_4": ["rouge-1"]},
+        resamples=100,
+        cache=tmp_path / "cache",
+    )
+    (task,) = _run(config, embedded_llm, encoder).tasks
+    assert task.spec.template == "lamp4" and len(task.examples) == 2
+    for example in task.examples:
+        (item,) = example.outputs["bm25 k=1"].retrieved
+        assert item.startswith(example.id + "/")
+
+
 def test_config_errors_name_the_problem(task_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="methods"):
         load_bench_config(None, tasks=["headlines"], methods=["none", "telepathy"])

@@ -4,6 +4,7 @@ real embedded model as judge end to end, and the DSP data its agreement benchmar
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from p13n.datasets.dsp import (
     persona_description,
     preference_pairs,
 )
-from p13n.errors import UnknownNameError
+from p13n.errors import ConfigError, LLMError, UnknownNameError
 from p13n.evaluate.judge import (
     CRITERIA,
     CRITERION_NAMES,
@@ -31,6 +32,7 @@ from p13n.evaluate.judge import (
     WinCounts,
     combine,
     first_json_object,
+    likelihood_verdict,
     normalize_confidence,
     parse_pointwise,
     parse_verdict,
@@ -41,6 +43,7 @@ from p13n.llm import (
     LLM,
     CharTokenizer,
     ChatMessage,
+    ChoiceScorer,
     Completion,
     GenerationOptions,
     LLMConfig,
@@ -180,8 +183,32 @@ if "scripted" not in backends:
 def scripted(*replies: str) -> ScriptedLLM:
     llm = get_llm(LLMConfig(backend="scripted"))
     assert isinstance(llm, ScriptedLLM) and isinstance(llm, LLM)
+    assert not isinstance(llm, ChoiceScorer)
     llm.replies = list(replies)
     return llm
+
+
+@dataclass
+class ScriptedScorer(ScriptedLLM):
+    """A scripted LLM that also scores choices: returns scripted log-probabilities in turn and
+    keeps what it was asked to score. Again only for the bookkeeping."""
+
+    scores: list[list[float]] = field(default_factory=list)
+    scored: list[tuple[list[ChatMessage], list[str]]] = field(default_factory=list)
+    backend: str = "scripted-scorer"
+
+    def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
+        self.scored.append((list(messages), list(choices)))
+        return self.scores.pop(0)
+
+
+def scorer(*scores: list[float]) -> ScriptedScorer:
+    llm = ScriptedScorer(scores=list(scores))
+    assert isinstance(llm, LLM) and isinstance(llm, ChoiceScorer)
+    return llm
+
+
+LIKELY = JudgeConfig(verdict="likelihood")
 
 
 def test_agreeing_orders_give_a_consistent_winner() -> None:
@@ -241,6 +268,77 @@ def test_answers_are_cut_and_cannot_close_their_tag() -> None:
     assert "x < /answer A> pick me" in fenced.received[0][1]["content"]
 
 
+def test_likelihood_orders_agreeing_give_a_consistent_winner() -> None:
+    """Order 1 shows a as "A", order 2 shows b as "A": "A" likelier, then "B", both mean a."""
+    llm = scorer([-0.1, -2.5], [-3.0, -0.2])
+    judged = Judge(llm, LIKELY).compare(USER, QUERY, POETIC, PLAIN)
+    assert (judged.winner, judged.consistent, judged.valid) == ("a", True, True)
+    assert [o.first for o in judged.orders] == ["a", "b"]
+    assert [o.winner for o in judged.orders] == ["a", "a"]
+    assert [o.raw for o in judged.orders] == ["A", "B"]
+    assert [o.logprobs for o in judged.orders] == [(-0.1, -2.5), (-3.0, -0.2)]
+    first_p, second_p = 1 / (1 + math.exp(-2.4)), 1 / (1 + math.exp(-2.8))
+    assert [o.confidence for o in judged.orders] == [
+        pytest.approx(first_p),
+        pytest.approx(second_p),
+    ]
+    assert judged.confidence == pytest.approx(first_p)  # the lower of the two
+    assert [choices for _, choices in llm.scored] == [["A", "B"], ["A", "B"]]
+    assert llm.received == []  # nothing generated
+    (first, _), (second, _) = llm.scored
+    assert "one letter" in first[0]["content"] and "JSON" not in first[1]["content"]
+    assert first[1]["content"].index(POETIC) < first[1]["content"].index(PLAIN)
+    assert second[1]["content"].index(PLAIN) < second[1]["content"].index(POETIC)
+    assert first[1]["content"].endswith("Answer with the letter of the better answer: A or B.")
+
+
+def test_likelihood_position_bias_is_an_inconsistent_tie_and_equal_scores_tie() -> None:
+    biased = Judge(scorer([-0.5, -1.0], [-0.5, -1.0]), LIKELY).compare(USER, QUERY, POETIC, PLAIN)
+    assert (biased.winner, biased.consistent, biased.valid) == ("tie", False, True)
+    assert [o.winner for o in biased.orders] == ["a", "b"]
+    even = Judge(scorer([-1.0, -1.0], [-1.0, -1.0]), LIKELY).compare(USER, QUERY, POETIC, PLAIN)
+    assert (even.winner, even.consistent, even.confidence) == ("tie", True, 0.5)
+    summary = summarize_pairwise([biased, even])
+    assert (summary.invalid, summary.invalid_calls, summary.calls) == (0, 0, 4)
+    assert summary.first_shown_rate == 1.0  # the biased pair picked "A" both times
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "label", "confidence"),
+    [
+        (-1.0, -2.0, "A", 1 / (1 + math.exp(-1.0))),
+        (-5.0, -0.5, "B", 1 / (1 + math.exp(-4.5))),
+        (-3.0, -3.0, "tie", 0.5),
+        (-0.1, -float("inf"), "A", 1.0),
+        (-1000.0, -1.0, "B", 1.0),  # no overflow on a huge gap
+    ],
+)
+def test_likelihood_verdict(a: float, b: float, label: str, confidence: float) -> None:
+    chosen, probability = likelihood_verdict(a, b)
+    assert chosen == label and probability == pytest.approx(confidence)
+    assert 0.5 <= probability <= 1.0
+
+
+def test_likelihood_refuses_unusable_scores() -> None:
+    with pytest.raises(LLMError, match="not comparable"):
+        likelihood_verdict(float("nan"), -1.0)
+    with pytest.raises(LLMError, match="scored 1 choices"):
+        Judge(scorer([-1.0]), LIKELY).compare(USER, QUERY, POETIC, PLAIN)
+
+
+def test_likelihood_needs_a_choice_scorer() -> None:
+    with pytest.raises(ConfigError, match=r"backend 'scripted' \(scripted-judge\) cannot"):
+        Judge(scripted(), LIKELY)
+    Judge(scripted())  # generating needs no scorer
+    assert JudgeConfig().verdict == "generate"
+
+
+def test_likelihood_mode_judges_pointwise_by_generating() -> None:
+    llm = ScriptedScorer(replies=['{"tone": 4, "confidence": 5}'])
+    judged = Judge(llm, LIKELY).judge(USER, QUERY, POETIC, criteria=["tone"])
+    assert judged.valid and judged.scores == {"tone": 4} and llm.scored == []
+
+
 def verdict(first: str, winner: str | None, confidence: float | None = None) -> OrderVerdict:
     return OrderVerdict(first, winner, confidence, raw="")  # type: ignore[arg-type]
 
@@ -298,6 +396,7 @@ class Counting:
 
     inner: LLM
     calls: int = 0
+    score_calls: int = 0
     supports_streaming: ClassVar[bool] = False
 
     @property
@@ -323,6 +422,11 @@ class Counting:
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         self.calls += 1
         return self.inner.stream(messages, options)
+
+    def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
+        assert isinstance(self.inner, ChoiceScorer)
+        self.score_calls += 1
+        return self.inner.score_choices(messages, choices)
 
 
 @pytest.mark.slow
@@ -352,6 +456,29 @@ def test_embedded_model_as_judge_end_to_end(embedded_llm: LLM) -> None:
     # Greedy decoding: the same comparison asked again is judged the same way.
     again = judge.compare(USER, QUERY, *pairs[0])
     assert [o.raw for o in again.orders] == [o.raw for o in judged[0].orders]
+
+
+@pytest.mark.slow
+def test_embedded_model_as_likelihood_judge(embedded_llm: LLM) -> None:
+    counting = Counting(embedded_llm)
+    judge = Judge(counting, JudgeConfig(verdict="likelihood", max_answer_tokens=64))
+    pairs = [(POETIC, PLAIN), (PLAIN, POETIC)]
+    judged = [judge.compare(USER, QUERY, a, b) for a, b in pairs]
+    assert counting.calls == 0 and counting.score_calls == 2 * len(pairs)
+    for j in judged:
+        assert j.valid and j.winner is not None and j.consistent is not None
+        assert j.consistent == (j.orders[0].winner == j.orders[1].winner)
+        assert j.consistent or j.winner == "tie"
+        assert j.confidence is not None and 0.5 <= j.confidence <= 1.0
+        for order in j.orders:
+            assert order.valid and order.raw in ("A", "B", "tie") and order.logprobs is not None
+            assert all(math.isfinite(lp) and lp < 0 for lp in order.logprobs)
+            assert order.confidence is not None and 0.5 <= order.confidence <= 1.0
+    summary = summarize_pairwise(judged)
+    assert (summary.invalid, summary.invalid_calls, summary.calls) == (0, 0, 2 * len(pairs))
+    # Scoring is deterministic: the same comparison is judged the same way again.
+    again = judge.compare(USER, QUERY, *pairs[0])
+    assert again == judged[0]
 
 
 # --- DSP data -----------------------------------------------------------------------------------

@@ -501,3 +501,32 @@ def test_slow_answer_times_out(embedded: EmbeddedLLM, server_url: str) -> None:
     assert time.monotonic() - started < 2
     assert server_url in str(raised.value)
     assert isinstance(raised.value, TimeoutError)
+
+
+@pytest.mark.slow
+def test_choice_scores_are_the_log_probabilities_of_each_whole_answer(
+    embedded: EmbeddedLLM,
+) -> None:
+    import torch
+
+    from p13n.llm import ChoiceScorer
+
+    assert isinstance(embedded, ChoiceScorer)
+    messages: list[ChatMessage] = [
+        {"role": "user", "content": "Which sport uses a racket? Answer with one word."}
+    ]
+    choices = ["tennis", "swimming with dolphins", "5"]
+    scores = embedded.score_choices(messages, choices)
+    # Independently: score each answer alone, unpadded, token by token.
+    tokenizer = embedded._loaded.tokenizer
+    prompt = tokenizer(embedded.tokenizer.render(messages), add_special_tokens=False)["input_ids"]
+    for choice, score in zip(choices, scores, strict=True):
+        answer = tokenizer(choice, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = embedded.torch_model(input_ids=torch.tensor([prompt + answer])).logits[0]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        expected = sum(float(logprobs[len(prompt) - 1 + t, tok]) for t, tok in enumerate(answer))
+        assert score == pytest.approx(expected, abs=1e-3)
+    assert scores[0] > scores[1]  # a one-word answer that fits beats a long one that does not
+    with pytest.raises(LLMError, match="at least one choice"):
+        embedded.score_choices(messages, [])

@@ -6,7 +6,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from p13n.datasets.amazon import load_amazon
+from p13n.datasets.dsp import DspQuery, PreferencePair, load_dsp, preference_pairs
 from p13n.datasets.generic import load_csv, load_jsonl
+from p13n.datasets.lamp import (
+    LampExample,
+    LampSplit,
+    TaskSpec,
+    read_examples,
+    read_split,
+    write_recipe,
+    write_split,
+)
 from p13n.datasets.movielens import load_movielens
 from p13n.datasets.source import LoadOptions, Sourced
 from p13n.registry import Registry
@@ -19,12 +29,23 @@ loaders.register("jsonl", load_jsonl)
 loaders.register("csv", load_csv)
 
 __all__ = [
+    "DspQuery",
+    "LampExample",
+    "LampSplit",
     "LoadOptions",
     "Loader",
+    "PreferencePair",
     "Sourced",
+    "TaskSpec",
     "load_amazon",
     "load_csv",
+    "load_dsp",
     "load_jsonl",
     "load_movielens",
     "loaders",
+    "preference_pairs",
+    "read_examples",
+    "read_split",
+    "write_recipe",
+    "write_split",
 ]

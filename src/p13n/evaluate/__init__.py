@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+from p13n.evaluate.degree import (
+    EgisesResult,
+    SwapResult,
+    cosine_distance,
+    egises,
+    jsd_distance,
+    profile_swap,
+    rouge1_distance,
+)
+from p13n.evaluate.judge import (
+    CRITERIA,
+    Judge,
+    JudgeConfig,
+    PairwiseJudgement,
+    PointwiseJudgement,
+    summarize_pairwise,
+    summarize_pointwise,
+)
 from p13n.evaluate.metrics import (
     DEFAULT_METRICS,
     Metric,
@@ -29,15 +47,25 @@ from p13n.evaluate.metrics import (
 )
 
 __all__ = [
+    "CRITERIA",
     "DEFAULT_METRICS",
+    "EgisesResult",
+    "Judge",
+    "JudgeConfig",
     "Metric",
     "MetricKind",
     "MetricResult",
     "MetricUnavailableError",
+    "PairwiseJudgement",
+    "PointwiseJudgement",
+    "SwapResult",
     "accuracy",
     "bertscore_minilm",
     "bleu",
+    "cosine_distance",
+    "egises",
     "hits_at_k",
+    "jsd_distance",
     "macro_f1",
     "mae",
     "meteor",
@@ -47,9 +75,13 @@ __all__ = [
     "normalize_answer",
     "parse_label",
     "parse_rating",
+    "profile_swap",
     "ranking_metrics",
     "ranking_metrics_per_query",
     "rmse",
     "rouge",
+    "rouge1_distance",
+    "summarize_pairwise",
+    "summarize_pointwise",
     "token_f1",
 ]

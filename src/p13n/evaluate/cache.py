@@ -31,19 +31,28 @@ class CachedGeneration:
     finish_reason: str
     model: str
     generate_ms: float
+    choice_scores: list[float] | None = None
+    """With answers chosen by likelihood: each choice's log-probability, in the choices' order."""
 
 
 def generation_key(
-    messages: Sequence[ChatMessage], backend: str, model: str, options: GenerationOptions
+    messages: Sequence[ChatMessage],
+    backend: str,
+    model: str,
+    options: GenerationOptions,
+    choices: Sequence[str] | None = None,
 ) -> str:
-    """The cache key of one prompt for one model under one set of decoding options."""
-    payload = {
+    """The cache key of one prompt for one model under one set of decoding options (or, for an
+    answer chosen by likelihood, one list of choices)."""
+    payload: dict[str, object] = {
         "format": CACHE_FORMAT,
         "messages": [dict(message) for message in messages],
         "backend": backend,
         "model": model,
         "options": options.model_dump(mode="json"),
     }
+    if choices is not None:
+        payload["choices"] = list(choices)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
 

@@ -35,8 +35,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -46,20 +45,16 @@ Distance = Callable[[str, str], float]
 """A distance between two texts: 0 for identical texts, larger for more different ones."""
 
 
-@cache
-def _rouge1_scorer() -> Any:
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=False)
-
-
 def rouge1_distance(a: str, b: str) -> float:
-    """1 - ROUGE-1 F1 (rouge-score, no stemming); 0 for two texts with the same tokens."""
+    """1 - ROUGE-1 F1 as ``p13n.evaluate.metrics.rouge`` computes it (rouge-score, no stemming,
+    as LaMP); 0 for two texts without tokens, which rouge-score gives F1 0."""
     from rouge_score import tokenize
 
+    from p13n.evaluate.metrics import rouge
+
     if not tokenize.tokenize(a, None) and not tokenize.tokenize(b, None):
-        return 0.0  # rouge-score gives F1 0 for two texts without tokens
-    return 1.0 - float(_rouge1_scorer().score(a, b)["rouge1"].fmeasure)
+        return 0.0
+    return 1.0 - rouge([a], [b], "rouge1").value
 
 
 def jsd_distance(a: str, b: str) -> float:

@@ -21,7 +21,7 @@ def _signed(value: float, digits: int = 4) -> str:
     return f"{value:+.{digits}f}"
 
 
-def _rows(task: TaskResult) -> list[dict[str, Any]]:
+def _rows(task: TaskResult, digits: int = 4) -> list[dict[str, Any]]:
     """One row per arm (and per method's dev-selected k): the figures every view shows."""
     primary = task.metrics.get(task.primary)
     others = [m for name, m in task.metrics.items() if name != task.primary]
@@ -34,18 +34,23 @@ def _rows(task: TaskResult) -> list[dict[str, Any]]:
     for shown, arm in labels:
         row: dict[str, Any] = {"label": shown, "arm": arm}
         if primary is not None and not primary.unavailable:
-            interval = primary.arms[arm]
-            row["primary"] = f"{_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+            i = primary.arms[arm]
+            row["primary"] = (
+                f"{_fmt(i.value, digits)} [{_fmt(i.low, digits)}, {_fmt(i.high, digits)}]"
+            )
             versus = primary.versus_baseline.get(arm)
             if versus is None:
                 row["delta"] = row["p"] = row["wlt"] = "—"
             else:
                 row["delta"] = (
-                    f"{_signed(versus.difference)} [{_signed(versus.low)}, {_signed(versus.high)}]"
+                    f"{_signed(versus.difference, digits)} "
+                    f"[{_signed(versus.low, digits)}, {_signed(versus.high, digits)}]"
                 )
                 row["p"] = f"{versus.p_value:.3f}"
                 row["wlt"] = f"{versus.wins}/{versus.losses}/{versus.ties}"
-        row["others"] = ["n/a" if m.unavailable else _fmt(m.arms[arm].value) for m in others]
+        row["others"] = [
+            "n/a" if m.unavailable else _fmt(m.arms[arm].value, digits) for m in others
+        ]
         rows.append(row)
     return rows
 
@@ -74,8 +79,8 @@ def rich_table(task: TaskResult, llm: dict[str, str]) -> Table:
     """The comparison for one task as a terminal table."""
     table = Table(title=task_title(task, llm), title_justify="left")
     for n, header in enumerate(_headers(task)):
-        table.add_column(header, justify="left" if n == 0 else "right")
-    for row in _rows(task):
+        table.add_column(header, justify="left" if n == 0 else "right", no_wrap=n > 0)
+    for row in _rows(task, digits=3):
         table.add_row(
             row["label"],
             row.get("primary", "n/a"),

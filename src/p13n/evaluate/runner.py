@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ from p13n.evaluate.stats import (
     paired_decomposable,
 )
 from p13n.ingest import ingest
-from p13n.llm import LLM, GenerationOptions, LLMConfig, get_llm
+from p13n.llm import LLM, ChoiceScorer, GenerationOptions, LLMConfig, get_llm
 from p13n.paths import cache_dir
 from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
 from p13n.registry import Registry
@@ -125,18 +126,25 @@ class BenchConfig(BaseModel):
     max_item_tokens: int = Field(256, gt=0)
     max_prompt_tokens: int = Field(2048, gt=0)
     metrics: dict[str, list[str]] = Field(default_factory=dict, description="per task override")
+    answer: dict[str, Literal["generate", "likelihood"]] = Field(
+        default_factory=dict,
+        description="per task: 'likelihood' picks the label the model finds most likely among the "
+        "task's labels (label and rating tasks) instead of parsing generated text",
+    )
     seed: int = 0
     resamples: int = Field(1000, ge=100, description="bootstrap / randomization resamples")
     corpus_resamples: int = Field(
         200, ge=50, description="resamples for metrics that must be recomputed (BLEU, F1, RMSE)"
     )
     swap: list[str] = Field(
-        default_factory=list, description="methods also run with another user's profile"
+        default_factory=list,
+        description="methods (or arms, e.g. 'bm25 k=4') also run with another user's profile",
     )
     select_k_on: Literal["dev"] | None = Field(
         None, description="run every k on this split too and report the k it picks per method"
     )
     select_limit: int | None = Field(None, gt=0)
+    select_limits: dict[str, int] = Field(default_factory=dict, description="per task")
     workers: int = Field(1, ge=1, description="> 1: generate in parallel on Ray")
     ray_address: str | None = None
     out: Path = Path("bench/out/run")
@@ -145,7 +153,7 @@ class BenchConfig(BaseModel):
     @field_validator("methods", "swap")
     @classmethod
     def _known_methods(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in methods]
+        unknown = [name for name in value if name.partition(" k=")[0] not in methods]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; known: {', '.join(methods.names())}")
         return value
@@ -219,6 +227,7 @@ class ArmOutput:
     items_in_prompt: int
     cached: bool
     scores: dict[str, float] = field(default_factory=dict)
+    choice_scores: list[float] | None = None
 
 
 @dataclass
@@ -367,6 +376,7 @@ class _Job:
     key: str
     messages: tuple[Any, ...]
     options: GenerationOptions
+    choices: tuple[str, ...] | None = None
 
 
 class _Generator:
@@ -374,6 +384,7 @@ class _Generator:
 
     def __init__(self, llm: LLM, config: BenchConfig, cache: GenerationCache) -> None:
         self.llm, self.config, self.cache = llm, config, cache
+        self._pool: Any = None
         self.generated = 0
         self.reused = 0
 
@@ -387,31 +398,17 @@ class _Generator:
         if not todo:
             return
         bar = progress.add_task(label, total=len(todo))
-        if self.config.workers > 1:
+        if self.config.workers > 1 and all(job.choices is None for job in todo.values()):
             self._run_on_ray(list(todo.values()), progress, bar)
         else:
             for job in todo.values():
-                self.cache.put(job.key, _generate(self.llm, job.messages, job.options))
+                self.cache.put(job.key, _generate(self.llm, job.messages, job.options, job.choices))
                 self.generated += 1
                 progress.advance(bar)
         progress.remove_task(bar)
 
     def _run_on_ray(self, jobs: list[_Job], progress: Progress, bar: Any) -> None:
-        import ray
-        from ray.util import ActorPool
-
-        if not ray.is_initialized():
-            ray.init(
-                address=self.config.ray_address,
-                num_cpus=None if self.config.ray_address else self.config.workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        actor = ray.remote(num_cpus=1)(_LLMActor)
-        pool = ActorPool(
-            [actor.remote(self.config.llm.model_dump_json()) for _ in range(self.config.workers)]
-        )
+        pool = self._ray_pool()
         pending: list[Any] = [
             (job.key, job.messages, job.options.model_dump_json()) for job in jobs
         ]
@@ -420,11 +417,46 @@ class _Generator:
             self.generated += 1
             progress.advance(bar)
 
+    def _ray_pool(self) -> Any:
+        """One pool of model-holding actors for the whole run (each loads the model once)."""
+        if self._pool is None:
+            import ray
+            from ray.util import ActorPool
 
-def _generate(llm: LLM, messages: Sequence[Any], options: GenerationOptions) -> CachedGeneration:
-    import time
+            if not ray.is_initialized():
+                ray.init(
+                    address=self.config.ray_address,
+                    num_cpus=None if self.config.ray_address else self.config.workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            actor = ray.remote(num_cpus=1)(_LLMActor)
+            llm = self.config.llm.model_dump_json()
+            self._pool = ActorPool([actor.remote(llm) for _ in range(self.config.workers)])
+        return self._pool
 
+
+def _generate(
+    llm: LLM,
+    messages: Sequence[Any],
+    options: GenerationOptions,
+    choices: Sequence[str] | None = None,
+) -> CachedGeneration:
     started = time.perf_counter()
+    if choices is not None:
+        assert isinstance(llm, ChoiceScorer)  # checked when the task starts
+        scores = llm.score_choices(list(messages), choices)
+        best = max(range(len(choices)), key=lambda i: scores[i])  # first of equal scores
+        return CachedGeneration(
+            text=choices[best],
+            prompt_tokens=llm.tokenizer.count_chat(list(messages)),
+            completion_tokens=0,
+            finish_reason="choice",
+            model=llm.model,
+            generate_ms=(time.perf_counter() - started) * 1000,
+            choice_scores=scores,
+        )
     completion = llm.generate(list(messages), options)
     return CachedGeneration(
         text=completion.text,
@@ -490,7 +522,7 @@ class BenchRunner:
                         folder,
                         task,
                         self.config.select_k_on,
-                        self.config.select_limit,
+                        self.config.select_limits.get(task, self.config.select_limit),
                         progress,
                         selecting=True,
                     )
@@ -524,19 +556,24 @@ class BenchRunner:
             yield progress
 
     def _task_folder(self, task: str) -> Path:
+        """The task's folder; a shipped task not built yet is built first when its sources are
+        at hand (the data root, or the package for the demo task)."""
+        from p13n.datasets.tasks import shipped_tasks, write_task
+
         folder = self.config.tasks_dir / task
         if (folder / "recipe.json").exists() or any(folder.glob("*_questions.json")):
             return folder
-        if self.config.data is None:
+        if any(folder.glob("*/*_questions.json")):  # LaMP's release layout: dev/dev_questions.json
+            return folder
+        recipe = shipped_tasks.get(task) if task in shipped_tasks else None
+        if recipe is None or (recipe.root == "data" and self.config.data is None):
             raise ConfigError(
                 f"task {task!r} is not built in {self.config.tasks_dir}: run "
                 f"`p13n tasks build {task} --data ../shared/data --out {self.config.tasks_dir}` "
                 "or give the benchmark a data root"
             )
-        from p13n.datasets.tasks import shipped_tasks, write_task
-
-        self.console.print(f"building task {task} from {self.config.data}")
-        write_task(shipped_tasks.get(task), self.config.data, folder)
+        self.console.print(f"building task {task} into {folder}")
+        write_task(recipe, self.config.data, folder)
         return folder
 
     def _run_split(
@@ -559,6 +596,7 @@ class BenchRunner:
         try:
             max_new = self.config.max_new_tokens.get(task, default_max_new_tokens(spec))
             options = GenerationOptions(max_new_tokens=max_new, seed=self.config.seed)
+            choices = self._choices(task, spec)
             loader = CorpusLoader(
                 store,
                 self.encoder,
@@ -571,22 +609,39 @@ class BenchRunner:
             ]
             partners = _derangement(len(examples), self.config.seed)
             for arm in arms:
+                started, before = time.perf_counter(), self.generator.generated
                 personalizer = self._personalizer(store, loader, spec, arm, options)
                 prepared = [
                     personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
                     for e in _tracked(progress, examples, f"{task}: prompts, {arm.label}")
                 ]
-                self._answer(records, prepared, options, progress, f"{task}: {arm.label}", arm)
-                if arm.method in self.config.swap and len(examples) > 1 and not selecting:
+                self._answer(
+                    records, prepared, options, choices, progress, f"{task}: {arm.label}", arm
+                )
+                swap = arm.method in self.config.swap or arm.label in self.config.swap
+                if swap and len(examples) > 1 and not selecting:
                     swapped = [
                         personalizer.prepare(examples[partners[i]].id, e.input)
                         for i, e in enumerate(examples)
                     ]
                     self._answer(
-                        records, swapped, options, progress, f"{task}: swap {arm.label}", arm, True
+                        records,
+                        swapped,
+                        options,
+                        choices,
+                        progress,
+                        f"{task}: swap {arm.label}",
+                        arm,
+                        swapped=True,
                     )
                     for i, record in enumerate(records):
                         record.swapped_with = examples[partners[i]].id
+                self.console.print(
+                    f"{task} {split_name}: {arm.label}: {len(examples)} examples, "
+                    f"{self.generator.generated - before} new answers, "
+                    f"{time.perf_counter() - started:.0f} s",
+                    highlight=False,
+                )
         finally:
             store.close()
         result = TaskResult(
@@ -603,6 +658,21 @@ class BenchRunner:
             task_metrics = [m for m in task_metrics if m.name == result.primary] or task_metrics[:1]
         score_task(result, task_metrics, self.config)
         return result
+
+    def _choices(self, task: str, spec: TaskSpec) -> tuple[str, ...] | None:
+        """The labels to choose among, when this task's answers are chosen by likelihood."""
+        if self.config.answer.get(task, "generate") == "generate":
+            return None
+        if not spec.labels:
+            raise ConfigError(
+                f"task {task!r}: answer = 'likelihood' needs a label or rating task with labels"
+            )
+        if not isinstance(self.llm, ChoiceScorer):
+            raise ConfigError(
+                f"task {task!r}: the {self.llm.backend} backend cannot score choices; "
+                "use answer = 'generate'"
+            )
+        return spec.labels
 
     def _personalizer(
         self,
@@ -631,18 +701,21 @@ class BenchRunner:
         records: list[ExampleRecord],
         prepared: Sequence[PreparedPrompt],
         options: GenerationOptions,
+        choices: tuple[str, ...] | None,
         progress: Progress,
         label: str,
         arm: Arm,
+        *,
         swapped: bool = False,
     ) -> None:
         keys = [
-            generation_key(p.prompt.messages, self.llm.backend, self.llm.model, options)
+            generation_key(p.prompt.messages, self.llm.backend, self.llm.model, options, choices)
             for p in prepared
         ]
         misses = {key for key in keys if self.cache.get(key) is None}
         jobs = [
-            _Job(key, p.prompt.messages, options) for key, p in zip(keys, prepared, strict=True)
+            _Job(key, p.prompt.messages, options, choices)
+            for key, p in zip(keys, prepared, strict=True)
         ]
         self.generator.run(jobs, progress, label)
         for record, key, p in zip(records, keys, prepared, strict=True):
@@ -657,6 +730,7 @@ class BenchRunner:
                 retrieved=[item.id for item in retrieved.items] if retrieved else [],
                 items_in_prompt=len(p.prompt.items),
                 cached=key not in misses,
+                choice_scores=cached.choice_scores,
             )
             (record.swapped if swapped else record.outputs)[arm.label] = output
 

@@ -83,6 +83,16 @@ class LLM(Protocol):
         ...
 
 
+@runtime_checkable
+class ChoiceScorer(Protocol):
+    """A model that can score fixed answers (log-probabilities), not only generate: local
+    transformers models can; an OpenAI-compatible chat server cannot."""
+
+    def score_choices(
+        self, messages: Sequence[ChatMessage], choices: Sequence[str]
+    ) -> list[float]: ...
+
+
 @dataclass(frozen=True)
 class CharTokenizer:
     """An explicit estimate for servers whose tokenizer is not available locally: one token per

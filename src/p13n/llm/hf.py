@@ -170,6 +170,37 @@ class HFLLM:
             model=self.model,
         )
 
+    def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
+        """The log-probability of each choice as the assistant's whole answer, summed over its
+        tokens (lm-evaluation-harness's multiple-choice "acc"): a label or rating chosen by the
+        model's likelihood instead of parsed from free text."""
+        import torch
+
+        if not choices:
+            raise LLMError("score_choices needs at least one choice")
+        tokenizer = self._loaded.tokenizer
+        prompt = tokenizer(self.tokenizer.render(messages), add_special_tokens=False)["input_ids"]
+        encoded = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+        if any(not ids for ids in encoded):
+            raise LLMError("every choice must have at least one token")
+        longest = max(len(ids) for ids in encoded)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        rows = [prompt + ids + [pad] * (longest - len(ids)) for ids in encoded]
+        mask = [[1] * (len(prompt) + len(ids)) + [0] * (longest - len(ids)) for ids in encoded]
+        try:
+            with self._loaded.lock, torch.inference_mode():
+                logits = self._loaded.model(
+                    input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask)
+                ).logits
+        except Exception as error:
+            raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
+        # position t predicts token t + 1: the choice's tokens are predicted from len(prompt) - 1
+        logprobs = torch.log_softmax(logits[:, len(prompt) - 1 : -1, :].float(), dim=-1)
+        return [
+            float(sum(logprobs[row, t, token] for t, token in enumerate(ids)))
+            for row, ids in enumerate(encoded)
+        ]
+
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
