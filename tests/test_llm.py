@@ -528,5 +528,7 @@ def test_choice_scores_are_the_log_probabilities_of_each_whole_answer(
         expected = sum(float(logprobs[len(prompt) - 1 + t, tok]) for t, tok in enumerate(answer))
         assert score == pytest.approx(expected, abs=1e-3)
     assert scores[0] > scores[1]  # a one-word answer that fits beats a long one that does not
+    (single,) = embedded.score_choices(messages, ["5"])  # one-token choices: one prompt pass
+    assert single == pytest.approx(scores[2], abs=1e-3)
     with pytest.raises(LLMError, match="at least one choice"):
         embedded.score_choices(messages, [])

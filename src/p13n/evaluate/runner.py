@@ -398,7 +398,7 @@ class _Generator:
         if not todo:
             return
         bar = progress.add_task(label, total=len(todo))
-        if self.config.workers > 1 and all(job.choices is None for job in todo.values()):
+        if self.config.workers > 1:
             self._run_on_ray(list(todo.values()), progress, bar)
         else:
             for job in todo.values():
@@ -410,7 +410,7 @@ class _Generator:
     def _run_on_ray(self, jobs: list[_Job], progress: Progress, bar: Any) -> None:
         pool = self._ray_pool()
         pending: list[Any] = [
-            (job.key, job.messages, job.options.model_dump_json()) for job in jobs
+            (job.key, job.messages, job.options.model_dump_json(), job.choices) for job in jobs
         ]
         for key, generation in pool.map_unordered(lambda a, job: a.generate.remote(*job), pending):
             self.cache.put(key, CachedGeneration(**generation))
@@ -478,9 +478,10 @@ class _LLMActor:
         self.llm = get_llm(LLMConfig.model_validate_json(llm_config))
 
     def generate(
-        self, key: str, messages: Sequence[Any], options: str
+        self, key: str, messages: Sequence[Any], options: str, choices: Sequence[str] | None
     ) -> tuple[str, dict[str, Any]]:
-        result = _generate(self.llm, messages, GenerationOptions.model_validate_json(options))
+        parsed = GenerationOptions.model_validate_json(options)
+        result = _generate(self.llm, messages, parsed, choices)
         return key, asdict(result)
 
 

@@ -183,6 +183,14 @@ class HFLLM:
         encoded = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
         if any(not ids for ids in encoded):
             raise LLMError("every choice must have at least one token")
+        if all(len(ids) == 1 for ids in encoded):  # labels like 1-5: one pass over the prompt
+            try:
+                with self._loaded.lock, torch.inference_mode():
+                    last = self._loaded.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+            except Exception as error:
+                raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
+            logprobs = torch.log_softmax(last.float(), dim=-1)
+            return [float(logprobs[ids[0]]) for ids in encoded]
         longest = max(len(ids) for ids in encoded)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         rows = [prompt + ids + [pad] * (longest - len(ids)) for ids in encoded]
