@@ -38,6 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/retrieval_latency.py
 	$(BIN)/python bench/generate_overhead.py
 	$(BIN)/python bench/headline_probe.py
+	$(BIN)/python bench/personalization_degree.py --limit 20
+	OMP_NUM_THREADS=1 $(BIN)/python bench/judge_agreement.py --limit 50 --verdict likelihood
+	OMP_NUM_THREADS=1 $(BIN)/p13n bench run bench/configs/lamp_suite.toml
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache

@@ -270,7 +270,7 @@ def test_official_lamp_files_run_as_released(
         tasks=["LaMP_4"],
         tasks_dir=tmp_path / "lamp",
         split="dev",
-        methods=["none", "bm25"],
+        methods=["none", "bm25", "profile"],
         k=[1],
         max_new_tokens={"LaMP_4": 8},
         metrics={"LaMP_4": ["rouge-1"]},
@@ -279,9 +279,14 @@ def test_official_lamp_files_run_as_released(
     )
     (task,) = _run(config, embedded_llm, encoder).tasks
     assert task.spec.template == "lamp4" and len(task.examples) == 2
+    assert task.arms == ["none", "bm25 k=1", "profile k=1"]
     for example in task.examples:
         (item,) = example.outputs["bm25 k=1"].retrieved
         assert item.startswith(example.id + "/")
+        # the profile arm's prompt carries the LLM-written summary on top of the same item
+        profiled = example.outputs["profile k=1"]
+        assert profiled.retrieved == [item]
+        assert profiled.prompt_tokens > example.outputs["bm25 k=1"].prompt_tokens
 
 
 def test_config_errors_name_the_problem(task_dir: Path, tmp_path: Path) -> None:

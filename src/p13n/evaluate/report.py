@@ -78,9 +78,14 @@ def task_title(task: TaskResult, llm: dict[str, str]) -> str:
 def rich_table(task: TaskResult, llm: dict[str, str]) -> Table:
     """The comparison for one task as a terminal table."""
     table = Table(title=task_title(task, llm), title_justify="left")
+    rows = _rows(task, digits=3)
+    widest = max(len(row["label"]) for row in rows)
     for n, header in enumerate(_headers(task)):
-        table.add_column(header, justify="left" if n == 0 else "right", no_wrap=n > 0)
-    for row in _rows(task, digits=3):
+        if n == 0:  # the method names never wrap; narrow terminals wrap the figures instead
+            table.add_column(header, justify="left", no_wrap=True, min_width=widest)
+        else:
+            table.add_column(header, justify="right")
+    for row in rows:
         table.add_row(
             row["label"],
             row.get("primary", "n/a"),
