@@ -78,7 +78,7 @@ def run(
         finally:
             runner.close()
         for task_result in result.tasks:
-            console.print(rich_table(task_result, result.llm))
+            console.print(rich_table(task_result, result.llm, compact=console.width < 140))
         paths = write_outputs(result, settings.out)
     except P13nError as error:
         raise _fail(error) from None

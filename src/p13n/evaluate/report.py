@@ -75,24 +75,26 @@ def task_title(task: TaskResult, llm: dict[str, str]) -> str:
     )
 
 
-def rich_table(task: TaskResult, llm: dict[str, str]) -> Table:
-    """The comparison for one task as a terminal table."""
+def rich_table(task: TaskResult, llm: dict[str, str], *, compact: bool = False) -> Table:
+    """The comparison for one task as a terminal table; ``compact`` (narrow terminals) leaves
+    the intervals to summary.md and the report."""
     table = Table(title=task_title(task, llm), title_justify="left")
     rows = _rows(task, digits=3)
+    headers = _headers(task)
+    if compact:
+        headers[1], headers[2] = task.primary, f"Δ vs {BASELINE}"
     widest = max(len(row["label"]) for row in rows)
-    for n, header in enumerate(_headers(task)):
+    for n, header in enumerate(headers):
         if n == 0:  # the method names never wrap; narrow terminals wrap the figures instead
             table.add_column(header, justify="left", no_wrap=True, min_width=widest)
         else:
             table.add_column(header, justify="right")
     for row in rows:
+        primary, delta = row.get("primary", "n/a"), row.get("delta", "n/a")
+        if compact:
+            primary, delta = primary.split(" [")[0], delta.split(" [")[0]
         table.add_row(
-            row["label"],
-            row.get("primary", "n/a"),
-            row.get("delta", "n/a"),
-            row.get("p", "n/a"),
-            row.get("wlt", "n/a"),
-            *row["others"],
+            row["label"], primary, delta, row.get("p", "n/a"), row.get("wlt", "n/a"), *row["others"]
         )
     return table
 
