@@ -388,7 +388,8 @@ class _Generator:
         self.generated = 0
         self.reused = 0
 
-    def run(self, jobs: Sequence[_Job], progress: Progress, label: str) -> None:
+    def run(self, jobs: Sequence[_Job], progress: Progress, label: str) -> set[str]:
+        """Answer the jobs not in the cache; returns the keys answered now."""
         todo: dict[str, _Job] = {}
         for job in jobs:
             if job.key in todo or self.cache.get(job.key) is not None:
@@ -396,7 +397,7 @@ class _Generator:
             else:
                 todo[job.key] = job
         if not todo:
-            return
+            return set()
         bar = progress.add_task(label, total=len(todo))
         if self.config.workers > 1:
             self._run_on_ray(list(todo.values()), progress, bar)
@@ -406,6 +407,7 @@ class _Generator:
                 self.generated += 1
                 progress.advance(bar)
         progress.remove_task(bar)
+        return set(todo)
 
     def _run_on_ray(self, jobs: list[_Job], progress: Progress, bar: Any) -> None:
         pool = self._ray_pool()
@@ -713,12 +715,11 @@ class BenchRunner:
             generation_key(p.prompt.messages, self.llm.backend, self.llm.model, options, choices)
             for p in prepared
         ]
-        misses = {key for key in keys if self.cache.get(key) is None}
         jobs = [
             _Job(key, p.prompt.messages, options, choices)
             for key, p in zip(keys, prepared, strict=True)
         ]
-        self.generator.run(jobs, progress, label)
+        fresh = self.generator.run(jobs, progress, label)
         for record, key, p in zip(records, keys, prepared, strict=True):
             cached = self.cache.get(key)
             assert cached is not None  # every job was just generated or found
@@ -730,7 +731,7 @@ class BenchRunner:
                 generate_ms=round(cached.generate_ms, 1),
                 retrieved=[item.id for item in retrieved.items] if retrieved else [],
                 items_in_prompt=len(p.prompt.items),
-                cached=key not in misses,
+                cached=key not in fresh,
                 choice_scores=cached.choice_scores,
             )
             (record.swapped if swapped else record.outputs)[arm.label] = output
