@@ -107,6 +107,65 @@ def test_kind_filter_and_interaction_order(store: Store) -> None:
     assert [i.item_id for i in store.interactions("u", kinds=["view"])] == ["i1"]
 
 
+def test_tenant_wide_listings(store: Store) -> None:
+    interactions = [
+        Interaction(user_id="u2", item_id="i1", kind="rate", value=3.0, timestamp=30),
+        Interaction(user_id="u1", item_id="i2", kind="view"),  # undated: last of u1
+        Interaction(user_id="u1", item_id="i3", kind="rate", value=5.0, timestamp=20),
+        Interaction(user_id="u1", item_id="i1", kind="view", timestamp=10, metadata={"n": 1}),
+        Interaction(user_id="u2", item_id="i3", kind="view", timestamp=5),
+    ]
+    items = [
+        Item(id="i3", title="Third", attributes={"genres": ["drama"]}),
+        Item(id="i1", title="First", text="about one"),
+        Item(id="i2", title="Second"),
+    ]
+    users = [User(id="u2", attributes={"age": 40}), User(id="u1", attributes={"city": "Oslo"})]
+    store.write(
+        WriteSet(
+            users=users,
+            implicit_user_ids=["u3"],
+            interactions=interactions,
+            items=items,
+        )
+    )
+
+    listed = store.all_interactions()
+    assert [(i.user_id, i.item_id) for i in listed] == [
+        ("u1", "i1"),
+        ("u1", "i3"),
+        ("u1", "i2"),
+        ("u2", "i3"),
+        ("u2", "i1"),
+    ]
+    assert listed == [interactions[n] for n in (3, 2, 1, 4, 0)]
+    assert [(i.user_id, i.item_id) for i in store.all_interactions(kinds=["rate"])] == [
+        ("u1", "i3"),
+        ("u2", "i1"),
+    ]
+    assert store.all_interactions(kinds=[]) == []
+    assert store.catalog() == [items[1], items[2], items[0]]
+    assert store.all_users() == [users[1], users[0], User(id="u3")]
+
+    other = store.with_tenant("other")
+    assert other.all_interactions() == []
+    assert other.catalog() == []
+    assert other.all_users() == []
+    other.write(
+        WriteSet(
+            implicit_user_ids=["x"],
+            interactions=[Interaction(user_id="x", item_id="ix", kind="view", timestamp=1)],
+            items=[Item(id="ix", title="Other tenant's item")],
+        )
+    )
+    assert [i.user_id for i in other.all_interactions()] == ["x"]
+    assert [i.id for i in other.catalog()] == ["ix"]
+    assert [u.id for u in other.all_users()] == ["x"]
+    assert store.all_interactions() == listed
+    assert [i.id for i in store.catalog()] == ["i1", "i2", "i3"]
+    assert [u.id for u in store.all_users()] == ["u1", "u2", "u3"]
+
+
 def test_embeddings_are_stored_exactly_beside_their_rows(store: Store) -> None:
     documents = [doc("u", f"text {n}", n + 1) for n in range(5)]
     vectors = {("u", d.id): vector(n) for n, d in enumerate(documents[:4])}

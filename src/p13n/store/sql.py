@@ -652,18 +652,31 @@ class SQLStore:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as c:
-            return [
-                Interaction.model_construct(
-                    id=row.interaction_id,
-                    user_id=row.user_id,
-                    item_id=row.item_id,
-                    kind=row.kind,
-                    value=row.value,
-                    timestamp=to_utc(row.timestamp),
-                    metadata=row.meta,
-                )
-                for row in c.execute(query)
-            ]
+            return [self._interaction(row) for row in c.execute(query)]
+
+    def all_interactions(self, *, kinds: Sequence[str] | None = None) -> list[Interaction]:
+        i = s.interactions
+        query = (
+            select(i)
+            .where(i.c.tenant == self.tenant)
+            .order_by(i.c.user_id, i.c.timestamp.asc().nulls_last(), i.c.interaction_id)
+        )
+        if kinds is not None:
+            query = query.where(i.c.kind.in_(list(kinds)))
+        with self.engine.connect() as c:
+            return [self._interaction(row) for row in c.execute(query)]
+
+    @staticmethod
+    def _interaction(row: Any) -> Interaction:
+        return Interaction.model_construct(
+            id=row.interaction_id,
+            user_id=row.user_id,
+            item_id=row.item_id,
+            kind=row.kind,
+            value=row.value,
+            timestamp=to_utc(row.timestamp),
+            metadata=row.meta,
+        )
 
     def _preferences(self, condition: Any) -> list[Preference]:
         p = s.preferences
@@ -701,6 +714,30 @@ class SQLStore:
                         id=row.item_id, title=row.title, text=row.text, attributes=row.attributes
                     )
         return [found[item_id] for item_id in item_ids if item_id in found]
+
+    def catalog(self) -> list[Item]:
+        i = s.items
+        query = select(i).where(i.c.tenant == self.tenant).order_by(i.c.item_id)
+        with self.engine.connect() as c:
+            return [
+                Item.model_construct(
+                    id=row.item_id, title=row.title, text=row.text, attributes=row.attributes
+                )
+                for row in c.execute(query)
+            ]
+
+    def all_users(self) -> list[User]:
+        u = s.users
+        query = (
+            select(u.c.user_id, u.c.attributes)
+            .where(u.c.tenant == self.tenant)
+            .order_by(u.c.user_id)
+        )
+        with self.engine.connect() as c:
+            return [
+                User.model_construct(id=row.user_id, attributes=row.attributes)
+                for row in c.execute(query)
+            ]
 
     def item_vectors(self, item_ids: Sequence[str], encoder_id: str) -> dict[str, Vector]:
         e = s.item_embeddings
