@@ -201,7 +201,7 @@ def profile_swap(
     """``own[n]``: user A's score (against A's gold) of the output made with A's profile;
     ``swapped[n]``: of the output made with another user's profile. Differences within
     ``tolerance`` are ties. ``win_rate`` = wins / n (ties are not wins)."""
-    from scipy.stats import binomtest  # type: ignore[import-untyped]
+    from scipy.stats import binomtest
 
     if len(own) != len(swapped):
         raise ValueError(f"{len(own)} own scores but {len(swapped)} swapped scores")

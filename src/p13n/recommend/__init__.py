@@ -1,0 +1,1 @@
+"""Indirect personalization: recommenders, rating prediction, classification (survey §8.2)."""
