@@ -248,4 +248,10 @@ def migrate(ctx: typer.Context) -> None:
 
 
 # Generation, task and benchmark commands live in their own modules; importing registers them.
-from p13n import cli_bench, cli_generate, cli_tasks  # noqa: E402, F401
+from p13n import (  # noqa: E402, F401
+    cli_bench,
+    cli_generate,
+    cli_indirect,
+    cli_recommend,
+    cli_tasks,
+)
