@@ -41,6 +41,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/personalization_degree.py --limit 20
 	OMP_NUM_THREADS=1 $(BIN)/python bench/judge_agreement.py --limit 50 --verdict likelihood
 	OMP_NUM_THREADS=1 $(BIN)/p13n bench run bench/configs/lamp_suite.toml
+	$(BIN)/p13n tasks build review-rating news-category --data ../shared/data --out tasks
+	OMP_NUM_THREADS=1 $(BIN)/p13n bench recsys --data ../shared/data/movielens-100k --no-llm --out bench/out/recsys-temporal
+	OMP_NUM_THREADS=1 $(BIN)/p13n bench recsys --data ../shared/data/movielens-100k --no-llm --split random --cold-fraction 0 --out bench/out/recsys-random
+	OMP_NUM_THREADS=2 $(BIN)/p13n bench recsys --data ../shared/data/movielens-100k --users 200 --batch-size 16 --out bench/out/recsys-llm
+	OMP_NUM_THREADS=1 $(BIN)/p13n bench indirect --tasks-dir tasks --task review-rating,news-category --movielens ../shared/data/movielens-100k --out bench/out/indirect
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache
