@@ -252,7 +252,8 @@ def test_serving_excludes_seen_items_and_falls_back_for_new_users(
     store = open_store(tiny_store)
     data = data_from_store(store)
     fitted = fit_recommender(data, "hybrid", encoder)
-    user = data.user_ids[int(np.argmin(data.counts))]  # the one with the most unseen items
+    rated = np.flatnonzero(data.counts)  # u.user lists every user; 30 of them rated here
+    user = data.user_ids[int(rated[np.argmin(data.counts[rated])])]  # most unseen items
     known = fitted.recommend(user, 5)
     assert known.fallback is None and known.model == "hybrid" and len(known.items) == 5
     assert known.history == len(store.interactions(user))
@@ -330,7 +331,12 @@ def test_llm_texts_are_cached_and_the_reranker_scores_titles(
     assert again.answer(prompts, texts_options()) == first
     assert (again.generated, again.reused) == (0, 2)
     reranker = LLMReranker(again, data, depth=5)
-    row = data.user_index["1"]
+    row = data.user_index["1"]  # rated every one of the 120 movies: nothing to re-rank
+    assert (
+        len(reranker.candidates(row, np.ones(data.n_items, np.float32), data.seen(row)).cols) == 0
+    )
+    rated = np.flatnonzero(data.counts)
+    row = int(rated[np.argmin(data.counts[rated])])
     lines = history_lines(data, row)
     assert lines and all("(rated " in line for line in lines)
     scores = np.zeros(data.n_items, dtype=np.float32)

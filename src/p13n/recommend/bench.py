@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +38,9 @@ from p13n.recommend.evaluate import (
 from p13n.recommend.hybrid import LearnedHybrid
 from p13n.recommend.models import CLASSIC_GRIDS, Recommender
 from p13n.recommend.split import Split, leave_last_out, random_split, simulate_cold_start
+
+if TYPE_CHECKING:
+    from p13n.recommend.llm import Candidates, LLMReranker
 
 CLASSIC = ("popularity", "item-knn", "als", "bpr")
 RESAMPLES = 2000
@@ -229,7 +232,7 @@ def _add_hybrid(
 def _llm_models(
     result: RecsysResult,
     components: dict[str, Recommender],
-    content: Recommender,
+    content: ContentRecommender,
     encoder: Encoder,
     split: Split,
     rows: Sequence[int],
@@ -284,9 +287,15 @@ def _llm_models(
             rows,
             profile_seconds[0] + seconds[0],
         )
-        result.models[-1].notes = f"profiles of {len(profiles)} users"
+        result.models[-1].notes = f"profiles of {len(profiles)} users, against enriched items"
+        # The same profiles against the catalog's own text: a profile mostly names genres,
+        # which the catalog text states plainly; validation decides which pairing is used.
+        profile_catalog = ContentRecommender("llm-profile-catalog", content.vectors, user_vectors)
+        _add(result, profile_catalog, "llm", {"llm": llm.model}, split, rows)
+        result.models[-1].notes = f"profiles of {len(profiles)} users, against catalog text"
         llm_hybrid = LearnedHybrid(
-            [*components.values(), content, llm_items, llm_profile], name="llm-hybrid"
+            [*components.values(), content, llm_items, llm_profile, profile_catalog],
+            name="llm-hybrid",
         )
         _add_hybrid(result, llm_hybrid, split, rows)
         if config.rerank:
@@ -301,14 +310,14 @@ def _llm_models(
 def _rerank(
     result: RecsysResult,
     base: LearnedHybrid,
-    reranker: Any,
+    reranker: LLMReranker,
     split: Split,
     rows: Sequence[int],
     report: Report,
 ) -> None:
     from rich.progress import Progress
 
-    candidates: dict[Phase, dict[int, Any]] = {"valid": {}, "test": {}}
+    candidates: dict[Phase, dict[int, Candidates]] = {"valid": {}, "test": {}}
     with _timed() as seconds, Progress() as progress:
         for phase in ("valid", "test"):
             held = split.valid if phase == "valid" else split.test
@@ -424,6 +433,13 @@ def write_outputs(result: RecsysResult, out: Path) -> dict[str, Path]:
         "seconds": round(result.seconds, 1),
         "llm_calls": result.llm_calls,
         "summary": summary(result),
+        "per_user_ndcg@10": {
+            model.name: {
+                data.user_ids[row]: value for row, value in model.test.per_user["ndcg@10"].items()
+            }
+            for model in result.models
+        },
+        "cold_user_ids": sorted(data.user_ids[row] for row in result.cold),
         "top10": {
             model.name: {
                 data.user_ids[row]: [data.item_ids[c] for c, _ in model.test.ranked[row][:10]]

@@ -241,6 +241,9 @@ class LLMReranker:
         masked[exclude] = -np.inf
         top = np.argsort(-masked, kind="stable")[: self.depth]
         top = top[np.isfinite(masked[top])]
+        if len(top) == 0:  # the user has seen every item: nothing to re-rank
+            empty = np.zeros(0, dtype=np.float32)
+            return Candidates(top.astype(np.int64), empty, empty)
         return Candidates(
             top.astype(np.int64), _z(base_scores[top]), _z(self.pmi(row, [int(c) for c in top]))
         )
