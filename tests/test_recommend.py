@@ -418,3 +418,21 @@ def test_content_recommender_prefers_items_like_the_users_likes(encoder: Encoder
     assert score_ranking({0: [(data.col("space3"), 1.0)]}, {0: (data.col("space3"),)}, 4).mean(
         "ndcg@10"
     ) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_recommend_cli_explains_from_the_users_history(
+    tiny_store: str, tmp_path: Path, embedded_llm: LLM
+) -> None:
+    env = {"COLUMNS": "250", "P13N_CACHE_DIR": str(tmp_path / "cache")}
+    store = open_store(tiny_store)
+    data = data_from_store(store)
+    rated = np.flatnonzero(data.counts)
+    user = data.user_ids[int(rated[np.argmin(data.counts[rated])])]
+    titles = {data.catalog[i.item_id].title for i in store.interactions(user)}
+    store.close()
+    args = ["--store", tiny_store, "recommend", "--user", user, "--model", "als", "--k", "2"]
+    result = runner.invoke(app, [*args, "--explain"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Because you watched") == 2
+    assert any(title[:20] in result.output for title in titles)
