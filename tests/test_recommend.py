@@ -436,3 +436,11 @@ def test_recommend_cli_explains_from_the_users_history(
     assert result.exit_code == 0, result.output
     assert result.output.count("Because you watched") == 2
     assert any(title[:20] in result.output for title in titles)
+
+
+def test_factorisation_fits_are_reproducible(movielens: RecData) -> None:
+    for make in (lambda: ALS(32), lambda: BPR(32, iterations=20)):
+        one, two = make(), make()
+        one.fit(movielens)
+        two.fit(movielens)
+        assert np.array_equal(one.scores([0, 5]), two.scores([0, 5]))

@@ -138,6 +138,7 @@ class ALS(_Factorisation):
             alpha=self.alpha,
             iterations=self.iterations,
             random_state=self.seed,
+            num_threads=1,  # see BPR: one thread makes the fit reproducible
         )
 
 
@@ -167,6 +168,9 @@ class BPR(_Factorisation):
             regularization=self.regularization,
             iterations=self.iterations,
             random_state=self.seed,
+            # implicit's parallel SGD is Hogwild-style: with more threads two fits of the same
+            # data differ (hybrid weights learned on top of them moved by 0.1 between runs).
+            num_threads=1,
         )
 
 
