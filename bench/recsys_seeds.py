@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,8 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     "model": challenger,
                     "group": group,
                     "best_classic_per_run": chosen,
-                    "difference": paired.difference,
-                    "low": paired.low,
-                    "high": paired.high,
-                    "p_value": paired.p_value,
-                    "wins": paired.wins,
-                    "losses": paired.losses,
-                    "ties": paired.ties,
                     "pairs": len(system),
+                    **asdict(paired),
                 }
             )
     return out

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -407,18 +407,7 @@ def _compare(result: RecsysResult, challenger: str, group: str, rows: list[int])
         resamples=RESAMPLES,
         seed=result.config.seed,
     )
-    return {
-        "model": challenger,
-        "group": group,
-        "best_classic": best.name,
-        "difference": paired.difference,
-        "low": paired.low,
-        "high": paired.high,
-        "p_value": paired.p_value,
-        "wins": paired.wins,
-        "losses": paired.losses,
-        "ties": paired.ties,
-    }
+    return {"model": challenger, "group": group, "best_classic": best.name, **asdict(paired)}
 
 
 def write_outputs(result: RecsysResult, out: Path) -> dict[str, Path]:
