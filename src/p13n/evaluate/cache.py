@@ -11,12 +11,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from p13n.llm import ChatMessage, GenerationOptions
+from p13n.llm import LLM, ChatMessage, ChoiceScorer, Completion, GenerationOptions
 
 CACHE_FORMAT = 1
 
@@ -33,6 +34,18 @@ class CachedGeneration:
     generate_ms: float
     choice_scores: list[float] | None = None
     """With answers chosen by likelihood: each choice's log-probability, in the choices' order."""
+
+    @classmethod
+    def of(cls, completion: Completion, generate_ms: float) -> CachedGeneration:
+        """What is kept of a generated completion."""
+        return cls(
+            text=completion.text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+            model=completion.model,
+            generate_ms=generate_ms,
+        )
 
 
 def generation_key(
@@ -92,3 +105,26 @@ class GenerationCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def cached_choice_scores(
+    cache: GenerationCache | None,
+    llm: LLM,
+    messages: Sequence[ChatMessage],
+    choices: Sequence[str],
+    options: GenerationOptions,
+) -> tuple[list[float], bool]:
+    """Each choice's log-probability as the whole answer (``ChoiceScorer``), and whether it came
+    from the cache; scored ones are kept there under the key of ``options`` and ``choices``."""
+    if not isinstance(llm, ChoiceScorer):
+        raise TypeError(f"the {llm.backend} backend cannot score choices: use a local model")
+    key = generation_key(messages, llm.backend, llm.model, options, choices)
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None and hit.choice_scores is not None:
+        return list(hit.choice_scores), True
+    started = time.perf_counter()
+    scores = [float(score) for score in llm.score_choices(list(messages), list(choices))]
+    if cache is not None:
+        elapsed = (time.perf_counter() - started) * 1000
+        cache.put(key, CachedGeneration("", 0, 0, "scored", llm.model, elapsed, scores))
+    return scores, False

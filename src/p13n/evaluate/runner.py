@@ -460,14 +460,7 @@ def _generate(
             choice_scores=scores,
         )
     completion = llm.generate(list(messages), options)
-    return CachedGeneration(
-        text=completion.text,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        finish_reason=completion.finish_reason,
-        model=completion.model,
-        generate_ms=(time.perf_counter() - started) * 1000,
-    )
+    return CachedGeneration.of(completion, (time.perf_counter() - started) * 1000)
 
 
 class _LLMActor:

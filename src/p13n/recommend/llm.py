@@ -14,8 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from p13n.evaluate.cache import CachedGeneration, GenerationCache, generation_key
-from p13n.llm import LLM, ChatMessage, ChoiceScorer, GenerationOptions
+from p13n.evaluate.cache import (
+    CachedGeneration,
+    GenerationCache,
+    cached_choice_scores,
+    generation_key,
+)
+from p13n.llm import LLM, ChatMessage, GenerationOptions
 from p13n.recommend.data import RecData, item_text
 
 Progress = Callable[[int], None]
@@ -72,38 +77,21 @@ class LLMTexts:
                 answers[i] = completion.text
                 self.generated += 1
                 if self.cache is not None:
-                    self.cache.put(
-                        self._key(conversations[i], options),
-                        CachedGeneration(
-                            completion.text,
-                            completion.prompt_tokens,
-                            completion.completion_tokens,
-                            completion.finish_reason,
-                            completion.model,
-                            0.0,
-                        ),
-                    )
+                    key = self._key(conversations[i], options)
+                    self.cache.put(key, CachedGeneration.of(completion, 0.0))
             if progress:
                 progress(len(chunk))
         return [answer or "" for answer in answers]
 
     def choice_scores(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
         """Each choice's summed log-probability as the answer (cached)."""
-        if not isinstance(self.llm, ChoiceScorer):
-            raise TypeError(
-                f"the {self.llm.backend} backend cannot score choices; the LLM re-ranker needs "
-                "a local model (embedded or hf)"
-            )
-        options = GenerationOptions(max_new_tokens=1)
-        key = generation_key(messages, self.llm.backend, self.llm.model, options, choices)
-        cached = self.cache.get(key) if self.cache else None
-        if cached is not None and cached.choice_scores is not None:
+        scores, reused = cached_choice_scores(
+            self.cache, self.llm, messages, choices, GenerationOptions(max_new_tokens=1)
+        )
+        if reused:
             self.reused += 1
-            return cached.choice_scores
-        scores = self.llm.score_choices(list(messages), list(choices))
-        self.generated += 1
-        if self.cache is not None:
-            self.cache.put(key, CachedGeneration("", 0, 0, "stop", self.llm.model, 0.0, scores))
+        else:
+            self.generated += 1
         return scores
 
 

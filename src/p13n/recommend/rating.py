@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -460,7 +459,7 @@ class LLMExpectedRating(GlobalMean):
 
     def choice_scores(self, case: RatingCase) -> list[float]:
         """Log-probabilities of "1".."5" as the answer (cached by the exact prompt)."""
-        from p13n.evaluate.cache import CachedGeneration, generation_key
+        from p13n.evaluate.cache import cached_choice_scores, generation_key
         from p13n.llm import GenerationOptions
 
         messages = self.messages(case)
@@ -469,29 +468,14 @@ class LLMExpectedRating(GlobalMean):
         )
         if key in self._memo:  # stacked+llm asks again for what this arm already scored
             return self._memo[key]
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None and hit.choice_scores is not None:
-                self.reused += 1
-                self._memo[key] = list(hit.choice_scores)
-                return self._memo[key]
-        started = time.perf_counter()
-        scores = [float(s) for s in self.llm.score_choices(messages, RATING_CHOICES)]
-        self.scored += 1
+        scores, reused = cached_choice_scores(
+            self.cache, self.llm, messages, RATING_CHOICES, GenerationOptions()
+        )
+        if reused:
+            self.reused += 1
+        else:
+            self.scored += 1
         self._memo[key] = scores
-        if self.cache is not None:
-            self.cache.put(
-                key,
-                CachedGeneration(
-                    text="",
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    finish_reason="scored",
-                    model=self.llm.model,
-                    generate_ms=(time.perf_counter() - started) * 1000,
-                    choice_scores=scores,
-                ),
-            )
         return scores
 
     @staticmethod
