@@ -177,7 +177,10 @@ def show(
 ) -> None:
     """Show one user: attributes, counts, latest documents and interactions."""
     try:
-        store = _open(_settings(ctx))
+        from p13n.cli_personas import print_membership
+
+        settings = _settings(ctx)
+        store = _open(settings)
         record = store.get_user(user)
         if record is None:
             raise _fail_unknown(user, store)
@@ -185,9 +188,9 @@ def show(
         console.print(f"[bold]{record.id}[/]  {json.dumps(record.attributes, ensure_ascii=False)}")
         console.print(
             f"{counts.documents} documents ({counts.embeddings} embedded), "
-            f"{counts.interactions} interactions, {counts.preferences} preferences, "
-            f"personas: {', '.join(store.personas_of(user)) or '-'}"
+            f"{counts.interactions} interactions, {counts.preferences} preferences"
         )
+        print_membership(store, settings, user)
         documents = Table(title="latest documents", title_justify="left")
         for column in ("when", "kind", "title", "text"):
             documents.add_column(column)
@@ -252,6 +255,7 @@ from p13n import (  # noqa: E402, F401
     cli_bench,
     cli_generate,
     cli_indirect,
+    cli_personas,
     cli_recommend,
     cli_tasks,
 )

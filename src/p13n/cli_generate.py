@@ -15,6 +15,7 @@ from p13n.config import Settings
 from p13n.errors import ConfigError, P13nError
 from p13n.llm import GenerationOptions, LLMConfig
 from p13n.personalize import Generation, Personalizer, PersonalizerConfig
+from p13n.personalize.router import GranularityConfig
 from p13n.retrieve import RetrieverConfig
 from p13n.store import Store
 
@@ -54,9 +55,11 @@ def _config(
     backend: str | None,
     max_new_tokens: int,
     max_item_tokens: int = 256,
+    level: str | None = None,
 ) -> PersonalizerConfig:
     try:
         return PersonalizerConfig(
+            granularity=granularity_config(settings, level),
             task=task,
             query=query,
             prompt=prompt,
@@ -68,6 +71,32 @@ def _config(
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
         raise ConfigError(str(error)) from None
+
+
+def granularity_config(settings: Settings, level: str | None = None) -> GranularityConfig:
+    """The router's settings; ``level`` (a flag) overrides the configured one."""
+    try:
+        return GranularityConfig(
+            level=level or settings.level,  # validated here
+            persona_min_items=settings.persona_min_items,
+            user_min_items=settings.user_min_items,
+            blend=settings.blend,
+            collaborative_members=settings.collaborative_members,
+            global_instruction=settings.global_instruction,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def parse_attributes(values: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` flags as a mapping; a malformed one is a ``ConfigError`` naming it."""
+    parsed: dict[str, str] = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--attr {value!r}: expected KEY=VALUE")
+        parsed[key.strip()] = text.strip()
+    return parsed
 
 
 def _excerpt(text: str, width: int = 90) -> str:
@@ -97,6 +126,11 @@ def print_retrieved(generation: Generation) -> None:
 def print_trace(generation: Generation) -> None:
     trace, t = generation.trace, generation.trace.timings
     prompt = trace.prompt
+    if trace.granularity is not None:
+        console.print(
+            f"[dim]served at {trace.granularity.level} level: {trace.granularity.reason}[/]",
+            highlight=False,
+        )
     console.print(
         f"[dim]{trace.backend}:{trace.model} · builder {prompt.builder} · task {trace.task} · "
         f"prompt {trace.prompt_tokens} tokens (budget {prompt.budget}, {len(prompt.items)} items "
@@ -137,6 +171,21 @@ def generate(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
     show_prompt: Annotated[bool, typer.Option(help="Print the exact prompt.")] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (the router: user, persona or global by data), user, persona, "
+            "global. Default: the configured level (auto)."
+        ),
+    ] = None,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attr",
+            help="KEY=VALUE attribute of the request (repeatable): places "
+            "a user without data in a declared persona.",
+        ),
+    ] = None,
 ) -> None:
     """Answer TEXT for a user, personalized with their own data, with its trace."""
     try:
@@ -151,7 +200,9 @@ def generate(
             backend=backend,
             max_new_tokens=max_new_tokens,
             max_item_tokens=max_item_tokens,
+            level=level,
         )
+        attributes = parse_attributes(attr)
         personalizer = Personalizer(_open(settings), config)
         if compare:
             baseline, personalized = personalizer.compare(user, text)
@@ -165,7 +216,9 @@ def generate(
             print_comparison(user, baseline, personalized)
             result = personalized
         else:
-            result = personalizer.generate(user, text, personalize=personalize)
+            result = personalizer.generate(
+                user, text, personalize=personalize, attributes=attributes
+            )
             if as_json:
                 console.print_json(json.dumps(result.to_dict()))
                 return

@@ -31,6 +31,17 @@ class Settings(BaseModel):
     llm_model: str | None = Field(None, description="openai: the served model's name")
     llm_path: str | None = Field(None, description="hf: a local transformers model directory")
     llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server")
+    # The granularity router (p13n.personalize.router.GranularityConfig), flat for P13N_* vars.
+    level: str = Field("auto", description="auto (the router), user, persona or global")
+    persona_min_items: int = Field(1, ge=0, description="auto: fewer items → global level")
+    user_min_items: int = Field(1, ge=0, description="auto: at least this many → user level")
+    blend: bool = Field(False, description="user level also carries the persona's description")
+    collaborative_members: int = Field(
+        0, ge=0, description="persona level: retrieve from this many similar members (opt-in)"
+    )
+    global_instruction: str | None = Field(
+        None, description="global level: this text instead of the discovered global profile"
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

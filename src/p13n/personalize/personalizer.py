@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
 from p13n.llm import LLM, GenerationOptions, LLMConfig, get_llm
+from p13n.personalize.router import GranularityConfig, Route, Router
 from p13n.prompt import NON_PERSONALIZED, ProfileWriter, Prompt, builders, templates
 from p13n.retrieve import (
     CorpusLoader,
@@ -52,6 +53,7 @@ class PersonalizerConfig(BaseModel):
     persona_description: str | None = Field(
         None, description="persona builder: a role description used instead of stored personas"
     )
+    granularity: GranularityConfig = GranularityConfig()
 
     @model_validator(mode="after")
     def _known_names(self) -> PersonalizerConfig:
@@ -68,7 +70,12 @@ class PersonalizerConfig(BaseModel):
 
     def needs_encoder(self) -> bool:
         r = self.retriever
-        return bool(r.used() & ENCODER_RETRIEVERS) or r.collaborative_neighbours > 0
+        # The router places users in personas by their documents' centroid.
+        return (
+            bool(r.used() & ENCODER_RETRIEVERS)
+            or r.collaborative_neighbours > 0
+            or self.granularity.routes
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class Trace:
     finish_reason: str
     profile_refreshed: bool | None
     timings: Timings
+    granularity: Route | None = None
+    """The level that served (user, persona, global, none) and why; None when not personalized."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -180,16 +189,28 @@ class Personalizer:
         self.query_generator = build_query_generator(config.query, self.llm)
         self.retriever = build_retriever(config.retriever, encoder)
         self.profiles = ProfileWriter(store, self.loader, self.llm)
+        self.router = Router(store, self.loader, config.granularity)
 
     @property
     def budget(self) -> int:
         room = self.llm.context_window - self.config.generation.max_new_tokens
         return min(self.config.max_prompt_tokens, room)
 
-    def generate(self, user_id: str, text: str, *, personalize: bool = True) -> Generation:
+    def generate(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        personalize: bool = True,
+        attributes: Mapping[str, object] | None = None,
+    ) -> Generation:
         """Answer ``text`` for ``user_id``; ``personalize=False`` gives the baseline (same model,
-        same template, none of the user's data). An unknown user is an ``UnknownUserError``."""
-        return self.complete(self.prepare(user_id, text, personalize=personalize))
+        same template, none of the user's data). An unknown user is an ``UnknownUserError`` at
+        user level; the router (``granularity.level`` other than ``user``) serves them at global
+        level, or at persona level when ``attributes`` place them in a persona."""
+        return self.complete(
+            self.prepare(user_id, text, personalize=personalize, attributes=attributes)
+        )
 
     def complete(self, prepared: PreparedPrompt) -> Generation:
         """Run the LLM on a prompt from ``prepare``."""
@@ -214,9 +235,16 @@ class Personalizer:
         )
         return Generation(completion.text, trace)
 
-    def stream(self, user_id: str, text: str, *, personalize: bool = True) -> Iterator[str]:
+    def stream(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        personalize: bool = True,
+        attributes: Mapping[str, object] | None = None,
+    ) -> Iterator[str]:
         """The answer's text in pieces as the model decodes it."""
-        prompt = self.prepare(user_id, text, personalize=personalize).prompt
+        prompt = self.prepare(user_id, text, personalize=personalize, attributes=attributes).prompt
         yield from self.llm.stream(prompt.messages, self.config.generation)
 
     def compare(self, user_id: str, text: str) -> tuple[Generation, Generation]:
@@ -226,37 +254,72 @@ class Personalizer:
             self.generate(user_id, text, personalize=True),
         )
 
-    def prepare(self, user_id: str, text: str, *, personalize: bool = True) -> PreparedPrompt:
+    def prepare(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        personalize: bool = True,
+        attributes: Mapping[str, object] | None = None,
+    ) -> PreparedPrompt:
         """Query, retrieval and prompt for ``text``, without running the LLM (``complete`` does)."""
         started = time.perf_counter()
         version = self.store.data_version(user_id)
-        if version is None:
+        if version is None and not self.config.granularity.routes:
             raise UnknownUserError(user_id, self.store.tenant)
         own_version = version
         builder = self.builder if personalize else NON_PERSONALIZED
         query: str | None = None
         retrieved: Retrieved | None = None
         persona = profile = None
+        persona_label = "persona"
         refreshed: bool | None = None
+        route: Route | None = None
         t_query = t_retrieve = time.perf_counter()
         if builder.personalized:
-            if builder.items and self.config.retriever.k > 0:
-                query = self.query_generator.query(text)
-                t_query = time.perf_counter()
-                neighbours = self.config.retriever.collaborative_neighbours
-                corpus = (
-                    self.loader.collaborative_corpus(user_id, neighbours)
-                    if neighbours
-                    else self.loader.corpus(user_id, version=version)
+            route = self.router.route(user_id, known=version is not None, attributes=attributes)
+            k = self.config.retriever.k
+            if route.level == "user":
+                assert version is not None  # the router serves unknown users below user level
+                if builder.items and k > 0:
+                    query = self.query_generator.query(text)
+                    t_query = time.perf_counter()
+                    neighbours = self.config.retriever.collaborative_neighbours
+                    corpus = (
+                        self.loader.collaborative_corpus(user_id, neighbours)
+                        if neighbours
+                        else self.loader.corpus(user_id, version=version)
+                    )
+                    version = corpus.version
+                    retrieved = top_k(self.retriever, query, corpus, k)
+                t_retrieve = time.perf_counter()
+                if builder.persona:
+                    persona = (
+                        self.config.persona_description
+                        or route.description
+                        or self._stored_persona(user_id)
+                    )
+                elif route.description:  # blended with the persona's description
+                    builder, persona = dataclasses.replace(builder, persona=True), route.description
+                if builder.profile:
+                    result = self.profiles.profile(user_id, version=own_version)
+                    profile, refreshed = result.text, result.refreshed
+            elif route.level == "persona":
+                builder = dataclasses.replace(
+                    builder, persona=True, profile=False, items=bool(route.members)
                 )
-                version = corpus.version
-                retrieved = top_k(self.retriever, query, corpus, self.config.retriever.k)
-            t_retrieve = time.perf_counter()
-            if builder.persona:
-                persona = self.config.persona_description or self._stored_persona(user_id)
-            if builder.profile:
-                result = self.profiles.profile(user_id, version=own_version)
-                profile, refreshed = result.text, result.refreshed
+                persona = route.description
+                if route.members and k > 0:
+                    query = self.query_generator.query(text)
+                    t_query = time.perf_counter()
+                    corpus = self.loader.group_corpus(user_id, route.members)
+                    retrieved = top_k(self.retriever, query, corpus, k)
+                t_retrieve = time.perf_counter()
+            elif route.level == "global":
+                builder = dataclasses.replace(builder, persona=True, profile=False, items=False)
+                persona, persona_label = route.description, "population"
+            else:
+                builder = NON_PERSONALIZED
         prompt = builder.build(
             self.template,
             text,
@@ -266,6 +329,7 @@ class Personalizer:
             persona=persona,
             profile=profile,
             user_id=user_id,
+            persona_label=persona_label,
         )
         t_prompt = time.perf_counter()
         fields = {
@@ -276,8 +340,9 @@ class Personalizer:
             "query_generator": self.query_generator.name if query is not None else None,
             "retriever": self.retriever.name if retrieved is not None else None,
             "retrieved": retrieved,
-            "data_version": version,
+            "data_version": version or "",
             "profile_refreshed": refreshed,
+            "granularity": route,
         }
         return PreparedPrompt(
             prompt=prompt,

@@ -88,14 +88,16 @@ class PromptBuilder:
         persona: str | None = None,
         profile: str | None = None,
         user_id: str | None = None,
+        persona_label: str = "persona",
     ) -> Prompt:
         """Fit the prompt into ``budget`` tokens (as ``tokenizer`` counts the whole chat).
         Retrieved items owned by someone other than ``user_id`` (collaborative retrieval) are
-        marked as coming from a similar user."""
+        marked as coming from a similar user. ``persona_label`` names the group description's
+        line (``population`` for the global profile)."""
         header: list[str] = []
         if self.persona and persona:
             persona = _cut(tokenizer, persona, self.max_profile_tokens)
-            header.append(f"persona: {quote(persona)}")
+            header.append(f"{persona_label}: {quote(persona)}")
         if self.profile and profile:
             profile = _cut(tokenizer, profile, self.max_profile_tokens)
             header.append(f"profile: {quote(profile)}")

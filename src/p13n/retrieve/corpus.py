@@ -4,6 +4,7 @@ write to the user's data invalidates everything built from it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class CorpusLoader:
         """
         if self.encoder is None:
             raise ValueError("finding similar users needs an encoder")
-        target = self._centroid(user_id)
+        target = self.centroid(user_id)
         if target is None:
             return []
         found: list[tuple[str, float]] = []
@@ -109,16 +110,17 @@ class CorpusLoader:
             offset += len(page)
             for summary in page:
                 other = summary.user.id
-                centroid = None if other == user_id else self._centroid(other)
+                centroid = None if other == user_id else self.centroid(other)
                 if centroid is not None:
                     found.append((other, float(centroid @ target)))
         found.sort(key=lambda pair: (-pair[1], pair[0]))
         return found[:n]
 
-    def _centroid(self, user_id: str) -> npt.NDArray[np.float32] | None:
+    def centroid(self, user_id: str) -> npt.NDArray[np.float32] | None:
         """Mean of the user's stored document vectors, L2-normalised; None without any (or
         when the user has just been deleted)."""
-        assert self.encoder is not None
+        if self.encoder is None:
+            raise ValueError("a user's centroid needs an encoder")
         version = self.store.data_version(user_id)
         if version is None:
             return None
@@ -157,6 +159,38 @@ class CorpusLoader:
         if isinstance(cached, UserCorpus):  # indexes built on it are reused too
             return cached
         combined = _concatenate(own, [_only_documents(o) for o in others])
+        self._cache.put(key, combined)
+        return combined
+
+    def group_corpus(self, user_id: str, members: Sequence[str]) -> UserCorpus:
+        """The documents of ``members`` (other users, e.g. of the user's persona: Persona-DB's
+        collaborative refinement), after the user's own corpus if the store knows the user.
+        ``owners`` names whose each row is; the version is the user's own ("" if unknown)."""
+        try:
+            own = self.corpus(user_id)
+        except UnknownUserError:
+            own = UserCorpus(user_id, "", [], [], [], [], [], [], [], encoder_id=None)
+        others: list[UserCorpus] = []
+        for member in members:
+            if member == user_id:
+                continue
+            try:
+                others.append(_only_documents(self.corpus(member)))
+            except UnknownUserError:  # deleted since it joined the persona
+                continue
+        key = (
+            "group",
+            self.store.tenant,
+            user_id,
+            own.version,
+            *((o.user_id, o.version) for o in others),
+        )
+        cached = self._cache.get(key)
+        if isinstance(cached, UserCorpus):
+            return cached
+        if not len(own) and others:  # nothing of the user's own: the frame comes from a member
+            own = dataclasses.replace(_select(others[0], []), user_id=user_id, version=own.version)
+        combined = _concatenate(own, others)
         self._cache.put(key, combined)
         return combined
 

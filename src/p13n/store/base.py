@@ -217,6 +217,11 @@ class Store(Protocol):
 
     def personas_of(self, user_id: str) -> list[str]: ...
 
+    def delete_personas(self, persona_ids: Sequence[str]) -> int:
+        """Delete these personas and their memberships (members get a new data version);
+        returns how many personas were deleted."""
+        ...
+
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete every row of the user in every table; returns rows deleted per table."""
         ...

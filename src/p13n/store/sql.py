@@ -787,6 +787,33 @@ class SQLStore:
                 ).scalars()
             )
 
+    def delete_personas(self, persona_ids: Sequence[str]) -> int:
+        m, p, u = s.persona_members, s.personas, s.users
+        deleted = 0
+        version = uuid.uuid4().hex
+        with self._transaction() as c:
+            for chunk in chunked(sorted(set(persona_ids))):
+                ids = list(chunk)
+                members = list(
+                    c.execute(
+                        select(m.c.user_id)
+                        .distinct()
+                        .where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids))
+                    ).scalars()
+                )
+                c.execute(delete(m).where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids)))
+                result = c.execute(
+                    delete(p).where(p.c.tenant == self.tenant, p.c.persona_id.in_(ids))
+                )
+                deleted += result.rowcount
+                for users in chunked(members):  # membership is user data: their version moves
+                    c.execute(
+                        update(u)
+                        .where(u.c.tenant == self.tenant, u.c.user_id.in_(list(users)))
+                        .values(data_version=version)
+                    )
+        return deleted
+
     # -- privacy -------------------------------------------------------------------------------
 
     def forget(self, user_id: str) -> dict[str, int]:

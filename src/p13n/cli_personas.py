@@ -1,0 +1,166 @@
+"""``p13n personas``: list, discover and refresh personas; where a user stands with the router."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from p13n.cli import _fail, _open, _settings, app, console
+from p13n.config import Settings
+from p13n.errors import P13nError
+from p13n.store import Store
+
+personas_app = typer.Typer(help="Personas: declared, discovered by clustering, and global.")
+app.add_typer(personas_app, name="personas")
+
+
+def _excerpt(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_personas(store: Store) -> None:
+    from p13n.personalize.personas import PersonaSet
+
+    found = PersonaSet.read(store)
+    table = Table(title=f"personas of tenant {store.tenant!r}", title_justify="left")
+    for column in ("persona", "source", "version", "members", "defining attributes", "description"):
+        table.add_column(column, justify="right" if column in ("version", "members") else "left")
+    rows = [*found.groups, *([found.global_profile] if found.global_profile else [])]
+    for p in rows:
+        attributes = ", ".join(f"{k}={v}" for k, v in p.attributes.items())
+        table.add_row(
+            p.id,
+            p.source,
+            str(p.version),
+            str(len(p.persona.members)) if p.source != "global" else "all",
+            attributes or "-",
+            _excerpt(p.description, max(30, console.width - 70)),
+        )
+    console.print(
+        table
+        if rows
+        else "[dim]no personas: ingest persona records or run `p13n personas discover`[/]"
+    )
+
+
+@personas_app.command("list")
+def list_personas(ctx: typer.Context) -> None:
+    """List the personas (declared, discovered, global) with their members and descriptions."""
+    try:
+        print_personas(_open(_settings(ctx)))
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+@personas_app.command()
+def discover(
+    ctx: typer.Context,
+    personas: Annotated[
+        int | None, typer.Option(help="How many personas; default: chosen by silhouette.")
+    ] = None,
+    min_personas: Annotated[int, typer.Option(help="Fewest personas to try.")] = 2,
+    max_personas: Annotated[int, typer.Option(help="Most personas to try.")] = 8,
+    seed: Annotated[int, typer.Option(help="k-means seed (discovery is deterministic).")] = 0,
+    min_documents: Annotated[
+        int, typer.Option(help="Users with fewer embedded documents are not clustered.")
+    ] = 1,
+    attribute_weight: Annotated[
+        float, typer.Option(help="Weight of user attributes against their text (0: ignore).")
+    ] = 1.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rediscover even if nothing changed.")
+    ] = False,
+    backend: Annotated[str | None, typer.Option(help="LLM backend for descriptions.")] = None,
+) -> None:
+    """Cluster users by their profile embeddings and attributes, have the LLM describe each
+    cluster and the whole population, and store them (a new version; declared personas stay)."""
+    from p13n.cli_generate import _llm_config
+    from p13n.encode import get_encoder
+    from p13n.llm import get_llm
+    from p13n.personalize.personas import DiscoveryConfig, discover_personas
+
+    try:
+        settings = _settings(ctx)
+        store = _open(settings)
+        config = DiscoveryConfig(
+            n_personas=personas,
+            min_personas=min_personas,
+            max_personas=max_personas,
+            seed=seed,
+            min_documents=min_documents,
+            attribute_weight=attribute_weight,
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bars: dict[str, object] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in bars:
+                    bars[stage] = progress.add_task(stage, total=total)
+                progress.update(bars[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+            result = discover_personas(
+                store,
+                get_encoder(settings.encoder),
+                get_llm(_llm_config(settings, backend)),
+                config,
+                force=force,
+                progress=report,
+            )
+        if not result.refreshed:
+            console.print(
+                f"personas are up to date (version {result.version}, {result.users} users; "
+                "--force rediscovers)"
+            )
+        else:
+            chosen = f"; silhouette by k: {result.silhouette}" if result.silhouette else ""
+            removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
+            console.print(
+                f"discovered {len(result.personas)} personas from {result.users} users, "
+                f"version {result.version}{chosen}{removed}",
+                highlight=False,
+            )
+        print_personas(store)
+    except P13nError as error:
+        raise _fail(error) from None
+    except ValueError as error:
+        raise _fail(P13nError(str(error))) from None
+
+
+def print_membership(store: Store, settings: Settings, user_id: str) -> None:
+    """The user's personas, and the level the configured router would serve them at."""
+    from p13n.cli_generate import granularity_config
+    from p13n.encode import get_encoder
+    from p13n.personalize.personas import PersonaSet
+    from p13n.personalize.router import Router
+    from p13n.retrieve import CorpusLoader
+
+    found = PersonaSet.read(store)
+    for persona_id in store.personas_of(user_id):
+        persona = found.get(persona_id)
+        if persona is None:
+            continue
+        console.print(
+            f"persona [bold]{persona.id}[/] ({persona.source}, v{persona.version}, "
+            f"{len(persona.persona.members)} members): {_excerpt(persona.description, 160)}",
+            highlight=False,
+        )
+    if not store.personas_of(user_id):
+        console.print("persona: [dim]not a member of any[/]")
+    config = granularity_config(settings)
+    if config.level == "user":
+        config = config.model_copy(update={"level": "auto"})  # show where the router stands
+    loader = CorpusLoader(store, get_encoder(settings.encoder))
+    route = Router(store, loader, config).route(user_id, known=True)
+    via = f" via persona {route.persona} ({route.placed_by})" if route.persona else ""
+    console.print(f"router: {route.level} level{via}: {route.reason}", highlight=False)
