@@ -89,3 +89,50 @@ def run(
         f"{time.perf_counter() - started:.0f} s. Wrote "
         + ", ".join(str(path) for path in paths.values())
     )
+
+
+@bench_app.command("coldstart")
+def coldstart(
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config ([coldstart] table); flags override it.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Tasks, comma-separated.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Test examples per task.")] = None,
+    dev_limit: Annotated[
+        int | None, typer.Option(help="Dev examples the router is chosen on.")
+    ] = None,
+    discovery_users: Annotated[
+        int | None, typer.Option(help="Training users the personas are discovered from.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Generation cache folder.")] = None,
+) -> None:
+    """The cold-start study: each test user's profile cut to 0/1/2/5/10/all items, answered
+    non-personalized and at user, persona, global and blended level, and by the router chosen
+    on dev; a table, results.json and a plot of quality against profile size."""
+    from p13n.evaluate.coldstart import ColdStartStudy, load_coldstart_config, write_outputs
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # rouge-score's absl sets root to DEBUG
+    try:
+        settings = load_coldstart_config(
+            config,
+            tasks=_split(task),
+            limit=limit,
+            dev_limit=dev_limit,
+            discovery_users=discovery_users,
+            out=out,
+            cache=cache,
+        )
+        study = ColdStartStudy(settings)
+        try:
+            result = study.run()
+        finally:
+            study.close()
+        paths = write_outputs(result, settings.out)
+    except P13nError as error:
+        raise _fail(error) from None
+    console.print(paths["summary"].read_text(), markup=False, highlight=False)
+    console.print(
+        f"{result.generated} generated, {result.reused} reused from the cache, "
+        f"{result.seconds:.0f} s. Wrote " + ", ".join(str(path) for path in paths.values())
+    )

@@ -48,6 +48,7 @@ from p13n.evaluate.stats import (
 )
 from p13n.ingest import ingest
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, LLMConfig, get_llm
+from p13n.llm.hf import generate_many
 from p13n.paths import cache_dir
 from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
 from p13n.registry import Registry
@@ -146,6 +147,12 @@ class BenchConfig(BaseModel):
     select_limit: int | None = Field(None, gt=0)
     select_limits: dict[str, int] = Field(default_factory=dict, description="per task")
     workers: int = Field(1, ge=1, description="> 1: generate in parallel on Ray")
+    batch_size: int = Field(
+        1,
+        ge=1,
+        description="> 1 (one worker): generate this many prompts per forward pass (greedy "
+        "answers equal one-at-a-time ones up to float rounding; ~7x throughput on 2 cores)",
+    )
     ray_address: str | None = None
     out: Path = Path("bench/out/run")
     cache: Path | None = Field(None, description="default: $P13N_CACHE_DIR/bench")
@@ -401,6 +408,8 @@ class _Generator:
         bar = progress.add_task(label, total=len(todo))
         if self.config.workers > 1:
             self._run_on_ray(list(todo.values()), progress, bar)
+        elif self.config.batch_size > 1:
+            self._run_batched(list(todo.values()), progress, bar)
         else:
             for job in todo.values():
                 self.cache.put(job.key, _generate(self.llm, job.messages, job.options, job.choices))
@@ -408,6 +417,31 @@ class _Generator:
                 progress.advance(bar)
         progress.remove_task(bar)
         return set(todo)
+
+    def _run_batched(self, jobs: list[_Job], progress: Progress, bar: Any) -> None:
+        """Free generation in batches (``generate_many``); choice scoring stays one by one."""
+        size = self.config.batch_size
+        for start in range(0, len(jobs), size * 4):  # a few batches per step: the bar moves
+            group = jobs[start : start + size * 4]
+            free = [job for job in group if job.choices is None]
+            for job in group:
+                if job.choices is not None:
+                    self.cache.put(
+                        job.key, _generate(self.llm, job.messages, job.options, job.choices)
+                    )
+            by_options: dict[str, list[_Job]] = {}
+            for job in free:
+                by_options.setdefault(job.options.model_dump_json(), []).append(job)
+            for same in by_options.values():
+                started = time.perf_counter()
+                completions = generate_many(
+                    self.llm, [job.messages for job in same], same[0].options, batch_size=size
+                )
+                each_ms = (time.perf_counter() - started) * 1000 / len(same)
+                for job, completion in zip(same, completions, strict=True):
+                    self.cache.put(job.key, CachedGeneration.of(completion, each_ms))
+            self.generated += len(group)
+            progress.advance(bar, len(group))
 
     def _run_on_ray(self, jobs: list[_Job], progress: Progress, bar: Any) -> None:
         pool = self._ray_pool()

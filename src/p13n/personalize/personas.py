@@ -164,6 +164,7 @@ class DiscoveryConfig(BaseModel):
     sample_members: int = Field(12, ge=1, description="members whose texts the LLM reads")
     max_source_tokens: int = Field(768, gt=0)
     max_new_tokens: int = Field(80, gt=0)
+    max_sentences: int = Field(2, ge=1, description="descriptions are cut to this many sentences")
     users: list[str] | None = Field(
         None, description="cluster only these users (default: every user of the tenant)"
     )
@@ -460,7 +461,7 @@ def _describe(
         {"role": "user", "content": "\n".join(lines)},
     ]
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, seed=config.seed)
-    text = _whole_sentences(llm.generate(messages, options).text)
+    text = _whole_sentences(llm.generate(messages, options).text, config.max_sentences)
     if not text:
         raise DiscoveryError(
             f"the LLM ({llm.backend}:{llm.model}) wrote an empty description for a group of "
@@ -469,10 +470,12 @@ def _describe(
     return text
 
 
-def _whole_sentences(text: str) -> str:
-    """The text without a last sentence that the token limit cut off mid-way."""
-    text = " ".join(text.split())
-    if text.endswith((".", "!", "?")):
-        return text
-    end = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
-    return text[: end + 1] if end > 0 else text
+def _whole_sentences(text: str, most: int = 2) -> str:
+    """The first ``most`` whole sentences (the instruction asks for two; a small model writes on
+    and repeats itself), without one the token limit cut off mid-way."""
+    import re
+
+    sentences = re.findall(r"[^.!?]+[.!?]+(?=\s|$)", " ".join(text.split()))
+    if not sentences:
+        return " ".join(text.split())
+    return " ".join(s.strip() for s in sentences[:most])
