@@ -183,8 +183,14 @@ def test_cli_generate_compare_and_json(demo: Store, demo_url: str) -> None:
     result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert '"personalized": true' in result.output
-    result = runner.invoke(app, ["--store", url, "generate", "--user", "ghost", "hi"])
+    ghost = ["--store", url, "generate", "--user", "ghost", "hi", "--max-new-tokens", "4"]
+    result = runner.invoke(app, [*ghost, "--level", "user"])
     assert result.exit_code == 1 and "no user 'ghost'" in result.output
+    # The default level is auto: the router serves an unknown user (non-personalized here,
+    # as the demo store has no global profile).
+    result = runner.invoke(app, ghost, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "served at none level: unknown user; no global profile" in result.output
 
 
 def test_cli_chat_stores_each_turn_as_the_users_data(demo: Store) -> None:

@@ -205,7 +205,7 @@ def generate(
         attributes = parse_attributes(attr)
         personalizer = Personalizer(_open(settings), config)
         if compare:
-            baseline, personalized = personalizer.compare(user, text)
+            baseline, personalized = personalizer.compare(user, text, attributes=attributes)
             if as_json:
                 console.print_json(
                     json.dumps(

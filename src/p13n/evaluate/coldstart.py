@@ -64,6 +64,7 @@ STORE_FORMAT = 1
 ALL = -1
 """The profile size that means the whole profile."""
 ARMS = ("none", "user", "persona", "global", "blend")
+COLLAB = "collab"
 ROUTER = "router"
 
 
@@ -86,6 +87,9 @@ class ColdStartConfig(BaseModel):
     discovery_users: int = Field(300, ge=3, description="training users personas come from")
     personas: int | None = Field(None, ge=1, description="None: chosen by silhouette")
     max_personas: int = Field(8, ge=2)
+    collaborative_members: int = Field(
+        20, ge=0, description="the collab arm: persona level + retrieval from this many members"
+    )
     llm: LLMConfig = LLMConfig()
     encoder: str = DEFAULT_ENCODER
     max_new_tokens: dict[str, int] = Field(default_factory=dict)
@@ -152,26 +156,29 @@ def size_label(size: int) -> str:
 
 @dataclass(frozen=True)
 class Policy:
-    """A router setting: below ``persona_min`` items global, below ``user_min`` persona, else
-    user (with the persona's description when ``blend``)."""
+    """A router setting: below ``persona_min`` items global, below ``user_min`` persona (with
+    the nearest members' items when ``collaborative``), else user (with the persona's
+    description when ``blend``)."""
 
     persona_min: int
     user_min: int
     blend: bool
+    collaborative: bool = False
 
     def arm(self, items: int) -> str:
         if items < self.persona_min:
             return "global"
         if items < self.user_min:
-            return "persona"
+            return COLLAB if self.collaborative else "persona"
         return "blend" if self.blend else "user"
 
-    def granularity(self) -> GranularityConfig:
+    def granularity(self, members: int) -> GranularityConfig:
         return GranularityConfig(
             level="auto",
             persona_min_items=self.persona_min,
             user_min_items=self.user_min,
             blend=self.blend,
+            collaborative_members=members if self.collaborative else 0,
         )
 
 
@@ -257,6 +264,11 @@ class ColdStartStudy:
     def close(self) -> None:
         self.runner.close()
 
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The fixed arms (the router is chosen from them): ``collab`` when configured."""
+        return (*ARMS, COLLAB) if self.config.collaborative_members else ARMS
+
     def run(self) -> ColdStartResult:
         started = time.perf_counter()
         studies = []
@@ -304,15 +316,19 @@ class ColdStartStudy:
                 store, self.runner.encoder, sources=RetrieverConfig().sources, cache_size=4096
             )
             dev_cells = self._cells("dev", spec, dev_examples)
+            arms = self.arms
             dev_records, _ = self._answer_arms(
-                task, "dev", store, loader, spec, options, dev_cells, ARMS, progress
+                task, "dev", store, loader, spec, options, dev_cells, arms, progress
             )
             dev_scores = {
-                arm: _per_example(primary, dev_records, arm) for arm in ARMS if arm != "none"
+                arm: _per_example(primary, dev_records, arm) for arm in arms if arm != "none"
             }
             dev_items = [cell.items for cell in dev_cells]
             policy, policy_scores = choose_policy(
-                dev_scores, dev_items, higher_is_better=primary.higher_is_better
+                dev_scores,
+                dev_items,
+                self.config.sizes,
+                higher_is_better=primary.higher_is_better,
             )
             cells = self._cells("test", spec, test_examples)
             records, levels = self._answer_arms(
@@ -323,7 +339,7 @@ class ColdStartStudy:
                 spec,
                 options,
                 cells,
-                (*ARMS, ROUTER),
+                (*arms, ROUTER),
                 progress,
                 policy=policy,
             )
@@ -378,7 +394,7 @@ class ColdStartStudy:
         ]
         for arm in arms:
             started, before = time.perf_counter(), self.runner.generator.generated
-            granularity = _granularity(arm, policy)
+            granularity = _granularity(arm, policy, self.config.collaborative_members)
             personalizer = Personalizer(
                 store,
                 PersonalizerConfig(
@@ -433,7 +449,7 @@ class ColdStartStudy:
         metrics: Sequence[Any],
         primary: str,
     ) -> None:
-        arms = [*ARMS, ROUTER]
+        arms = [*self.arms, ROUTER]
         bench = self.runner.config
         for size in [*self.config.sizes, ALL]:
             rows = [i for i, cell in enumerate(cells) if cell.size == size]
@@ -603,10 +619,12 @@ def _population(
     return chosen
 
 
-def _granularity(arm: str, policy: Policy | None) -> GranularityConfig:
+def _granularity(arm: str, policy: Policy | None, members: int) -> GranularityConfig:
     if arm == ROUTER:
         assert policy is not None
-        return policy.granularity()
+        return policy.granularity(members)
+    if arm == COLLAB:
+        return GranularityConfig(level="persona", collaborative_members=members)
     if arm == "blend":
         return GranularityConfig(level="user", blend=True)
     if arm in ("persona", "global"):
@@ -626,17 +644,24 @@ def _per_example(metric: Any, records: list[ExampleRecord], arm: str) -> list[fl
 
 
 def choose_policy(
-    scores: dict[str, list[float]], items: Sequence[int], *, higher_is_better: bool
+    scores: dict[str, list[float]],
+    items: Sequence[int],
+    thresholds: Sequence[int],
+    *,
+    higher_is_better: bool,
 ) -> tuple[Policy, dict[str, float]]:
     """The router setting with the best mean dev score, given each arm's per-example dev scores
-    and each example's item count. Ties go to the policy that personalizes most (user level from
-    the fewest items, no blending)."""
-    cuts = sorted({0, *items, max(items) + 1})
+    and each example's item count; thresholds are tried at the given counts and "never".
+    Ties go to the policy that personalizes most (user level from the fewest items, then no
+    blending, no collaborative retrieval)."""
+    cuts = sorted({*thresholds, max(items, default=0) + 1})
     sign = 1.0 if higher_is_better else -1.0
     scored: list[tuple[float, Policy]] = []
     for persona_min, user_min in itertools.combinations_with_replacement(cuts, 2):
-        for blend in (False, True):
-            policy = Policy(persona_min, user_min, blend)
+        for blend, collaborative in itertools.product((False, True), repeat=2):
+            if collaborative and COLLAB not in scores:
+                continue
+            policy = Policy(persona_min, user_min, blend, collaborative)
             total = [scores[policy.arm(n)][i] for i, n in enumerate(items)]
             scored.append((float(np.mean(total)), policy))
     best = max(
@@ -646,10 +671,12 @@ def choose_policy(
             -pair[1].user_min,
             -pair[1].persona_min,
             not pair[1].blend,
+            not pair[1].collaborative,
         ),
     )
     table = {
-        f"persona_min={p.persona_min} user_min={p.user_min} blend={p.blend}": round(v, 5)
+        f"persona_min={p.persona_min} user_min={p.user_min} blend={p.blend} "
+        f"collaborative={p.collaborative}": round(v, 5)
         for v, p in scored
     }
     return best[1], table
@@ -687,22 +714,22 @@ def markdown(result: ColdStartResult) -> str:
     for task in result.tasks:
         arrow = "↑" if task.higher_is_better else "↓"
         p = task.policy
+        arms = list(task.sizes[0].values)
         lines += [
             f"## {task.task} ({task.metric} {arrow})",
             "",
             f"Router chosen on {task.dev_n} dev users x {len(task.sizes)} cuts: global below "
-            f"{p.persona_min} items, persona below {p.user_min}, then user"
+            f"{p.persona_min} items, persona{' + members' if p.collaborative else ''} below "
+            f"{p.user_min}, then user"
             f"{' + persona description' if p.blend else ''}. Personas: "
             f"{len(task.discovery['personas'])} from {task.discovery['users']} training users.",
             "",
-            "| items | n | "
-            + " | ".join([*ARMS, ROUTER])
-            + " | router - user (p) | router levels |",
-            "|---|---:|" + "---:|" * (len(ARMS) + 1) + "---|---|",
+            "| items | n | " + " | ".join(arms) + " | router - user (p) | router levels |",
+            "|---|---:|" + "---:|" * len(arms) + "---|---|",
         ]
         for s in task.sizes:
             cells = []
-            for arm in [*ARMS, ROUTER]:
+            for arm in arms:
                 value = s.values[arm].value
                 mark = ""
                 versus = s.versus_none.get(arm)
@@ -740,11 +767,14 @@ def plot(result: ColdStartResult, path: Path) -> Path:
         "persona": ("tab:orange", "-"),
         "global": ("tab:green", ":"),
         "blend": ("tab:purple", "-."),
+        COLLAB: ("tab:brown", "-."),
         ROUTER: ("black", "-"),
     }
     for axis, task in zip(axes[0], tasks, strict=True):
         x = list(range(len(task.sizes)))
         for arm, (colour, line) in styles.items():
+            if arm not in task.sizes[0].values:
+                continue
             values = [s.values[arm].value for s in task.sizes]
             low = [s.values[arm].low for s in task.sizes]
             high = [s.values[arm].high for s in task.sizes]

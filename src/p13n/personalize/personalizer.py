@@ -247,11 +247,13 @@ class Personalizer:
         prompt = self.prepare(user_id, text, personalize=personalize, attributes=attributes).prompt
         yield from self.llm.stream(prompt.messages, self.config.generation)
 
-    def compare(self, user_id: str, text: str) -> tuple[Generation, Generation]:
+    def compare(
+        self, user_id: str, text: str, *, attributes: Mapping[str, object] | None = None
+    ) -> tuple[Generation, Generation]:
         """(baseline, personalized) for the same input."""
         return (
             self.generate(user_id, text, personalize=False),
-            self.generate(user_id, text, personalize=True),
+            self.generate(user_id, text, personalize=True, attributes=attributes),
         )
 
     def prepare(

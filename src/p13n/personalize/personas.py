@@ -111,15 +111,15 @@ class PersonaSet:
         return next((p for p in self.groups if p.id == persona_id), None)
 
     def by_attributes(self, attributes: Mapping[str, object]) -> PersonaInfo | None:
-        """The persona whose declared attribute values all match ``attributes``, the most
-        specific one (most attributes) first, then by id."""
+        """The persona whose declared attribute values all match ``attributes``: the most
+        specific one (most attributes) first, then declared before discovered, then by id."""
         matching = [
             p
             for p in self.groups
             if p.attributes
             and all(_same(attributes.get(key), value) for key, value in p.attributes.items())
         ]
-        matching.sort(key=lambda p: (-len(p.attributes), p.id))
+        matching.sort(key=lambda p: (-len(p.attributes), p.source != "declared", p.id))
         return matching[0] if matching else None
 
     def nearest(self, centroid: Vector) -> tuple[PersonaInfo, float] | None:
@@ -395,9 +395,7 @@ def discover_personas(
     )
     describe(len(clusters) + 1, len(clusters) + 1)
     stale = sorted({p.id for p in discovered} - {p.id for p in personas})
-    if stale:
-        store.delete_personas(stale)
-    store.write(WriteSet(personas=[*personas, global_profile]))
+    store.write(WriteSet(personas=[*personas, global_profile], deleted_personas=stale))
     return DiscoveryResult(
         personas, global_profile, version, fingerprint, True, n, silhouettes, stale
     )
@@ -428,6 +426,8 @@ def _defining_attributes(
 ) -> dict[str, JsonValue]:
     """Attribute values held by more than half of the members and at most half of everyone else:
     what places a newcomer here (a value every user shares places nobody)."""
+    if not others:  # a single persona: nothing tells its members apart from anyone
+        return {}
     inside = Counter((key, value) for attributes in members for key, value in attributes.items())
     outside = Counter((key, value) for attributes in others for key, value in attributes.items())
     defining: dict[str, JsonValue] = {}

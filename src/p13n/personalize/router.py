@@ -123,6 +123,8 @@ class Router:
                 why = f"{items} items >= user_min_items={config.user_min_items}"
         else:
             wanted, why = config.level, f"level = {config.level} (configured)"
+        if wanted == "user" and not config.blend:
+            return Route("user", why, items)
         personas = PersonaSet.read(self.store)
         if wanted == "global":
             return self._global(personas, why, items)

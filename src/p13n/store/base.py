@@ -129,6 +129,8 @@ class WriteSet:
     preferences: Sequence[Preference] = ()
     items: Sequence[Item] = ()
     personas: Sequence[Persona] = ()
+    deleted_personas: Sequence[str] = ()
+    """Persona ids deleted (with their memberships) before ``personas`` are written."""
     encoder_id: str | None = None
     document_vectors: dict[UserKey, Vector] = field(default_factory=dict)
     item_vectors: dict[str, Vector] = field(default_factory=dict)

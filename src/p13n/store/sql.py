@@ -240,6 +240,7 @@ class SQLStore:
             self._upsert(c, s.preferences, rows(changes.preferences))
             self._delete_each(c, s.item_embeddings, [{"item_id": i.id} for i in changes.items])
             self._upsert(c, s.items, rows(changes.items))
+            self._delete_personas(c, changes.deleted_personas, version)
             self._upsert(c, s.personas, rows(changes.personas))
             self._delete_each(
                 c, s.persona_members, [{"persona_id": p.id} for p in changes.personas]
@@ -788,30 +789,30 @@ class SQLStore:
             )
 
     def delete_personas(self, persona_ids: Sequence[str]) -> int:
+        with self._transaction() as c:
+            return self._delete_personas(c, persona_ids, uuid.uuid4().hex)
+
+    def _delete_personas(self, c: Connection, persona_ids: Sequence[str], version: str) -> int:
         m, p, u = s.persona_members, s.personas, s.users
         deleted = 0
-        version = uuid.uuid4().hex
-        with self._transaction() as c:
-            for chunk in chunked(sorted(set(persona_ids))):
-                ids = list(chunk)
-                members = list(
-                    c.execute(
-                        select(m.c.user_id)
-                        .distinct()
-                        .where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids))
-                    ).scalars()
+        for chunk in chunked(sorted(set(persona_ids))):
+            ids = list(chunk)
+            members = list(
+                c.execute(
+                    select(m.c.user_id)
+                    .distinct()
+                    .where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids))
+                ).scalars()
+            )
+            c.execute(delete(m).where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids)))
+            result = c.execute(delete(p).where(p.c.tenant == self.tenant, p.c.persona_id.in_(ids)))
+            deleted += result.rowcount
+            for users in chunked(members):  # membership is user data: their version moves
+                c.execute(
+                    update(u)
+                    .where(u.c.tenant == self.tenant, u.c.user_id.in_(list(users)))
+                    .values(data_version=version)
                 )
-                c.execute(delete(m).where(m.c.tenant == self.tenant, m.c.persona_id.in_(ids)))
-                result = c.execute(
-                    delete(p).where(p.c.tenant == self.tenant, p.c.persona_id.in_(ids))
-                )
-                deleted += result.rowcount
-                for users in chunked(members):  # membership is user data: their version moves
-                    c.execute(
-                        update(u)
-                        .where(u.c.tenant == self.tenant, u.c.user_id.in_(list(users)))
-                        .values(data_version=version)
-                    )
         return deleted
 
     # -- privacy -------------------------------------------------------------------------------
