@@ -111,11 +111,12 @@ def test_demo_ingests_the_bundled_users_and_compares_answers(sqlite_url: str) ->
         store.user_counts(u).embeddings == 6 for u in ("ada", "bruno", "chloe", "dmitri", "emi")
     )
     assert store.user_counts("fern").documents == 0  # the cold-start user
-    assert {p.id for p in store.personas()} == {
-        "concise-pragmatic",
-        "expressive-casual",
-        "formal-literary",
-    }
+    personas = {p.id: p.metadata.get("source", "declared") for p in store.personas()}
+    declared = {"concise-pragmatic", "expressive-casual", "formal-literary"}
+    assert {p for p, source in personas.items() if source == "declared"} == declared
+    assert personas["global"] == "global" and "discovered-1" in personas  # the demo discovers
+    assert "served at global level: unknown user: global profile v1" in " ".join(out.split())
+    assert store.get_user("newcomer") is None  # serving an unknown user stores nothing
     code, out = invoke("--store", sqlite_url, "demo", "--no-generate")
     assert code == 0 and "0 texts embedded" in out  # idempotent
     assert "non-personalized" not in out

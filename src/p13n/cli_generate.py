@@ -362,5 +362,24 @@ def demo(
         for user in DEMO_USERS:
             baseline, personalized = personalizer.compare(user, DEMO_INPUT)
             print_comparison(user, baseline, personalized)
+        _demo_granularity(store, settings, personalizer)
     except P13nError as error:
         raise _fail(error) from None
+
+
+def _demo_granularity(store: Store, settings: Settings, personalizer: Personalizer) -> None:
+    """Discover personas, then serve a user the store has never seen: the router's global level."""
+    from p13n.cli_personas import print_personas
+    from p13n.encode import get_encoder
+    from p13n.personalize.personas import DiscoveryConfig, discover_personas
+
+    console.rule("personas discovered from the demo users (p13n personas discover)")
+    with console.status("clustering users and describing each group with the LLM"):
+        discover_personas(
+            store, get_encoder(settings.encoder), personalizer.llm, DiscoveryConfig(seed=0)
+        )
+    print_personas(store)
+    console.rule(f"a user the store has never seen: {DEMO_INPUT!r}")
+    newcomer = personalizer.generate("newcomer", DEMO_INPUT)
+    console.print(newcomer.text, highlight=False, markup=False)
+    print_trace(newcomer)

@@ -24,14 +24,13 @@ import itertools
 import json
 import math
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from rich.progress import Progress
 
 from p13n.datasets import Sourced
@@ -49,6 +48,8 @@ from p13n.evaluate.runner import (
     _profile_records,
     _task_metrics,
     default_max_new_tokens,
+    load_config,
+    questions_digest,
     score_task,
 )
 from p13n.evaluate.stats import Interval, PairedComparison, paired_decomposable
@@ -79,9 +80,9 @@ class ColdStartConfig(BaseModel):
     data: Path | None = None
     sizes: list[int] = Field([0, 1, 2, 5, 10], description="profile cuts; the whole is added")
     limit: int | None = Field(40, gt=0, description="test examples per task")
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: dict[str, PositiveInt] = Field(default_factory=dict)
     dev_limit: int | None = Field(25, gt=0, description="dev examples to choose the router on")
-    dev_limits: dict[str, int] = Field(default_factory=dict)
+    dev_limits: dict[str, PositiveInt] = Field(default_factory=dict)
     retriever: str = "bm25"
     k: int = Field(4, ge=1)
     discovery_users: int = Field(300, ge=3, description="training users personas come from")
@@ -129,25 +130,7 @@ class ColdStartConfig(BaseModel):
 
 def load_coldstart_config(path: Path | None, **overrides: Any) -> ColdStartConfig:
     """A ``ColdStartConfig`` from a TOML file (its ``[coldstart]`` table) and overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such cold-start config") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML ({error})") from None
-        raw = dict(document.get("coldstart", document))
-        for key in ("tasks_dir", "data", "out", "cache"):
-            if isinstance(raw.get(key), str):
-                raw[key] = str((path.parent / raw[key]).resolve())
-    raw.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return ColdStartConfig.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"cold-start config {where}: {first['msg']}") from None
+    return load_config(ColdStartConfig, path, "coldstart", "cold-start config", **overrides)
 
 
 def size_label(size: int) -> str:
@@ -305,7 +288,7 @@ class ColdStartStudy:
                 f"training users not among them (found {len(test_examples)} test, "
                 f"{len(dev_examples)} dev, {len(population)} training users)"
             )
-        store, discovery = self._store(task, spec, train, population, dev, test, progress)
+        store, discovery = self._store(task, folder, spec, train, population, dev, test, progress)
         try:
             max_new = self.config.max_new_tokens.get(task, default_max_new_tokens(spec))
             options = GenerationOptions(max_new_tokens=max_new, seed=self.config.seed)
@@ -507,6 +490,7 @@ class ColdStartStudy:
     def _store(
         self,
         task: str,
+        folder: Path,
         spec: TaskSpec,
         train: LampSplit,
         population: list[LampExample],
@@ -533,6 +517,7 @@ class ColdStartStudy:
                 [
                     STORE_FORMAT,
                     spec.to_dict(),
+                    [questions_digest(folder, name) for name in ("train", "dev", "test")],
                     [
                         (name, size, [(e.id, len(e.profile), e.input) for e in examples])
                         for name, _, examples, sizes in groups
@@ -754,13 +739,17 @@ def markdown(result: ColdStartResult) -> str:
 
 
 def plot(result: ColdStartResult, path: Path) -> Path:
+    """Per task: each arm's score against profile size (top), and the paired difference to the
+    non-personalized prompt of user-only and the router, with 95% intervals (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = result.tasks
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    figure, axes = plt.subplots(
+        2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False, sharex="col"
+    )
     styles = {
         "none": ("grey", "--"),
         "user": ("tab:blue", "-"),
@@ -770,24 +759,36 @@ def plot(result: ColdStartResult, path: Path) -> Path:
         COLLAB: ("tab:brown", "-."),
         ROUTER: ("black", "-"),
     }
-    for axis, task in zip(axes[0], tasks, strict=True):
-        x = list(range(len(task.sizes)))
+    for column, task in enumerate(tasks):
+        top, bottom = axes[0][column], axes[1][column]
+        x = np.arange(len(task.sizes))
         for arm, (colour, line) in styles.items():
             if arm not in task.sizes[0].values:
                 continue
             values = [s.values[arm].value for s in task.sizes]
-            low = [s.values[arm].low for s in task.sizes]
-            high = [s.values[arm].high for s in task.sizes]
             width = 2.2 if arm == ROUTER else 1.4
-            axis.plot(x, values, line, color=colour, label=arm, linewidth=width, marker="o", ms=3)
-            if arm in ("user", ROUTER):
-                axis.fill_between(x, low, high, color=colour, alpha=0.08)
-        axis.set_xticks(x, [size_label(s.size) for s in task.sizes])
-        axis.set_xlabel("profile items kept")
-        axis.set_ylabel(f"{task.metric} {'↑' if task.higher_is_better else '↓'}")
-        axis.set_title(task.task)
-        axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+            top.plot(x, values, line, color=colour, label=arm, linewidth=width, marker="o", ms=3)
+        for offset, arm in ((-0.06, "user"), (0.06, ROUTER)):
+            colour = styles[arm][0]
+            diffs = [s.versus_none[arm] for s in task.sizes]
+            middle = np.array([d.difference for d in diffs])
+            errors = np.array(
+                [[d.difference - d.low for d in diffs], [d.high - d.difference for d in diffs]]
+            )
+            bottom.errorbar(
+                x + offset, middle, yerr=errors, fmt="o-", color=colour, label=arm, capsize=3
+            )
+        bottom.axhline(0, color="grey", linestyle="--", linewidth=1)
+        arrow = "↑" if task.higher_is_better else "↓"
+        top.set_title(task.task)
+        top.set_ylabel(f"{task.metric} {arrow}")
+        bottom.set_ylabel(f"{task.metric} minus none (95% CI)")
+        bottom.set_xticks(x, [size_label(s.size) for s in task.sizes])
+        bottom.set_xlabel("profile items kept")
+        for axis in (top, bottom):
+            axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, ncol=2)
+    axes[1][0].legend(fontsize=8)
     figure.suptitle(f"Cold start: quality against profile size ({result.llm['model']})")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -57,6 +57,7 @@ from p13n.store import Store, open_store
 
 STORE_FORMAT = 1
 BASELINE = "none"
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,9 @@ class BenchConfig(BaseModel):
     )
     split: Literal["train", "dev", "test"] = "test"
     limit: int | None = Field(None, gt=0, description="first N examples of each task split")
-    limits: dict[str, int] = Field(default_factory=dict, description="per task, overrides limit")
+    limits: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="per task, overrides limit"
+    )
     methods: list[str] = ["none", "bm25", "dense", "hybrid"]
     k: list[int] = [1, 4]
     llm: LLMConfig = LLMConfig()
@@ -145,7 +148,7 @@ class BenchConfig(BaseModel):
         None, description="run every k on this split too and report the k it picks per method"
     )
     select_limit: int | None = Field(None, gt=0)
-    select_limits: dict[str, int] = Field(default_factory=dict, description="per task")
+    select_limits: dict[str, PositiveInt] = Field(default_factory=dict, description="per task")
     workers: int = Field(1, ge=1, description="> 1: generate in parallel on Ray")
     batch_size: int = Field(
         1,
@@ -188,25 +191,33 @@ class BenchConfig(BaseModel):
 
 def load_bench_config(path: Path | None, **overrides: Any) -> BenchConfig:
     """A ``BenchConfig`` from a TOML file (its ``[bench]`` table or top level) and overrides."""
+    return load_config(BenchConfig, path, "bench", "benchmark config", **overrides)
+
+
+def load_config(
+    model: type[ConfigModel], path: Path | None, table: str, what: str, **overrides: Any
+) -> ConfigModel:
+    """A config model from a TOML file (its ``[table]`` or top level) and overrides (``None``
+    means not given); paths in the file are relative to the file."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             document = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{path}: no such benchmark config") from None
+            raise ConfigError(f"{path}: no such {what}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML ({error})") from None
-        raw = dict(document.get("bench", document))
+        raw = dict(document.get(table, document))
         for key in ("tasks_dir", "data", "out", "cache"):
             if isinstance(raw.get(key), str):  # relative paths are relative to the config file
                 raw[key] = str((path.parent / raw[key]).resolve())
     raw.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        return BenchConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"benchmark config {where}: {first['msg']}") from None
+        raise ConfigError(f"{what} {where}: {first['msg']}") from None
 
 
 def default_max_new_tokens(spec: TaskSpec) -> int:
@@ -766,10 +777,7 @@ class BenchRunner:
     def _store(
         self, folder: Path, split: LampSplit, examples: Sequence[LampExample], progress: Progress
     ) -> tuple[Store, int]:
-        questions = folder / f"{split.split}_questions.json"
-        if not questions.exists():
-            questions = folder / split.split / f"{split.split}_questions.json"
-        digest = hashlib.sha256(questions.read_bytes()).hexdigest()
+        digest = questions_digest(folder, split.split)
         key = _fingerprint(
             STORE_FORMAT, digest, split.spec.to_dict(), [e.id for e in examples], self.encoder.id
         )
@@ -786,6 +794,14 @@ class BenchRunner:
             store.close()
             partial.rename(path)  # only a complete store is ever reused
         return open_store(f"sqlite:///{path}"), skipped
+
+
+def questions_digest(folder: Path, split: str) -> str:
+    """sha256 of a split's questions file (profiles and inputs): what a cached store holds."""
+    questions = folder / f"{split}_questions.json"
+    if not questions.exists():
+        questions = folder / split / f"{split}_questions.json"
+    return hashlib.sha256(questions.read_bytes()).hexdigest()
 
 
 def _tracked(progress: Progress, items: Sequence[LampExample], label: str) -> Iterator[LampExample]:
