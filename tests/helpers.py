@@ -8,6 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from p13n.encode import Encoder
+from p13n.evaluate.runner import BenchConfig, BenchResult, BenchRunner
+from p13n.llm import LLM
 from p13n.store import SQLStore, Store
 from p13n.store import schema as s
 
@@ -28,3 +31,12 @@ def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def run_bench(config: BenchConfig, llm: LLM, encoder: Encoder) -> BenchResult:
+    """One benchmark run with the session's model and encoder, its cache closed after."""
+    runner = BenchRunner(config, llm=llm, encoder=encoder)
+    try:
+        return runner.run()
+    finally:
+        runner.close()

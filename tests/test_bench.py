@@ -18,7 +18,7 @@ from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, w
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
 from p13n.evaluate.report import markdown, write_outputs
-from p13n.evaluate.runner import BenchConfig, BenchRunner, _derangement, load_bench_config
+from p13n.evaluate.runner import BenchConfig, _derangement, load_bench_config
 from p13n.evaluate.stats import (
     bootstrap_corpus,
     bootstrap_mean,
@@ -26,6 +26,7 @@ from p13n.evaluate.stats import (
     paired_decomposable,
 )
 from p13n.llm import LLM
+from tests.helpers import run_bench
 
 SPEC = TaskSpec("headlines", "lamp4", "text", "text", "title", lamp_name="p13n_headlines")
 WRITERS = {
@@ -100,20 +101,12 @@ def _config(task_dir: Path, tmp_path: Path, **extra: Any) -> BenchConfig:
     return BenchConfig.model_validate({**base, **extra})
 
 
-def _run(config: BenchConfig, llm: LLM, encoder: Encoder) -> Any:
-    runner = BenchRunner(config, llm=llm, encoder=encoder)
-    try:
-        return runner.run()
-    finally:
-        runner.close()
-
-
 @pytest.mark.slow
 def test_methods_side_by_side_then_every_generation_reused(
     task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
     config = _config(task_dir, tmp_path)
-    first = _run(config, embedded_llm, encoder)
+    first = run_bench(config, embedded_llm, encoder)
     (task,) = first.tasks
     assert task.arms == ["none", "bm25 k=1", "tfidf k=1"]
     assert len(task.examples) == 4 and first.generated + first.reused == 12
@@ -134,7 +127,7 @@ def test_methods_side_by_side_then_every_generation_reused(
     assert rouge.arms["bm25 k=1"].value == pytest.approx(mean)
     assert "bleu" in task.metrics and task.metrics["bleu"].arms["none"].value >= 0.0
 
-    again = _run(config, embedded_llm, encoder)
+    again = run_bench(config, embedded_llm, encoder)
     assert again.generated == 0 and again.reused == 12
     assert all(o.cached for e in again.tasks[0].examples for o in e.outputs.values())
     before, after = first.to_dict()["tasks"][0], again.to_dict()["tasks"][0]
@@ -147,7 +140,7 @@ def test_methods_side_by_side_then_every_generation_reused(
     ]
 
     # A new k only generates what is new; the shared baseline and k=1 prompts are reused.
-    wider = _run(_config(task_dir, tmp_path, k=[1, 2]), embedded_llm, encoder)
+    wider = run_bench(_config(task_dir, tmp_path, k=[1, 2]), embedded_llm, encoder)
     assert wider.reused >= 12 and wider.generated <= 8
     assert wider.tasks[0].arms == ["none", "bm25 k=1", "bm25 k=2", "tfidf k=1", "tfidf k=2"]
 
@@ -166,7 +159,7 @@ def test_profile_swap_and_k_chosen_on_validation(
     task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
     config = _config(task_dir, tmp_path, swap=["bm25"], select_k_on="dev", k=[1, 2])
-    result = _run(config, embedded_llm, encoder)
+    result = run_bench(config, embedded_llm, encoder)
     (task,) = result.tasks
     swap = task.swap["bm25 k=1"]
     assert swap["metric"] == "rouge-1" and swap["n"] == 4
@@ -185,8 +178,8 @@ def test_profile_swap_and_k_chosen_on_validation(
 def test_parallel_on_ray_gives_the_same_answers(
     task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
-    serial = _run(_config(task_dir, tmp_path, methods=["none"]), embedded_llm, encoder)
-    parallel = _run(
+    serial = run_bench(_config(task_dir, tmp_path, methods=["none"]), embedded_llm, encoder)
+    parallel = run_bench(
         _config(task_dir, tmp_path, methods=["none"], workers=2, cache=tmp_path / "ray-cache"),
         embedded_llm,
         encoder,
@@ -232,7 +225,7 @@ def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
         corpus_resamples=50,
         cache=tmp_path / "cache",
     )
-    (task,) = _run(config, embedded_llm, encoder).tasks
+    (task,) = run_bench(config, embedded_llm, encoder).tasks
     assert task.primary == "mae" and set(task.metrics) == {"mae", "rmse"}
     for example in task.examples:
         for output in example.outputs.values():
@@ -250,7 +243,7 @@ def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
     write_split(LampSplit(SPEC, "test", _examples("test")), headlines)
     no_labels = no_labels.model_copy(update={"tasks_dir": headlines.parent})
     with pytest.raises(ConfigError, match="needs a label or rating task"):
-        _run(no_labels, embedded_llm, encoder)
+        run_bench(no_labels, embedded_llm, encoder)
 
 
 @pytest.mark.slow
@@ -277,7 +270,7 @@ def test_official_lamp_files_run_as_released(
         resamples=100,
         cache=tmp_path / "cache",
     )
-    (task,) = _run(config, embedded_llm, encoder).tasks
+    (task,) = run_bench(config, embedded_llm, encoder).tasks
     assert task.spec.template == "lamp4" and len(task.examples) == 2
     assert task.arms == ["none", "bm25 k=1", "profile k=1"]
     for example in task.examples:
@@ -318,7 +311,7 @@ def test_a_task_that_is_not_built_says_how_to_build_it(
 ) -> None:
     config = BenchConfig(tasks=["headline"], tasks_dir=tmp_path, cache=tmp_path / "c")
     with pytest.raises(ConfigError, match="p13n tasks build headline"):
-        _run(config, embedded_llm, encoder)
+        run_bench(config, embedded_llm, encoder)
 
 
 @pytest.mark.slow

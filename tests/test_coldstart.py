@@ -34,10 +34,11 @@ from p13n.evaluate.coldstart import (
     load_coldstart_config,
     write_outputs,
 )
-from p13n.evaluate.runner import BenchConfig, BenchResult, BenchRunner
+from p13n.evaluate.runner import BenchConfig, BenchRunner
 from p13n.llm import LLM
 from p13n.llm.hf import BatchGenerator
 from p13n.store import open_store
+from tests.helpers import run_bench
 
 # --- a small LaMP-4-like task: two clearly different topics -------------------------------------
 
@@ -475,25 +476,17 @@ def _bench(tasks_dir: Path, cache: Path, batch_size: int, limit: int = 3) -> Ben
     )
 
 
-def _bench_run(config: BenchConfig, llm: LLM, encoder: Encoder) -> BenchResult:
-    runner = BenchRunner(config, llm=llm, encoder=encoder)
-    try:
-        return runner.run()
-    finally:
-        runner.close()
-
-
 @pytest.mark.slow
 def test_batched_generation_gives_the_one_at_a_time_answers(
     tasks_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
     assert isinstance(embedded_llm, BatchGenerator)  # so batch_size > 1 batches for real
-    two = _bench_run(_bench(tasks_dir, tmp_path / "batched", 4, limit=2), embedded_llm, encoder)
+    two = run_bench(_bench(tasks_dir, tmp_path / "batched", 4, limit=2), embedded_llm, encoder)
     assert two.generated == 4 and two.reused == 0
     # the third example's two answers are new; the first two examples' four are reused
-    batched = _bench_run(_bench(tasks_dir, tmp_path / "batched", 4), embedded_llm, encoder)
+    batched = run_bench(_bench(tasks_dir, tmp_path / "batched", 4), embedded_llm, encoder)
     assert batched.generated == 2 and batched.reused == 4
-    serial = _bench_run(_bench(tasks_dir, tmp_path / "serial", 1), embedded_llm, encoder)
+    serial = run_bench(_bench(tasks_dir, tmp_path / "serial", 1), embedded_llm, encoder)
     assert serial.generated == 6 and serial.reused == 0
     (fast,), (slow,) = batched.tasks, serial.tasks
     assert fast.arms == slow.arms == ["none", "bm25 k=1"]
@@ -512,7 +505,7 @@ def test_batched_generation_gives_the_one_at_a_time_answers(
             assert ours.completion_tokens == theirs.completion_tokens
     assert fast.metrics["rouge-1"].arms == slow.metrics["rouge-1"].arms
 
-    again = _bench_run(_bench(tasks_dir, tmp_path / "batched", 4), embedded_llm, encoder)
+    again = run_bench(_bench(tasks_dir, tmp_path / "batched", 4), embedded_llm, encoder)
     assert again.generated == 0 and again.reused == 6
 
 
