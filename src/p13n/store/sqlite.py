@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ def open_sqlite(url: str | URL, *, tenant: str, migrate: bool = True) -> SQLStor
         # instead of waiting, which is what breaks concurrent ingest from two processes.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -38,3 +40,19 @@ def open_sqlite(url: str | URL, *, tenant: str, migrate: bool = True) -> SQLStor
 
     # BEGIN IMMEDIATE already serialises migrations between processes.
     return SQLStore(engine, "sqlite", tenant=tenant, migrate=migrate)
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (persistent once done). Switching takes an exclusive lock for which
+    SQLite does not wait on its busy timeout, so processes opening a new file at the same moment
+    got "database is locked": retry until the timeout instead."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
