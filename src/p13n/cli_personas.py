@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from p13n.cli import _fail, _open, _settings, app, console
 from p13n.config import Settings
@@ -23,28 +23,25 @@ def _excerpt(text: str, width: int) -> str:
 
 
 def print_personas(store: Store) -> None:
+    """One entry per persona: id, source, version, members, defining attributes, description
+    (a list rather than a table: descriptions stay readable in a narrow terminal)."""
     from p13n.personalize.personas import PersonaSet
 
     found = PersonaSet.read(store)
-    table = Table(title=f"personas of tenant {store.tenant!r}", title_justify="left")
-    for column in ("persona", "source", "version", "members", "defining attributes", "description"):
-        table.add_column(column, justify="right" if column in ("version", "members") else "left")
     rows = [*found.groups, *([found.global_profile] if found.global_profile else [])]
+    if not rows:
+        console.print("[dim]no personas: ingest persona records or run `p13n personas discover`[/]")
+        return
+    console.print(f"[bold]{len(rows)} personas[/] of tenant {store.tenant!r}", highlight=False)
     for p in rows:
+        members = "everyone" if p.source == "global" else f"{len(p.persona.members)} members"
         attributes = ", ".join(f"{k}={v}" for k, v in p.attributes.items())
-        table.add_row(
-            p.id,
-            p.source,
-            str(p.version),
-            str(len(p.persona.members)) if p.source != "global" else "all",
-            attributes or "-",
-            _excerpt(p.description, max(30, console.width - 70)),
+        console.print(
+            f"[bold]{escape(p.id)}[/]  {p.source} v{p.version} · {members}"
+            + (f" · {escape(attributes)}" if attributes else ""),
+            highlight=False,
         )
-    console.print(
-        table
-        if rows
-        else "[dim]no personas: ingest persona records or run `p13n personas discover`[/]"
-    )
+        console.print(f"    {escape(p.description)}", highlight=False)
 
 
 @personas_app.command("list")

@@ -106,8 +106,6 @@ class Router:
             if config.level == "user":
                 raise UnknownUserError(user_id, self.store.tenant)
             return self._unknown(user_id, attributes or {})
-        if config.level == "user" and not config.blend:  # the default: no reads at all
-            return Route("user", "level = user (configured)", None)
         items: int | None = None
         if config.level == "auto":
             counts = self.store.user_counts(user_id)
@@ -123,7 +121,7 @@ class Router:
                 why = f"{items} items >= user_min_items={config.user_min_items}"
         else:
             wanted, why = config.level, f"level = {config.level} (configured)"
-        if wanted == "user" and not config.blend:
+        if wanted == "user" and not config.blend:  # the library's default: no reads at all
             return Route("user", why, items)
         personas = PersonaSet.read(self.store)
         if wanted == "global":
