@@ -45,10 +45,10 @@ from p13n.evaluate.runner import (
     BenchRunner,
     ExampleRecord,
     TaskResult,
-    _profile_records,
-    _task_metrics,
     default_max_new_tokens,
     load_config,
+    metrics_for_task,
+    profile_records,
     questions_digest,
     score_task,
 )
@@ -255,7 +255,7 @@ class ColdStartStudy:
     def run(self) -> ColdStartResult:
         started = time.perf_counter()
         studies = []
-        with self.runner._progress() as progress:
+        with self.runner.progress_bars() as progress:
             for task in self.config.tasks:
                 studies.append(self._task(task, progress))
         llm = self.runner.llm
@@ -271,7 +271,7 @@ class ColdStartStudy:
     # -- one task -------------------------------------------------------------------------------
 
     def _task(self, task: str, progress: Progress) -> TaskStudy:
-        folder = self.runner._task_folder(task)
+        folder = self.runner.task_folder(task)
         test = read_lamp_split(folder, "test")
         dev = read_lamp_split(folder, "dev")
         train = read_lamp_split(folder, "train")
@@ -292,7 +292,7 @@ class ColdStartStudy:
         try:
             max_new = self.config.max_new_tokens.get(task, default_max_new_tokens(spec))
             options = GenerationOptions(max_new_tokens=max_new, seed=self.config.seed)
-            metrics = _task_metrics(spec, self.runner.config, task)
+            metrics = metrics_for_task(spec, self.runner.config, task)
             primary_name = "token-f1" if spec.template == "chat" else PRIMARY[spec.output_kind]
             primary = next((m for m in metrics if m.name == primary_name), metrics[0])
             loader = CorpusLoader(
@@ -405,7 +405,7 @@ class ColdStartStudy:
                 prepared.append(prompt)
                 progress.advance(bar)
             progress.remove_task(bar)
-            self.runner._answer(
+            self.runner.answer(
                 records,
                 prepared,
                 options,
@@ -546,7 +546,7 @@ class ColdStartStudy:
                         )
                         for e in examples
                     ]
-                    part, _ = _profile_records(split, cut)
+                    part, _ = profile_records(split, cut)
                     records += part
             bar = progress.add_task(f"{task}: storing {len(records)} records", total=None)
             ingest(store, records, encoder=self.runner.encoder)

@@ -330,7 +330,8 @@ def _task_dict(task: TaskResult) -> dict[str, Any]:
 # --- metrics (imported lazily: bert-score and nltk are heavy) -------------------------------
 
 
-def _task_metrics(spec: TaskSpec, config: BenchConfig, task: str) -> list[Any]:
+def metrics_for_task(spec: TaskSpec, config: BenchConfig, task: str) -> list[Any]:
+    """The metrics a task is scored with: the config's override, else by its output kind."""
     from p13n.evaluate.metrics import metrics as metric_registry
     from p13n.evaluate.metrics import metrics_for
 
@@ -347,9 +348,9 @@ PRIMARY = {"text": "rouge-1", "label": "accuracy", "rating": "mae"}
 # --- stores: one user per example ----------------------------------------------------------
 
 
-def _profile_records(
-    split: LampSplit, examples: Sequence[LampExample]
-) -> tuple[list[Sourced], int]:
+def profile_records(split: LampSplit, examples: Sequence[LampExample]) -> tuple[list[Sourced], int]:
+    """Each example as one user whose documents are its profile items; also how many items
+    were skipped for having no text."""
     records: list[Sourced] = []
     skipped = 0
     spec = split.spec
@@ -554,9 +555,9 @@ class BenchRunner:
 
     def run(self) -> BenchResult:
         results = []
-        with self._progress() as progress:
+        with self.progress_bars() as progress:
             for task in self.config.tasks:
-                folder = self._task_folder(task)
+                folder = self.task_folder(task)
                 selected: dict[str, dict[str, Any]] = {}
                 if self.config.select_k_on is not None:
                     dev = self._run_split(
@@ -584,7 +585,8 @@ class BenchRunner:
         self.cache.close()
 
     @contextmanager
-    def _progress(self) -> Iterator[Progress]:
+    def progress_bars(self) -> Iterator[Progress]:
+        """One transient rich progress display for a run's bars."""
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -596,7 +598,7 @@ class BenchRunner:
         ) as progress:
             yield progress
 
-    def _task_folder(self, task: str) -> Path:
+    def task_folder(self, task: str) -> Path:
         """The task's folder; a shipped task not built yet is built first when its sources are
         at hand (the data root, or the package for the demo task)."""
         from p13n.datasets.tasks import shipped_tasks, write_task
@@ -656,7 +658,7 @@ class BenchRunner:
                     personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
                     for e in _tracked(progress, examples, f"{task}: prompts, {arm.label}")
                 ]
-                self._answer(
+                self.answer(
                     records, prepared, options, choices, progress, f"{task}: {arm.label}", arm
                 )
                 swap = arm.method in self.config.swap or arm.label in self.config.swap
@@ -665,7 +667,7 @@ class BenchRunner:
                         personalizer.prepare(examples[partners[i]].id, e.input)
                         for i, e in enumerate(examples)
                     ]
-                    self._answer(
+                    self.answer(
                         records,
                         swapped,
                         options,
@@ -694,7 +696,7 @@ class BenchRunner:
             primary="token-f1" if spec.template == "chat" else PRIMARY[spec.output_kind],
             skipped_profile_items=skipped,
         )
-        task_metrics = _task_metrics(spec, self.config, task)
+        task_metrics = metrics_for_task(spec, self.config, task)
         if selecting:
             task_metrics = [m for m in task_metrics if m.name == result.primary] or task_metrics[:1]
         score_task(result, task_metrics, self.config)
@@ -737,7 +739,7 @@ class BenchRunner:
         )
         return Personalizer(store, config, llm=self.llm, encoder=self.encoder, loader=loader)
 
-    def _answer(
+    def answer(
         self,
         records: list[ExampleRecord],
         prepared: Sequence[PreparedPrompt],
@@ -749,6 +751,8 @@ class BenchRunner:
         *,
         swapped: bool = False,
     ) -> None:
+        """Answer the prepared prompts (from the cache where possible) and record each output
+        under the arm's label (``swapped``: as the profile-swap answer)."""
         keys = [
             generation_key(p.prompt.messages, self.llm.backend, self.llm.model, options, choices)
             for p in prepared
@@ -782,7 +786,7 @@ class BenchRunner:
             STORE_FORMAT, digest, split.spec.to_dict(), [e.id for e in examples], self.encoder.id
         )
         path = self.config.cache_path / "stores" / f"{split.spec.name}-{split.split}-{key}.db"
-        records, skipped = _profile_records(split, examples)
+        records, skipped = profile_records(split, examples)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")
