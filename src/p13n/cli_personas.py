@@ -143,7 +143,8 @@ def print_membership(store: Store, settings: Settings, user_id: str) -> None:
     from p13n.retrieve import CorpusLoader
 
     found = PersonaSet.read(store)
-    for persona_id in store.personas_of(user_id):
+    member_of = store.personas_of(user_id)
+    for persona_id in member_of:
         persona = found.get(persona_id)
         if persona is None:
             continue
@@ -152,7 +153,7 @@ def print_membership(store: Store, settings: Settings, user_id: str) -> None:
             f"{len(persona.persona.members)} members): {_excerpt(persona.description, 160)}",
             highlight=False,
         )
-    if not store.personas_of(user_id):
+    if not member_of:
         console.print("persona: [dim]not a member of any[/]")
     config = granularity_config(settings)
     if config.level == "user":

@@ -56,7 +56,7 @@ from p13n.evaluate.stats import Interval, PairedComparison, paired_decomposable
 from p13n.ingest import ingest
 from p13n.llm import GenerationOptions, LLMConfig
 from p13n.personalize import Personalizer, PersonalizerConfig
-from p13n.personalize.personas import DiscoveryConfig, DiscoveryResult, discover_personas
+from p13n.personalize.personas import DiscoveryConfig, PersonaSet, discover_personas
 from p13n.personalize.router import GranularityConfig
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store, open_store
@@ -288,7 +288,13 @@ class ColdStartStudy:
                 f"training users not among them (found {len(test_examples)} test, "
                 f"{len(dev_examples)} dev, {len(population)} training users)"
             )
-        store, discovery = self._store(task, folder, spec, train, population, dev, test, progress)
+        sizes = [*self.config.sizes, ALL]
+        groups = (
+            _Group("train", train, population, [ALL]),
+            _Group("dev", dev, dev_examples, sizes),
+            _Group("test", test, test_examples, sizes),
+        )
+        store, discovery = self._store(task, folder, spec, groups, progress)
         try:
             max_new = self.config.max_new_tokens.get(task, default_max_new_tokens(spec))
             options = GenerationOptions(max_new_tokens=max_new, seed=self.config.seed)
@@ -492,20 +498,14 @@ class ColdStartStudy:
         task: str,
         folder: Path,
         spec: TaskSpec,
-        train: LampSplit,
-        population: list[LampExample],
-        dev: LampSplit,
-        test: LampSplit,
+        groups: Sequence[_Group],
         progress: Progress,
     ) -> tuple[Store, dict[str, Any]]:
+        """The study's store, built once per content and kept in the cache: the training users
+        with whole profiles (personas are discovered from them) and every cut of every
+        evaluated user."""
         config = self.config
-        limit = config.limits.get(task, config.limit)
-        dev_limit = config.dev_limits.get(task, config.dev_limit)
-        groups = (
-            ("train", train, population, [ALL]),
-            ("dev", dev, _with_gold(dev.examples)[:dev_limit], [*config.sizes, ALL]),
-            ("test", test, _with_gold(test.examples)[:limit], [*config.sizes, ALL]),
-        )
+        population = groups[0].examples
         discovery_config = DiscoveryConfig(
             n_personas=config.personas,
             max_personas=config.max_personas,
@@ -519,9 +519,9 @@ class ColdStartStudy:
                     spec.to_dict(),
                     [questions_digest(folder, name) for name in ("train", "dev", "test")],
                     [
-                        (name, size, [(e.id, len(e.profile), e.input) for e in examples])
-                        for name, _, examples, sizes in groups
-                        for size in sizes
+                        (g.name, size, [(e.id, len(e.profile), e.input) for e in g.examples])
+                        for g in groups
+                        for size in g.sizes
                     ],
                     self.runner.encoder.id,
                     discovery_config.model_dump_json(),
@@ -538,15 +538,15 @@ class ColdStartStudy:
             partial.unlink(missing_ok=True)
             store = open_store(f"sqlite:///{partial}")
             records: list[Sourced] = []
-            for name, split, examples, sizes in groups:
-                for size in sizes:
+            for g in groups:
+                for size in g.sizes:
                     cut = [
                         dataclasses.replace(
-                            e, id=f"{name}/{e.id}@{size_label(size)}", profile=_cut(e, size)
+                            e, id=f"{g.name}/{e.id}@{size_label(size)}", profile=_cut(e, size)
                         )
-                        for e in examples
+                        for e in g.examples
                     ]
-                    part, _ = profile_records(split, cut)
+                    part, _ = profile_records(g.split, cut)
                     records += part
             bar = progress.add_task(f"{task}: storing {len(records)} records", total=None)
             ingest(store, records, encoder=self.runner.encoder)
@@ -563,10 +563,17 @@ class ColdStartStudy:
             store.close()
             partial.rename(path)
         store = open_store(f"sqlite:///{path}")
-        result = discover_personas(  # up to date: reads what the first run wrote
-            store, self.runner.encoder, self.runner.llm, discovery_config
-        )
-        return store, _discovery_summary(result)
+        return store, _discovery_summary(store)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Users the study's store holds: a split's examples, stored at each of ``sizes``."""
+
+    name: str
+    split: LampSplit
+    examples: list[LampExample]
+    sizes: list[int]
 
 
 @dataclass(frozen=True)
@@ -667,20 +674,24 @@ def choose_policy(
     return best[1], table
 
 
-def _discovery_summary(result: DiscoveryResult) -> dict[str, Any]:
+def _discovery_summary(store: Store) -> dict[str, Any]:
+    """What discovery wrote into the study's store (read back, not rediscovered)."""
+    found = PersonaSet.read(store)
+    assert found.global_profile is not None  # written with the personas when the store was built
+    everyone = found.global_profile.persona.metadata
+    groups = sorted(
+        (p for p in found.groups if p.source == "discovered"),
+        key=lambda p: int(p.id.rpartition("-")[2]),  # discovered-1, -2, ...: largest first
+    )
     return {
-        "version": result.version,
-        "users": result.users,
+        "version": found.global_profile.version,
+        "users": everyone.get("size"),
         "personas": [
-            {
-                "id": p.id,
-                "members": len(p.members),
-                "description": p.description,
-            }
-            for p in result.personas
+            {"id": p.id, "members": len(p.persona.members), "description": p.description}
+            for p in groups
         ],
-        "global": result.global_profile.description,
-        "fingerprint": result.fingerprint,
+        "global": found.global_profile.description,
+        "fingerprint": everyone.get("fingerprint"),
     }
 
 
@@ -798,13 +809,17 @@ def plot(result: ColdStartResult, path: Path) -> Path:
 
 
 def write_outputs(result: ColdStartResult, out: Path) -> dict[str, Path]:
+    """``results.json``, ``summary.md`` and ``coldstart.png`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out / "results.json",
         "summary": out / "summary.md",
         "plot": out / "coldstart.png",
     }
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
-    paths["summary"].write_text(markdown(result) + "\n")
+    paths["json"].write_text(
+        json.dumps(result.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n",
+        encoding="utf-8",
+    )
+    paths["summary"].write_text(markdown(result) + "\n", encoding="utf-8")
     plot(result, paths["plot"])
     return paths

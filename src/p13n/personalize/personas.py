@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,17 +132,12 @@ class PersonaSet:
         ]
         if not scored:
             return None
-        similarity, best = max(scored, key=lambda pair: (pair[0], _reverse(pair[1].id)))
+        similarity, best = min(scored, key=lambda pair: (-pair[0], pair[1].id))
         return best, similarity
 
 
 def _same(given: object, expected: object) -> bool:
     return given is not None and str(given).strip().lower() == str(expected).strip().lower()
-
-
-def _reverse(text: str) -> tuple[int, ...]:
-    """Sort key making the smaller id win ties under ``max``."""
-    return tuple(-ord(ch) for ch in text)
 
 
 class DiscoveryConfig(BaseModel):
@@ -473,8 +469,6 @@ def _describe(
 def _whole_sentences(text: str, most: int = 2) -> str:
     """The first ``most`` whole sentences (the instruction asks for two; a small model writes on
     and repeats itself), without one the token limit cut off mid-way."""
-    import re
-
     sentences = re.findall(r"[^.!?]+[.!?]+(?=\s|$)", " ".join(text.split()))
     if not sentences:
         return " ".join(text.split())
