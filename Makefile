@@ -47,6 +47,9 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/p13n bench recsys --data ../shared/data/movielens-100k --users 200 --batch-size 16 --out bench/out/recsys-llm
 	OMP_NUM_THREADS=1 $(BIN)/p13n bench indirect --tasks-dir tasks --task review-rating,news-category --movielens ../shared/data/movielens-100k --out bench/out/indirect
 	OMP_NUM_THREADS=2 $(BIN)/p13n bench coldstart bench/configs/coldstart.toml
+	OMP_NUM_THREADS=2 $(BIN)/python bench/adapter_cost.py
+	OMP_NUM_THREADS=2 $(BIN)/python bench/dpo_personas.py
+	OMP_NUM_THREADS=2 $(BIN)/p13n bench run bench/configs/adapt.toml
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,15 @@ from sqlalchemy import create_engine, func, select, text
 
 from p13n.data import Document, Interaction, Item, Persona, Preference, User
 from p13n.errors import StoreError
-from p13n.store import SQLStore, Store, StoredProfile, WriteSet, head_revision, open_store
+from p13n.store import (
+    SQLStore,
+    Store,
+    StoredAdapter,
+    StoredProfile,
+    WriteSet,
+    head_revision,
+    open_store,
+)
 from p13n.store import schema as s
 from p13n.store.migrate import VERSION_TABLE, upgrade
 from tests.helpers import dump
@@ -224,6 +234,7 @@ def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
             )
         )
         store.put_profile(profile(user, store.data_version(user) or ""))
+        store.put_adapter(*adapter(f"user:{user}:headline:lora", user_id=user))
     kept_before = {t: [r for r in rows if "kept" in r] for t, rows in dump(store).items()}
     deleted = store.forget("gone")
     assert deleted == {
@@ -234,6 +245,7 @@ def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
         "preferences": 1,
         "persona_members": 1,
         "profiles": 1,
+        "adapters": 1,
     }
     assert isinstance(store, SQLStore)
     with store.engine.connect() as connection:
@@ -375,3 +387,185 @@ def test_profiles_round_trip_and_need_a_known_user(store: Store) -> None:
     stored = store.get_profile("u", "profile:test")
     assert stored == profile("u", "v2", "prefers long answers")
     assert store.with_tenant("acme").get_profile("u", "profile:test") is None
+
+
+def adapter(
+    adapter_id: str,
+    *,
+    user_id: str | None = None,
+    persona_id: str | None = None,
+    task: str = "headline",
+    method: str = "lora",
+    weights: bytes = b"safetensors bytes",
+    **changes: object,
+) -> tuple[StoredAdapter, bytes]:
+    """A registry entry that describes ``weights`` truly (``changes`` can make it lie)."""
+    fields: dict[str, object] = {
+        "adapter_id": adapter_id,
+        "user_id": user_id,
+        "persona_id": persona_id,
+        "task": task,
+        "method": method,
+        "base_model": "test-base",
+        "base_hash": "b" * 64,
+        "config": {"r": 8, "alpha": 16.0, "target_modules": ["q_proj", "v_proj"]},
+        "data_size": 12,
+        "metrics": {"loss": [1.5, 0.75], "final": {"loss": 0.75}},
+        "size_bytes": len(weights),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "created_at": datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=UTC),
+        **changes,
+    }
+    return StoredAdapter(**fields), weights  # type: ignore[arg-type]
+
+
+def owners(store: Store, users: tuple[str, ...] = ("u1", "u2"), personas: int = 2) -> None:
+    store.write(
+        WriteSet(
+            users=[User(id=user) for user in users],
+            personas=[
+                Persona(id=f"p{n}", description=f"persona {n}", members=[users[0]])
+                for n in range(1, personas + 1)
+            ],
+        )
+    )
+
+
+def test_adapters_round_trip_with_megabytes_of_weights(store: Store) -> None:
+    owners(store)
+    weights = np.random.default_rng(7).bytes(4 * 1024 * 1024 + 3)
+    entry, _ = adapter("user:u1:headline:lora", user_id="u1", weights=weights)
+    assert store.get_adapter(entry.adapter_id) is None
+    assert store.adapter_weights(entry.adapter_id) is None
+    store.put_adapter(entry, weights)
+    assert store.get_adapter(entry.adapter_id) == entry
+    assert store.adapters() == [entry]
+    stored = store.adapter_weights(entry.adapter_id)
+    assert type(stored) is bytes and stored == weights
+    assert hashlib.sha256(stored).hexdigest() == entry.weights_sha256
+    # Tenant-wide and persona adapters round-trip too; any zone comes back as the same UTC moment.
+    local = datetime(2026, 2, 3, 6, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+    shared, blob = adapter("tenant:headline:embedding", method="embedding", created_at=local)
+    store.put_adapter(shared, blob)
+    back = store.get_adapter(shared.adapter_id)
+    assert back is not None and back.created_at == local and back.created_at.tzinfo is UTC
+    assert back.user_id is None and back.persona_id is None and back.config == shared.config
+    persona, blob = adapter("persona:p1:headline:dpo", persona_id="p1", method="dpo", weights=b"")
+    store.put_adapter(persona, blob)
+    assert store.get_adapter(persona.adapter_id) == persona
+    assert store.adapter_weights(persona.adapter_id) == b""
+
+
+def test_adapter_filters_match_every_given_field(store: Store) -> None:
+    owners(store)
+    specs: dict[str, dict[str, Any]] = {
+        "c": {"user_id": "u1"},
+        "a": {"user_id": "u1", "method": "dpo"},
+        "e": {"user_id": "u2", "task": "tweet"},
+        "b": {"persona_id": "p1"},
+        "d": {"method": "embedding", "task": "tweet"},
+    }
+    entries = {key: adapter(key, **spec)[0] for key, spec in specs.items()}
+    for entry in entries.values():
+        store.put_adapter(entry, b"safetensors bytes")
+
+    def ids(**filters: str) -> list[str]:
+        return [a.adapter_id for a in store.adapters(**filters)]
+
+    assert ids() == ["a", "b", "c", "d", "e"]
+    assert store.adapters() == [entries[key] for key in "abcde"]
+    assert ids(user_id="u1") == ["a", "c"]
+    assert ids(user_id="u1", method="lora") == ["c"]
+    assert ids(user_id="u2", task="headline") == []
+    assert ids(persona_id="p1") == ["b"]
+    assert ids(task="tweet") == ["d", "e"]
+    assert ids(method="lora", task="headline") == ["b", "c"]
+    assert ids(user_id="nobody") == []
+
+
+def test_put_adapter_replaces_an_entry_and_its_weights(store: Store) -> None:
+    owners(store)
+    first, old = adapter("x", user_id="u1", weights=b"old weights")
+    store.put_adapter(first, old)
+    second, new = adapter(
+        "x", persona_id="p1", method="dpo", weights=b"new, longer weights", metrics={"loss": 0.1}
+    )
+    store.put_adapter(second, new)
+    assert store.adapters() == [second]
+    assert store.adapter_weights("x") == new
+    assert store.adapters(user_id="u1") == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"user_id": "u1", "persona_id": "p1"}, "names both user 'u1' and persona 'p1'"),
+        ({"user_id": "ghost"}, "unknown user 'ghost'"),
+        ({"persona_id": "ghost"}, "unknown persona 'ghost'"),
+        ({"user_id": "u1", "size_bytes": 3}, "size_bytes=3, but its weights are 17 bytes"),
+        ({"weights_sha256": "0" * 64}, "weights_sha256='000"),
+    ],
+)
+def test_a_refused_adapter_stores_nothing(store: Store, spec: dict[str, Any], problem: str) -> None:
+    owners(store)
+    kept, blob = adapter("bad", user_id="u2", weights=b"the weights already stored")
+    store.put_adapter(kept, blob)
+    before = dump(store)
+    entry, weights = adapter("bad", **spec)
+    with pytest.raises(StoreError, match="adapter 'bad'") as refused:
+        store.put_adapter(entry, weights)
+    assert problem in str(refused.value)
+    assert dump(store) == before
+    assert store.adapters() == [kept] and store.adapter_weights("bad") == blob
+
+
+def test_adapters_go_with_their_user_or_persona(store: Store) -> None:
+    owners(store, users=("gone", "kept"), personas=3)
+    specs: list[dict[str, Any]] = [
+        {"user_id": "gone"},
+        {"user_id": "gone", "task": "tweet"},
+        {"user_id": "kept"},
+        {"persona_id": "p1"},
+        {"persona_id": "p2"},
+        {"persona_id": "p3"},
+        {},
+    ]
+    for spec in specs:
+        owner = spec.get("user_id") or spec.get("persona_id") or "tenant"
+        store.put_adapter(*adapter(f"{owner}:{spec.get('task', 'headline')}", **spec))
+    assert store.forget("gone")["adapters"] == 2
+    assert store.adapters(user_id="gone") == []
+    assert store.adapter_weights("gone:headline") is None
+    assert store.delete_personas(["p1", "nope"]) == 1
+    # Personas an ingest drops go the same way.
+    store.write(WriteSet(deleted_personas=["p3"]))
+    assert [a.adapter_id for a in store.adapters()] == [
+        "kept:headline",
+        "p2:headline",
+        "tenant:headline",
+    ]
+    assert store.delete_adapters(["p2:headline", "p2:headline", "missing"]) == 1
+    assert store.delete_adapters([]) == 0
+    assert [a.adapter_id for a in store.adapters()] == ["kept:headline", "tenant:headline"]
+
+
+def test_tenants_never_see_each_others_adapters(store: Store) -> None:
+    owners(store)
+    entry, weights = adapter("user:u1:headline:lora", user_id="u1")
+    store.put_adapter(entry, weights)
+    other = store.with_tenant("acme")
+    assert other.adapters() == [] and other.adapters(user_id="u1") == []
+    assert other.get_adapter(entry.adapter_id) is None
+    assert other.adapter_weights(entry.adapter_id) is None
+    with pytest.raises(StoreError, match="unknown user 'u1'"):
+        other.put_adapter(entry, weights)  # u1 exists only in the default tenant
+    owners(other, users=("u1",), personas=0)
+    mine, theirs = adapter(entry.adapter_id, user_id="u1", weights=b"acme's weights")
+    other.put_adapter(mine, theirs)
+    assert other.delete_adapters(["missing"]) == 0
+    assert store.adapter_weights(entry.adapter_id) == weights
+    assert other.adapter_weights(entry.adapter_id) == theirs
+    assert other.forget("u1")["adapters"] == 1
+    assert store.adapters() == [entry]
+    assert other.delete_adapters([entry.adapter_id]) == 0
+    assert store.get_adapter(entry.adapter_id) == entry

@@ -193,6 +193,13 @@ def show(
             f"{counts.interactions} interactions, {counts.preferences} preferences"
         )
         print_membership(store, settings, user)
+        for adapter in store.adapters(user_id=user):
+            console.print(
+                f"adapter {escape(adapter.adapter_id)}: {adapter.method} on {adapter.base_model}, "
+                f"{adapter.data_size} examples, {adapter.size_bytes / 1e6:.1f} MB, "
+                f"trained {adapter.created_at:%Y-%m-%d %H:%M}",
+                highlight=False,
+            )
         documents = Table(title="latest documents", title_justify="left")
         for column in ("when", "kind", "title", "text"):
             documents.add_column(column)
@@ -254,6 +261,7 @@ def migrate(ctx: typer.Context) -> None:
 
 # Generation, task and benchmark commands live in their own modules; importing registers them.
 from p13n import (  # noqa: E402, F401
+    cli_adapt,
     cli_bench,
     cli_generate,
     cli_indirect,

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from p13n.cli import _fail, _open, _print_report, _settings, app, console, run_ingest, show_users
@@ -56,6 +57,7 @@ def _config(
     max_new_tokens: int,
     max_item_tokens: int = 256,
     level: str | None = None,
+    adapter: str = "none",
 ) -> PersonalizerConfig:
     try:
         return PersonalizerConfig(
@@ -68,6 +70,7 @@ def _config(
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
             max_item_tokens=max_item_tokens,
             encoder=settings.encoder,
+            adapter=adapter,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
         raise ConfigError(str(error)) from None
@@ -131,6 +134,13 @@ def print_trace(generation: Generation) -> None:
             f"[dim]served at {trace.granularity.level} level: {trace.granularity.reason}[/]",
             highlight=False,
         )
+    if trace.adapter is not None:
+        console.print(
+            f"[dim]adapter {escape(trace.adapter['adapter_id'])} "
+            f"({trace.adapter['weights_sha256'][:12]}), "
+            f"swapped in {trace.adapter['swap_ms']} ms[/]",
+            highlight=False,
+        )
     console.print(
         f"[dim]{trace.backend}:{trace.model} · builder {prompt.builder} · task {trace.task} · "
         f"prompt {trace.prompt_tokens} tokens (budget {prompt.budget}, {len(prompt.items)} items "
@@ -186,6 +196,13 @@ def generate(
             "a user without data in a declared persona.",
         ),
     ] = None,
+    adapter: Annotated[
+        str,
+        typer.Option(
+            help="none, lora, dpo or embedding: answer with the user's learned adapter "
+            "(see `p13n adapt train`); with --prompt none, the adapter alone."
+        ),
+    ] = "none",
 ) -> None:
     """Answer TEXT for a user, personalized with their own data, with its trace."""
     try:
@@ -201,6 +218,7 @@ def generate(
             max_new_tokens=max_new_tokens,
             max_item_tokens=max_item_tokens,
             level=level,
+            adapter=adapter,
         )
         attributes = parse_attributes(attr)
         personalizer = Personalizer(_open(settings), config)

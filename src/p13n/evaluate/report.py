@@ -140,11 +140,33 @@ def markdown(result: BenchResult) -> str:
                     f"| {arm} | {swap['metric']} | {swap['n']} | {swap['wins']} | "
                     f"{swap['ties']} | {swap['losses']} | {swap.get('p_value', float('nan')):.3f} |"
                 )
+        if task.training:
+            lines += ["", "Training cost of the learned-user methods (2 CPU threads unless noted):"]
+            lines += ["", *training_table(task.training)]
         if task.skipped_profile_items:
             lines.append(
                 f"\n{task.skipped_profile_items} profile items had no text and were left out."
             )
     return "\n".join(lines) + "\n"
+
+
+def training_table(training: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: per learned-user method, adapters, seconds, examples, size, swap time."""
+    lines = [
+        "| method | adapters | trained now | train s (total) | train s (mean) | examples (mean) "
+        "| size MB (mean) | swap ms (median) |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, cost in training.items():
+        size = cost.get("size_bytes_mean")
+        swap = cost.get("swap_ms_median")
+        lines.append(
+            f"| {name} | {cost['adapters']} | {cost['trained_now']} | "
+            f"{cost['train_seconds_total']} | {cost['train_seconds_mean']} | "
+            f"{cost['examples_mean']} | {'n/a' if size is None else f'{size / 1e6:.2f}'} | "
+            f"{'n/a' if swap is None else swap} |"
+        )
+    return lines
 
 
 def plot_gains(result: BenchResult, path: Path) -> Path:

@@ -31,6 +31,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from p13n.adapt.bench import AdapterArms, AdaptSettings, TrainingCost
 from p13n.data import Document, User
 from p13n.datasets import Sourced
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, profile_text, profile_title
@@ -68,6 +69,8 @@ class Method:
     prompt: str
     retriever: str | None
     description: str
+    adapter: Literal["lora", "dpo", "embedding"] | None = None
+    """A learned-user method: the user's LoRA adapter, or their embedding as soft tokens."""
 
     @property
     def uses_k(self) -> bool:
@@ -89,6 +92,36 @@ for _name, _what in (
 methods.register(
     "profile",
     Method("profile", "profile", "bm25", "LLM-written profile summary + BM25-retrieved items"),
+)
+methods.register(
+    "lora",
+    Method("lora", "none", None, "per-user LoRA adapter (OPPU), no data in the prompt", "lora"),
+)
+methods.register(
+    "lora-rag",
+    Method(
+        "lora-rag", "contextual", "bm25", "per-user LoRA adapter + BM25 items (OPPU + RAG)", "lora"
+    ),
+)
+methods.register(
+    "dpo",
+    Method(
+        "dpo",
+        "none",
+        None,
+        "per-user DPO adapter: the user's own outputs preferred over the base model's",
+        "dpo",
+    ),
+)
+methods.register(
+    "embedding",
+    Method(
+        "embedding",
+        "none",
+        None,
+        "user embedding as soft tokens (Persona-Plug): projector trained on the train split",
+        "embedding",
+    ),
 )
 
 
@@ -135,6 +168,12 @@ class BenchConfig(BaseModel):
         description="per task: 'likelihood' picks the label the model finds most likely among the "
         "task's labels (label and rating tasks) instead of parsing generated text",
     )
+    min_profile: int | None = Field(
+        None, gt=0, description="only examples whose profile has at least N items (every arm)"
+    )
+    adapt: AdaptSettings = Field(
+        default_factory=AdaptSettings, description="training of the lora/embedding methods"
+    )
     seed: int = 0
     resamples: int = Field(1000, ge=100, description="bootstrap / randomization resamples")
     corpus_resamples: int = Field(
@@ -168,6 +207,17 @@ class BenchConfig(BaseModel):
             raise ValueError(f"unknown method {unknown[0]!r}; known: {', '.join(methods.names())}")
         return value
 
+    @field_validator("swap")
+    @classmethod
+    def _swap_needs_a_prompt(cls, value: list[str]) -> list[str]:
+        learned = [name for name in value if methods.get(name.partition(" k=")[0]).adapter]
+        if learned:
+            raise ValueError(
+                f"swap {learned[0]!r}: the profile swap exchanges prompts, which a learned-user "
+                "method does not carry; swap a retrieval method"
+            )
+        return value
+
     @field_validator("k")
     @classmethod
     def _positive_k(cls, value: list[int]) -> list[int]:
@@ -185,7 +235,9 @@ class BenchConfig(BaseModel):
         for name in self.methods:
             if name == BASELINE:
                 continue
-            arms += [Arm(name, k) for k in self.k] if methods.get(name).uses_k else []
+            arms += (
+                [Arm(name, k) for k in self.k] if methods.get(name).uses_k else [Arm(name, None)]
+            )
         return arms
 
 
@@ -283,6 +335,8 @@ class TaskResult:
     swap: dict[str, dict[str, Any]] = field(default_factory=dict)
     selected_k: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_profile_items: int = 0
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Learned-user methods: what training their adapters cost (``TrainingCost.to_dict``)."""
 
 
 @dataclass
@@ -323,6 +377,7 @@ def _task_dict(task: TaskResult) -> dict[str, Any]:
         },
         "swap": task.swap,
         "selected_k": task.selected_k,
+        "training": task.training,
         "examples": [asdict(example) for example in task.examples],
     }
 
@@ -546,6 +601,7 @@ class BenchRunner:
         self._encoder = encoder
         self.cache = GenerationCache(config.cache_path / "generations.sqlite")
         self.generator = _Generator(self.llm, config, self.cache)
+        self._learned: AdapterArms | None = None
 
     @property
     def encoder(self) -> Encoder:
@@ -631,7 +687,11 @@ class BenchRunner:
     ) -> TaskResult:
         """Every arm on one split; ``selecting``: a validation run for k (primary metric only)."""
         split = read_lamp_split(folder, split_name)
-        examples = [e for e in split.examples if e.output is not None][:limit]
+        examples = [
+            e
+            for e in split.examples
+            if e.output is not None and len(e.profile) >= (self.config.min_profile or 0)
+        ][:limit]
         if not examples:
             raise ConfigError(f"task {task!r} split {split_name!r} has no examples with golds")
         spec = split.spec
@@ -651,6 +711,7 @@ class BenchRunner:
                 ExampleRecord(e.id, e.user_id, e.output or "", len(e.profile)) for e in examples
             ]
             partners = _derangement(len(examples), self.config.seed)
+            training: dict[str, TrainingCost] = {}
             for arm in arms:
                 started, before = time.perf_counter(), self.generator.generated
                 personalizer = self._personalizer(store, loader, spec, arm, options)
@@ -658,9 +719,26 @@ class BenchRunner:
                     personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
                     for e in _tracked(progress, examples, f"{task}: prompts, {arm.label}")
                 ]
-                self.answer(
-                    records, prepared, options, choices, progress, f"{task}: {arm.label}", arm
-                )
+                adapter = methods.get(arm.method).adapter
+                if adapter is not None:
+                    self._answer_learned(
+                        adapter,
+                        folder,
+                        split,
+                        store,
+                        examples,
+                        records,
+                        prepared,
+                        options,
+                        choices,
+                        progress,
+                        arm,
+                        training,
+                    )
+                else:
+                    self.answer(
+                        records, prepared, options, choices, progress, f"{task}: {arm.label}", arm
+                    )
                 swap = arm.method in self.config.swap or arm.label in self.config.swap
                 if swap and len(examples) > 1 and not selecting:
                     swapped = [
@@ -695,12 +773,81 @@ class BenchRunner:
             examples=records,
             primary="token-f1" if spec.template == "chat" else PRIMARY[spec.output_kind],
             skipped_profile_items=skipped,
+            training={name: cost.to_dict() for name, cost in training.items()},
         )
         task_metrics = metrics_for_task(spec, self.config, task)
         if selecting:
             task_metrics = [m for m in task_metrics if m.name == result.primary] or task_metrics[:1]
         score_task(result, task_metrics, self.config)
         return result
+
+    @property
+    def learned(self) -> AdapterArms:
+        if self._learned is None:
+            self._learned = AdapterArms(self.config.llm, self.encoder, self.config.adapt)
+        return self._learned
+
+    def _answer_learned(
+        self,
+        adapter: str,
+        folder: Path,
+        split: LampSplit,
+        store: Store,
+        examples: Sequence[LampExample],
+        records: list[ExampleRecord],
+        prepared: Sequence[PreparedPrompt],
+        options: GenerationOptions,
+        choices: tuple[str, ...] | None,
+        progress: Progress,
+        arm: Arm,
+        training: dict[str, TrainingCost],
+    ) -> None:
+        """A learned-user arm: train what is missing, then answer one user at a time."""
+        learned = self.learned
+        fresh_keys: list[bool] = [False] * len(prepared)
+
+        def record(n: int, answer: CachedGeneration, fresh: bool) -> None:
+            fresh_keys[n] = fresh
+            retrieved = prepared[n].trace_fields.get("retrieved")
+            records[n].outputs[arm.label] = ArmOutput(
+                prediction=answer.text,
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                generate_ms=round(answer.generate_ms, 1),
+                retrieved=[item.id for item in retrieved.items] if retrieved else [],
+                items_in_prompt=len(prepared[n].prompt.items),
+                cached=not fresh,
+                choice_scores=answer.choice_scores,
+            )
+
+        conversations = [p.prompt.messages for p in prepared]
+        if adapter in ("lora", "dpo"):
+            cost = training.setdefault(arm.method, TrainingCost(arm.method))
+            if adapter == "lora":
+                entries = learned.user_adapters(store, examples, split.spec, progress, cost)
+            else:
+                entries = learned.user_dpo_adapters(
+                    store, examples, split.spec, progress, cost, self.cache
+                )
+            learned.answer_with_adapters(
+                store, entries, conversations, options, choices, self.cache, cost, record
+            )
+        else:
+            cost = training.setdefault(arm.method, TrainingCost(arm.method))
+            train_split = read_lamp_split(folder, "train")
+            limit = self.config.adapt.projector_examples
+            train = [e for e in train_split.examples if e.output is not None][:limit]
+            train_store, _ = self._store(folder, train_split, train, progress)
+            try:
+                projector = learned.projector(train_store, train, split.spec, progress, cost)
+            finally:
+                train_store.close()
+            learned.answer_with_embeddings(
+                store, projector, examples, conversations, options, choices, self.cache, record
+            )
+        made = sum(fresh_keys)
+        self.generator.generated += made
+        self.generator.reused += len(prepared) - made
 
     def _choices(self, task: str, spec: TaskSpec) -> tuple[str, ...] | None:
         """The labels to choose among, when this task's answers are chosen by likelihood."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +29,10 @@ from p13n.retrieve import (
     top_k,
 )
 from p13n.store import Store
+
+if TYPE_CHECKING:
+    from p13n.adapt.embedding import Projector
+    from p13n.adapt.runtime import AdaptedLLM
 
 ENCODER_RETRIEVERS = {"dense"}
 
@@ -54,6 +59,11 @@ class PersonalizerConfig(BaseModel):
         None, description="persona builder: a role description used instead of stored personas"
     )
     granularity: GranularityConfig = GranularityConfig()
+    adapter: Literal["none", "lora", "dpo", "embedding"] = Field(
+        "none",
+        description="learned user: their LoRA or DPO adapter, or their embedding as soft tokens "
+        "(trained with `p13n adapt train`); a user without one is an error, not the base model",
+    )
 
     @model_validator(mode="after")
     def _known_names(self) -> PersonalizerConfig:
@@ -116,6 +126,8 @@ class Trace:
     timings: Timings
     granularity: Route | None = None
     """The level that served (user, persona, global, none) and why; None when not personalized."""
+    adapter: dict[str, Any] | None = None
+    """The learned user's adapter that answered (id, method, weights sha256, swap ms)."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -152,6 +164,10 @@ class PreparedPrompt:
     prompt_ms: float
     ready_at: float
     started_at: float
+    text: str = ""
+    """The input the prompt was built for (a user embedding is pooled against it)."""
+    personalize: bool = True
+    """False: the baseline was asked for (no adapter either)."""
 
 
 class Personalizer:
@@ -190,6 +206,13 @@ class Personalizer:
         self.retriever = build_retriever(config.retriever, encoder)
         self.profiles = ProfileWriter(store, self.loader, self.llm)
         self.router = Router(store, self.loader, config.granularity)
+        self.adapted: AdaptedLLM | None = None
+        self._projector: tuple[str, Projector] | None = None
+        if config.adapter != "none":
+            from p13n.adapt.base import base_model
+            from p13n.adapt.runtime import AdaptedLLM
+
+            self.adapted = AdaptedLLM(base_model(config.llm), backend=config.llm.backend)
 
     @property
     def budget(self) -> int:
@@ -213,8 +236,9 @@ class Personalizer:
         )
 
     def complete(self, prepared: PreparedPrompt) -> Generation:
-        """Run the LLM on a prompt from ``prepare``."""
-        completion = self.llm.generate(prepared.prompt.messages, self.config.generation)
+        """Run the LLM on a prompt from ``prepare`` (with the user's adapter, if configured)."""
+        with self._llm_for(prepared) as (llm, adapter):
+            completion = llm.generate(prepared.prompt.messages, self.config.generation)
         finished = time.perf_counter()
         timings = Timings(
             query_ms=prepared.query_ms,
@@ -232,8 +256,54 @@ class Personalizer:
             completion_tokens=completion.completion_tokens,
             finish_reason=completion.finish_reason,
             timings=timings,
+            adapter=adapter,
         )
         return Generation(completion.text, trace)
+
+    @contextmanager
+    def _llm_for(self, prepared: PreparedPrompt) -> Iterator[tuple[LLM, dict[str, Any] | None]]:
+        """The model that answers: the adapted one (with the user's adapter swapped in, held
+        until the answer is done so no other request swaps it out) when an adapter is
+        configured and personalization was asked for, else the shared one."""
+        if self.adapted is None or not prepared.personalize:
+            yield self.llm, None
+            return
+        with self.adapted.lock:
+            yield self.adapted, self._use_adapter(prepared)
+
+    def _use_adapter(self, prepared: PreparedPrompt) -> dict[str, Any]:
+        """Swap the user's adapter (or soft tokens) into the adapted model; its trace entry."""
+        from p13n.adapt import registry
+        from p13n.adapt.embedding import Projector
+        from p13n.adapt.train import user_soft_tokens
+
+        assert self.adapted is not None
+        user_id, task, method = (
+            prepared.trace_fields["user_id"],
+            self.config.task,
+            self.config.adapter,
+        )
+        base = self.adapted.base
+        if method == "embedding":
+            entry = registry.require(self.store, "tenant", self.store.tenant, task, method, base)
+            key = entry.weights_sha256
+            if self._projector is None or self._projector[0] != key:
+                blob = registry.weights(self.store, entry)
+                self._projector = (key, Projector.from_weights(blob, entry.config))
+            encoder = self.encoder or get_encoder(self.config.encoder)
+            started = time.perf_counter()
+            soft = user_soft_tokens(self.store, user_id, prepared.text, self._projector[1], encoder)
+            self.adapted.use_prefix(soft)
+            swap_ms = (time.perf_counter() - started) * 1000
+        else:
+            entry = registry.require(self.store, "user", user_id, task, method, base)
+            swap_ms = self.adapted.activate(self.store, entry)
+        return {
+            "adapter_id": entry.adapter_id,
+            "method": entry.method,
+            "weights_sha256": entry.weights_sha256,
+            "swap_ms": round(swap_ms, 2),
+        }
 
     def stream(
         self,
@@ -244,8 +314,9 @@ class Personalizer:
         attributes: Mapping[str, object] | None = None,
     ) -> Iterator[str]:
         """The answer's text in pieces as the model decodes it."""
-        prompt = self.prepare(user_id, text, personalize=personalize, attributes=attributes).prompt
-        yield from self.llm.stream(prompt.messages, self.config.generation)
+        prepared = self.prepare(user_id, text, personalize=personalize, attributes=attributes)
+        with self._llm_for(prepared) as (llm, _):
+            yield from llm.stream(prepared.prompt.messages, self.config.generation)
 
     def compare(
         self, user_id: str, text: str, *, attributes: Mapping[str, object] | None = None
@@ -354,6 +425,8 @@ class Personalizer:
             prompt_ms=(t_prompt - t_retrieve) * 1000,
             ready_at=t_prompt,
             started_at=started,
+            text=text,
+            personalize=personalize,
         )
 
     def _stored_persona(self, user_id: str) -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -99,6 +99,39 @@ class StoredProfile:
     data_version: str
     model: str
     text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredAdapter:
+    """A trained adapter's registry entry; its weights (safetensors bytes) are read separately.
+
+    An adapter belongs to one user, to one persona, or (neither set) to the whole tenant.
+    """
+
+    adapter_id: str
+    """e.g. ``"user:u1:headline:lora"``; the key within the tenant."""
+    user_id: str | None
+    """The user it belongs to (None for persona and tenant-wide adapters)."""
+    persona_id: str | None
+    """The persona it belongs to (None otherwise)."""
+    task: str
+    method: str
+    """``"lora"``, ``"dpo"``, ``"embedding"``."""
+    base_model: str
+    """The base model's name."""
+    base_hash: str
+    """sha256 of the base model's weights."""
+    config: dict[str, Any]
+    """PEFT or projector config (JSON-able)."""
+    data_size: int
+    """Training examples."""
+    metrics: dict[str, Any]
+    """Training metrics (JSON-able)."""
+    size_bytes: int
+    """``len(weights)``."""
+    weights_sha256: str
+    """sha256 hex digest of the weights bytes."""
     created_at: datetime
 
 
@@ -220,12 +253,40 @@ class Store(Protocol):
     def personas_of(self, user_id: str) -> list[str]: ...
 
     def delete_personas(self, persona_ids: Sequence[str]) -> int:
-        """Delete these personas and their memberships (members get a new data version);
-        returns how many personas were deleted."""
+        """Delete these personas, their memberships (members get a new data version) and their
+        adapters; returns how many personas were deleted."""
+        ...
+
+    def put_adapter(self, adapter: StoredAdapter, weights: bytes) -> None:
+        """Store (replace) an adapter and its weights in one transaction. Refused, storing
+        nothing, when it names both a user and a persona, an unknown user or persona, or when
+        ``size_bytes`` or ``weights_sha256`` do not describe ``weights``."""
+        ...
+
+    def adapters(
+        self,
+        *,
+        user_id: str | None = None,
+        persona_id: str | None = None,
+        task: str | None = None,
+        method: str | None = None,
+    ) -> list[StoredAdapter]:
+        """Registry entries (without weights) matching every filter given, by adapter id."""
+        ...
+
+    def get_adapter(self, adapter_id: str) -> StoredAdapter | None: ...
+
+    def adapter_weights(self, adapter_id: str) -> bytes | None:
+        """The adapter's weights exactly as stored; None for an unknown adapter."""
+        ...
+
+    def delete_adapters(self, adapter_ids: Sequence[str]) -> int:
+        """Delete these adapters; returns how many were deleted."""
         ...
 
     def forget(self, user_id: str) -> dict[str, int]:
-        """Delete every row of the user in every table; returns rows deleted per table."""
+        """Delete every row of the user in every table (their adapters too); returns rows
+        deleted per table."""
         ...
 
     def schema_revision(self) -> str | None: ...

@@ -177,6 +177,31 @@ profiles = Table(
     PrimaryKeyConstraint("tenant", "user_id", "profile_key", name="pk_profiles"),
 )
 
+# Revision 0004: the adapter registry. An adapter belongs to one user, to one persona, or (neither
+# set) to the whole tenant; its weights (safetensors bytes) sit in the row, read only on demand.
+adapters = Table(
+    "adapters",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("adapter_id", String(ID), nullable=False),
+    Column("user_id", String(ID), nullable=True),
+    Column("persona_id", String(ID), nullable=True),
+    Column("task", String(ID), nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("base_model", String(ID), nullable=False),
+    Column("base_hash", String(64), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("data_size", Integer, nullable=False),
+    Column("metrics", Json, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("weights_sha256", String(64), nullable=False),
+    Column("weights", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "adapter_id", name="pk_adapters"),
+    Index("ix_adapters_user", "tenant", "user_id"),
+    Index("ix_adapters_persona", "tenant", "persona_id"),
+)
+
 PER_USER_TABLES = (
     users,
     documents,
@@ -185,5 +210,6 @@ PER_USER_TABLES = (
     preferences,
     persona_members,
     profiles,
+    adapters,
 )
 """Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""

@@ -1,0 +1,187 @@
+"""What every way of learning the user shares: the trainable base model, training examples cast
+from a user's documents into the task's input → output format, and the language-model loss on
+the answer tokens only."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from p13n.data import Document
+from p13n.errors import ConfigError, P13nError
+from p13n.llm import LLMConfig
+from p13n.llm.base import ChatMessage, Tokenizer
+from p13n.prompt import NON_PERSONALIZED, templates
+
+IGNORE = -100
+"""Label of a token the loss skips (the prompt, the padding): PyTorch's cross-entropy default."""
+
+
+class InsufficientDataError(P13nError, ValueError):
+    """Too little data to train on: says how much is there and how much is needed."""
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    """The frozen model an adapter is trained on: its name, directory and weights' sha256."""
+
+    name: str
+    path: Path
+    sha256: str
+
+
+_hashes: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+_hash_lock = threading.Lock()
+
+
+def weights_sha256(directory: Path) -> str:
+    """sha256 over a model directory's weight files (name and bytes), computed once per process
+    while the files' sizes and modification times are unchanged."""
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"} and p.is_file()
+    )
+    if not files:
+        raise ConfigError(f"{str(directory)!r} holds no model weights (*.safetensors, *.bin)")
+    key = (
+        str(directory.resolve()),
+        tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files),
+    )
+    with _hash_lock:
+        if key not in _hashes:
+            digest = hashlib.sha256()
+            for path in files:
+                digest.update(path.name.encode())
+                with path.open("rb") as handle:
+                    while block := handle.read(1 << 22):
+                        digest.update(block)
+            _hashes[key] = digest.hexdigest()
+        return _hashes[key]
+
+
+def base_model(config: LLMConfig | None = None) -> BaseModelInfo:
+    """The local torch model behind an LLM config (``embedded`` or ``hf``); adapters, soft
+    prompts and DPO need its weights, so a remote (``openai``) backend is refused."""
+    from p13n.llm.hf import EMBEDDED_MODEL, embedded_model_dir
+
+    config = config or LLMConfig()
+    if config.backend == "embedded":
+        path, name = embedded_model_dir(), EMBEDDED_MODEL
+    elif config.backend == "hf":
+        assert config.path is not None  # checked by LLMConfig
+        path = Path(config.path).expanduser().resolve()
+        name = path.name
+    else:
+        raise ConfigError(
+            f"learning the user needs a local torch model (backend 'embedded' or 'hf'), "
+            f"not {config.backend!r}: adapters and soft prompts change the model's weights "
+            "or inputs"
+        )
+    return BaseModelInfo(name, path, weights_sha256(path))
+
+
+def load_torch_model(path: Path) -> Any:
+    """A fresh float32 copy of the model (not the one generation shares), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        str(path), local_files_only=True, dtype=torch.float32
+    )
+    return model.eval()
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One input → output pair: the task's (non-personalized) prompt and the user's answer."""
+
+    source_id: str
+    prompt: tuple[ChatMessage, ...]
+    answer: str
+
+
+def examples_from_documents(
+    documents: Iterable[Document],
+    task: str,
+    tokenizer: Tokenizer,
+    *,
+    max_input_tokens: int = 192,
+) -> list[TrainingExample]:
+    """The user's titled documents as the task's examples: the text is the input (cut to
+    ``max_input_tokens``), the title the output (LaMP profiles: an article and its headline, an
+    email and its subject, a review and its score). Untitled documents are skipped."""
+    template = templates.get(task)
+    examples = []
+    for document in documents:
+        if not document.title or not document.text.strip():
+            continue
+        text = tokenizer.truncate(document.text, max_input_tokens)
+        prompt = NON_PERSONALIZED.build(template, text, tokenizer, 1 << 30)
+        examples.append(TrainingExample(document.id or "", prompt.messages, document.title))
+    return examples
+
+
+def require_examples(
+    examples: Sequence[Any], needed: int, *, owner: str, task: str, what: str
+) -> None:
+    if len(examples) < needed:
+        raise InsufficientDataError(
+            f"{owner} has {len(examples)} usable {what} for training on task {task!r}; "
+            f"at least {needed} are needed"
+        )
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]
+    """``IGNORE`` over the prompt: only the answer's tokens are learned."""
+
+
+def encode_example(
+    tokenizer: Any, example: TrainingExample, *, max_answer_tokens: int = 64
+) -> EncodedExample:
+    """Token ids of prompt + answer + end of turn, as the chat template renders them."""
+    prompt_text = tokenizer.apply_chat_template(
+        list(example.prompt), add_generation_prompt=True, tokenize=False
+    )
+    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+    answer_ids = list(tokenizer(example.answer, add_special_tokens=False)["input_ids"])
+    answer_ids = answer_ids[:max_answer_tokens] + _end_of_turn(tokenizer)
+    return EncodedExample(prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids)
+
+
+def _end_of_turn(tokenizer: Any) -> list[int]:
+    eos = tokenizer.eos_token_id
+    return [] if eos is None else [int(eos)]
+
+
+def padded_batch(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors for a batch: input ids, attention mask, labels."""
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = [e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in batch]
+    mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch]
+    labels = [e.labels + [IGNORE] * (width - len(e.labels)) for e in batch]
+    return {
+        "input_ids": torch.tensor(ids),
+        "attention_mask": torch.tensor(mask),
+        "labels": torch.tensor(labels),
+    }
+
+
+def pad_id(tokenizer: Any) -> int:
+    value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(value or 0)

@@ -1,0 +1,294 @@
+"""Training from the store: a user's (or a persona's members') documents and preference pairs
+become examples, a trainer learns from them, and the result is registered in the store.
+
+Every stored adapter records the owner's data version it was trained from and its settings, so a
+rerun can tell a current adapter (skipped) from a stale one (retrained)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from p13n.adapt.base import (
+    BaseModelInfo,
+    TrainingExample,
+    examples_from_documents,
+    require_examples,
+)
+from p13n.adapt.dpo import DpoSettings, Pair, train_dpo
+from p13n.adapt.embedding import (
+    EmbeddingExample,
+    EmbeddingSettings,
+    Projector,
+    ProjectorTrainer,
+    pool_history,
+)
+from p13n.adapt.lora import LoraSettings, LoraTrainer, Progress
+from p13n.adapt.registry import (
+    OwnerKind,
+    TrainedWeights,
+    register,
+    require,
+    weights,
+)
+from p13n.encode import Encoder
+from p13n.errors import ConfigError, UnknownUserError
+from p13n.llm.hf import HFTokenizer
+from p13n.store import Store, StoredAdapter
+
+
+def settings_digest(settings: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+
+def _stamp(trained: TrainedWeights, data_version: str, settings: Any) -> TrainedWeights:
+    config = {**trained.config, "data_version": data_version, "settings": settings_digest(settings)}
+    return TrainedWeights(trained.weights, config, trained.data_size, trained.metrics)
+
+
+def is_current(entry: StoredAdapter | None, data_version: str, settings: Any) -> bool:
+    """Whether a stored adapter was trained from this data version with these settings."""
+    return (
+        entry is not None
+        and entry.config.get("data_version") == data_version
+        and entry.config.get("settings") == settings_digest(settings)
+    )
+
+
+def user_examples(
+    store: Store, user_id: str, task: str, tokenizer: HFTokenizer, settings: LoraSettings
+) -> list[TrainingExample]:
+    """The user's newest titled documents as the task's input → output examples; too few is an
+    ``InsufficientDataError`` saying how many are needed."""
+    if store.data_version(user_id) is None:
+        raise UnknownUserError(user_id, store.tenant)
+    documents = store.documents(user_id)
+    examples = examples_from_documents(
+        documents, task, tokenizer, max_input_tokens=settings.max_input_tokens
+    )[: settings.max_examples]
+    require_examples(
+        examples,
+        settings.min_examples,
+        owner=f"user {user_id!r}",
+        task=task,
+        what="documents (a text as input and a title as output)",
+    )
+    return examples
+
+
+def persona_members(store: Store, persona_id: str) -> list[str]:
+    for persona in store.personas():
+        if persona.id == persona_id:
+            return list(persona.members)
+    raise ConfigError(f"no persona {persona_id!r} in tenant {store.tenant!r}")
+
+
+def persona_version(store: Store, members: Sequence[str]) -> str:
+    versions = [f"{m}={store.data_version(m)}" for m in sorted(members)]
+    return hashlib.sha256("\n".join(versions).encode()).hexdigest()[:32]
+
+
+def train_user_lora(
+    store: Store,
+    user_id: str,
+    task: str,
+    trainer: LoraTrainer,
+    *,
+    from_persona: str | None = None,
+    progress: Progress | None = None,
+) -> StoredAdapter:
+    """Train and register the user's LoRA adapter (OPPU); ``from_persona`` starts from that
+    persona's adapter for the task instead of the seeded initialisation."""
+    version = store.data_version(user_id)
+    if version is None:
+        raise UnknownUserError(user_id, store.tenant)
+    tokenizer = HFTokenizer(trainer.tokenizer, trainer.base.name)
+    examples = user_examples(store, user_id, task, tokenizer, trainer.settings)
+    init = None
+    if from_persona is not None:
+        entry = require(store, "persona", from_persona, task, "lora", trainer.base)
+        init = weights(store, entry)
+    trained = trainer.train(examples, init=init, progress=progress)
+    if from_persona is not None:
+        trained.config["from_persona"] = from_persona
+    return register(
+        store,
+        _stamp(trained, version, trainer.settings),
+        kind="user",
+        owner=user_id,
+        task=task,
+        method="lora",
+        base=trainer.base,
+    )
+
+
+def train_persona_lora(
+    store: Store,
+    persona_id: str,
+    task: str,
+    trainer: LoraTrainer,
+    *,
+    per_member: int = 20,
+    progress: Progress | None = None,
+) -> StoredAdapter:
+    """A persona's LoRA adapter, trained on up to ``per_member`` newest documents of each member:
+    the starting point for a member's own adapter, or an adapter for members with little data."""
+    members = persona_members(store, persona_id)
+    tokenizer = HFTokenizer(trainer.tokenizer, trainer.base.name)
+    examples: list[TrainingExample] = []
+    for member in members:
+        documents = store.documents(member, limit=per_member)
+        examples += examples_from_documents(
+            documents, task, tokenizer, max_input_tokens=trainer.settings.max_input_tokens
+        )
+    require_examples(
+        examples,
+        trainer.settings.min_examples,
+        owner=f"persona {persona_id!r} ({len(members)} members)",
+        task=task,
+        what="documents (a text as input and a title as output)",
+    )
+    trained = trainer.train(examples, progress=progress)
+    return register(
+        store,
+        _stamp(trained, persona_version(store, members), trainer.settings),
+        kind="persona",
+        owner=persona_id,
+        task=task,
+        method="lora",
+        base=trainer.base,
+    )
+
+
+def preference_pairs(store: Store, kind: OwnerKind, owner: str) -> list[Pair]:
+    preferences = store.preferences(owner) if kind == "user" else store.persona_preferences(owner)
+    return [Pair(p.id or "", p.prompt, p.chosen, p.rejected) for p in preferences]
+
+
+def train_owner_dpo(
+    store: Store,
+    kind: OwnerKind,
+    owner: str,
+    task: str,
+    base: BaseModelInfo,
+    settings: DpoSettings | None = None,
+    *,
+    from_persona: str | None = None,
+) -> StoredAdapter:
+    """DPO on the owner's stored preference pairs (ingested, or given with ``p13n feedback``)."""
+    settings = settings or DpoSettings()
+    if kind == "user":
+        version = store.data_version(owner)
+        if version is None:
+            raise UnknownUserError(owner, store.tenant)
+    else:
+        version = persona_version(store, persona_members(store, owner))
+    pairs = preference_pairs(store, kind, owner)
+    require_examples(
+        pairs, settings.min_pairs, owner=f"{kind} {owner!r}", task=task, what="preference pairs"
+    )
+    init = None
+    if from_persona is not None:
+        init = weights(store, require(store, "persona", from_persona, task, "dpo", base))
+    trained = train_dpo(base, pairs, settings, init=init)
+    return register(
+        store,
+        _stamp(trained, version, settings),
+        kind=kind,
+        owner=owner,
+        task=task,
+        method="dpo",
+        base=base,
+    )
+
+
+def user_history(store: Store, user_id: str, encoder: Encoder) -> tuple[list[str], np.ndarray]:
+    """The user's document ids and stored vectors from ``encoder`` (L2-normalised rows)."""
+    embedded = store.document_embeddings(user_id, encoder.id)
+    return embedded.ids, np.asarray(embedded.vectors, dtype=np.float32)
+
+
+def embedding_examples(
+    store: Store,
+    users: Sequence[str],
+    task: str,
+    tokenizer: HFTokenizer,
+    encoder: Encoder,
+    settings: EmbeddingSettings,
+) -> list[EmbeddingExample]:
+    """For each user's newest titled documents: the example, and the user's embedding pooled
+    from their *other* documents against the input (so the answer never leaks into it)."""
+    examples: list[EmbeddingExample] = []
+    for user_id in users:
+        ids, vectors = user_history(store, user_id, encoder)
+        row = {doc_id: n for n, doc_id in enumerate(ids)}
+        documents = [d for d in store.documents(user_id) if d.id in row]
+        own = examples_from_documents(
+            documents, task, tokenizer, max_input_tokens=settings.max_input_tokens
+        )[: settings.max_examples_per_user]
+        if len(ids) < 2 or not own:
+            continue
+        queries = encoder.encode([d.text for d in documents if d.title][: len(own)])
+        for example, query in zip(own, queries, strict=True):
+            others = np.delete(vectors, row[example.source_id], axis=0)
+            pooled = pool_history(others, np.asarray(query, dtype=np.float32), settings.temperature)
+            examples.append(EmbeddingExample(pooled, example))
+    return examples
+
+
+def train_projector(
+    store: Store,
+    users: Sequence[str],
+    task: str,
+    base: BaseModelInfo,
+    encoder: Encoder,
+    settings: EmbeddingSettings | None = None,
+    *,
+    progress: Progress | None = None,
+) -> StoredAdapter:
+    """Train the tenant's projector for ``task`` across ``users`` and register it."""
+    settings = settings or EmbeddingSettings()
+    trainer = ProjectorTrainer(base, settings)
+    tokenizer = HFTokenizer(trainer.tokenizer, base.name)
+    examples = embedding_examples(store, users, task, tokenizer, encoder, settings)
+    require_examples(
+        examples,
+        settings.min_examples,
+        owner=f"tenant {store.tenant!r} ({len(users)} users)",
+        task=task,
+        what="examples (titled documents of users with at least two documents)",
+    )
+    _, trained = trainer.train(examples, encoder_id=encoder.id, progress=progress)
+    version = hashlib.sha256(
+        "\n".join(f"{u}={store.data_version(u)}" for u in sorted(users)).encode()
+    ).hexdigest()[:32]
+    return register(
+        store,
+        _stamp(trained, version, settings),
+        kind="tenant",
+        owner=store.tenant,
+        task=task,
+        method="embedding",
+        base=base,
+    )
+
+
+def user_soft_tokens(
+    store: Store, user_id: str, text: str, projector: Projector, encoder: Encoder
+) -> Any:
+    """The user's soft tokens for this input: their history pooled against it, projected."""
+    if encoder.id != projector.encoder_id:
+        raise ValueError(
+            f"the projector was trained on {projector.encoder_id} vectors, not {encoder.id}"
+        )
+    _, vectors = user_history(store, user_id, encoder)
+    if len(vectors) == 0:
+        raise UnknownUserError(user_id, store.tenant)
+    query = np.asarray(encoder.encode([text])[0], dtype=np.float32)
+    return projector.soft_tokens(pool_history(vectors, query, projector.settings.temperature))

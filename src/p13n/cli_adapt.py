@@ -1,0 +1,262 @@
+"""``p13n adapt``: train, list and delete learned users (LoRA adapters, DPO adapters, the user
+embedding projector); ``p13n feedback``: record a preference pair for DPO."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from p13n.cli import _fail, _open, _settings, app, console
+from p13n.errors import ConfigError, P13nError
+
+adapt_app = typer.Typer(help="Learned users: per-user LoRA, DPO adapters, user embeddings.")
+app.add_typer(adapt_app, name="adapt")
+
+
+def _users(store: Any, given: list[str]) -> list[str]:
+    names = [name for value in given for name in value.split(",") if name]
+    if names == ["all"]:
+        return [user.id for user in store.all_users()]
+    if not names:
+        raise ConfigError("name the users to train: --users all, or --users ID (repeatable)")
+    unknown = [name for name in names if store.data_version(name) is None]
+    if unknown:
+        raise ConfigError(f"unknown users in tenant {store.tenant!r}: {', '.join(unknown[:5])}")
+    return names
+
+
+@adapt_app.command()
+def train(
+    ctx: typer.Context,
+    method: Annotated[str, typer.Option(help="lora, dpo or embedding.")] = "lora",
+    users: Annotated[
+        list[str] | None,
+        typer.Option(help="'all', or user ids (repeat the option or separate with commas)."),
+    ] = None,
+    task: Annotated[str, typer.Option(help="Task template the examples are cast into.")] = "chat",
+    persona: Annotated[
+        str | None, typer.Option(help="Train this persona's adapter (members' data) instead.")
+    ] = None,
+    from_persona: Annotated[
+        str | None, typer.Option(help="Start each user's adapter from this persona's adapter.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray workers (one model copy each).")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    max_examples: Annotated[
+        int | None, typer.Option(help="LoRA: the user's newest documents trained on.")
+    ] = None,
+    min_examples: Annotated[
+        int | None, typer.Option(help="LoRA: fewer usable documents are refused.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain current adapters.")] = False,
+) -> None:
+    """Train adapters and register them in the store. Resumable: users whose adapter is current
+    (same data, same settings) are skipped; each adapter is written in one transaction."""
+    from p13n.adapt import METHODS, DpoSettings, EmbeddingSettings, LoraSettings
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    try:
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        settings = _settings(ctx)
+        store = _open(settings)
+        overrides: dict[str, Any] = {
+            "epochs": epochs,
+            "rank": rank,
+            "learning_rate": learning_rate,
+        }
+        if method == "lora":
+            overrides |= {"max_examples": max_examples, "min_examples": min_examples}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if method == "lora":
+            chosen: Any = LoraSettings(**given)
+        elif method == "dpo":
+            chosen = DpoSettings(**given)
+        else:
+            given.pop("rank", None)
+            chosen = EmbeddingSettings(**given)
+        if persona is not None or method == "embedding":
+            _train_in_process(store, settings, method, task, persona, users or ["all"], chosen)
+            return
+        _train_batch(store, settings, method, task, users or [], chosen, workers, ray_address,
+                     from_persona, force)  # fmt: skip
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+def _train_in_process(
+    store: Any,
+    settings: Any,
+    method: str,
+    task: str,
+    persona: str | None,
+    users: list[str],
+    chosen: Any,
+) -> None:
+    from p13n.adapt import LoraTrainer, base_model
+    from p13n.adapt.train import train_owner_dpo, train_persona_lora, train_projector
+    from p13n.cli_generate import _llm_config
+    from p13n.encode import get_encoder
+
+    base = base_model(_llm_config(settings, None))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(f"training {method}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        if method == "embedding":
+            entry = train_projector(
+                store, _users(store, users), task, base, get_encoder(settings.encoder), chosen,
+                progress=advance,
+            )  # fmt: skip
+        elif method == "lora":
+            assert persona is not None
+            trainer = LoraTrainer(base, chosen)
+            entry = train_persona_lora(store, persona, task, trainer, progress=advance)
+        else:
+            assert persona is not None
+            entry = train_owner_dpo(store, "persona", persona, task, base, chosen)
+    console.print(
+        f"registered [bold]{escape(entry.adapter_id)}[/]: {entry.data_size} examples, "
+        f"{entry.size_bytes / 1e6:.2f} MB, {entry.metrics.get('train_seconds')} s",
+        highlight=False,
+    )
+
+
+def _train_batch(
+    store: Any,
+    settings: Any,
+    method: str,
+    task: str,
+    users: list[str],
+    chosen: Any,
+    workers: int,
+    ray_address: str | None,
+    from_persona: str | None,
+    force: bool,
+) -> None:
+    from p13n.adapt.batch import train_users
+    from p13n.cli_generate import _llm_config
+
+    names = _users(store, users)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(f"training {method} adapters", total=len(names))
+        report = train_users(
+            settings.store,
+            settings.tenant,
+            names,
+            method="lora" if method == "lora" else "dpo",
+            task=task,
+            settings=chosen,
+            llm=_llm_config(settings, None),
+            workers=workers,
+            ray_address=ray_address,
+            from_persona=from_persona,
+            force=force,
+            on_done=lambda user, outcome: progress.advance(bar),
+        )
+    console.print(
+        f"{len(report.trained)} trained, {len(report.current)} already current, "
+        f"{len(report.failed)} failed",
+        highlight=False,
+    )
+    for user, problem in report.failed.items():
+        console.print(f"[yellow]{escape(user)}[/]: {escape(problem)}", highlight=False)
+    if report.failed and not report.trained and not report.current:
+        raise typer.Exit(code=1)
+
+
+@adapt_app.command("list")
+def list_adapters(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option(help="Only this user's adapters.")] = None,
+    method: Annotated[str | None, typer.Option(help="Only this method's adapters.")] = None,
+) -> None:
+    """The adapter registry: owner, task, method, base model, data size, size, created."""
+    try:
+        store = _open(_settings(ctx))
+        entries = store.adapters(user_id=user, method=method)
+    except P13nError as error:
+        raise _fail(error) from None
+    if not entries:
+        console.print("[dim]no adapters: train some with `p13n adapt train`[/]")
+        return
+    console.print(f"[bold]{len(entries)} adapters[/]", highlight=False)
+    for e in entries:  # one line each: ids stay whole in a narrow terminal
+        console.print(
+            f"[bold]{escape(e.adapter_id)}[/]  {e.method} · task {e.task} · {e.base_model} "
+            f"({e.base_hash[:8]}) · {e.data_size} examples · {e.size_bytes / 1e6:.2f} MB · "
+            f"{e.metrics.get('train_seconds', '?')} s · {e.created_at:%Y-%m-%d %H:%M}",
+            highlight=False,
+        )
+
+
+@adapt_app.command()
+def delete(
+    ctx: typer.Context,
+    adapter_ids: Annotated[list[str], typer.Argument(help="Adapter ids (see `adapt list`).")],
+) -> None:
+    """Delete adapters from the registry."""
+    try:
+        deleted = _open(_settings(ctx)).delete_adapters(adapter_ids)
+    except P13nError as error:
+        raise _fail(error) from None
+    console.print(f"deleted {deleted} adapters", highlight=False)
+
+
+@app.command()
+def feedback(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Option(help="What was asked.")],
+    chosen: Annotated[str, typer.Option(help="The answer preferred.")],
+    rejected: Annotated[str, typer.Option(help="The answer not preferred.")],
+    user: Annotated[str | None, typer.Option(help="Whose preference it is.")] = None,
+    persona: Annotated[str | None, typer.Option(help="Or: the persona's preference.")] = None,
+) -> None:
+    """Record a preference pair (for `p13n adapt train --method dpo`)."""
+    from p13n.cli import run_ingest
+    from p13n.data import Preference
+    from p13n.datasets import Sourced
+
+    try:
+        if (user is None) == (persona is None):
+            raise ConfigError("give exactly one of --user or --persona")
+        settings = _settings(ctx)
+        store = _open(settings)
+        if user is not None and store.data_version(user) is None:
+            raise ConfigError(
+                f"unknown user {user!r} in tenant {store.tenant!r}: ingest the user first"
+            )
+        record = Preference(
+            user_id=user, persona_id=persona, prompt=prompt, chosen=chosen, rejected=rejected
+        )
+        run_ingest(store, [Sourced(record, "feedback")], settings)
+        owner = f"user {user}" if user else f"persona {persona}"
+        pairs = len(store.preferences(user) if user else store.persona_preferences(persona or ""))
+    except (P13nError, ValueError) as error:
+        if isinstance(error, P13nError):
+            raise _fail(error) from None
+        raise _fail(ConfigError(str(error))) from None
+    console.print(f"recorded; {owner} has {pairs} preference pairs", highlight=False)
