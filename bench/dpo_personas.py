@@ -100,7 +100,15 @@ def main() -> None:
         console.print(f"DPO for persona {domain}: {len(pairs)} pairs ...", highlight=False)
         trained = train_dpo(base, pairs, settings)
         entry = register(
-            store, trained, kind="persona", owner=domain, task="chat", method="dpo", base=base
+            store,
+            trained,
+            kind="persona",
+            owner=domain,
+            task="chat",
+            method="dpo",
+            base=base,
+            data_version=f"dsp:{len(train)}:{args.seed}",
+            settings=settings,
         )
         weights[domain] = trained.weights
         training[domain] = {
@@ -128,9 +136,9 @@ def main() -> None:
     results["config"]["out"] = str(args.out)
     matrix = np.zeros((len(DOMAINS), len(DOMAINS)))
     for p_row, persona in enumerate(DOMAINS):
-        pairs = held_out_pairs(held, persona)
-        chosen = np.array([index[(n, c)] for n, c, _ in pairs])
-        rejected = np.array([index[(n, r)] for n, _, r in pairs])
+        held_pairs = held_out_pairs(held, persona)
+        chosen = np.array([index[(n, c)] for n, c, _ in held_pairs])
+        rejected = np.array([index[(n, r)] for n, _, r in held_pairs])
         ref_c, ref_r = logp["base"][chosen], logp["base"][rejected]
         base_acc = likelihood_accuracy(ref_c, ref_r)
         per_adapter = {}
@@ -142,13 +150,13 @@ def main() -> None:
         others = np.mean([per_adapter[a] for a in DOMAINS if a != persona], axis=0)
         own_likelihood = likelihood_accuracy(logp[persona][chosen], logp[persona][rejected])
         versus_base = paired_decomposable(
-            own, base_acc, higher_is_better=True, resamples=2000, seed=0
+            own.tolist(), base_acc.tolist(), higher_is_better=True, resamples=2000, seed=0
         )
         versus_others = paired_decomposable(
-            own, others, higher_is_better=True, resamples=2000, seed=0
+            own.tolist(), others.tolist(), higher_is_better=True, resamples=2000, seed=0
         )
         results["personas"][persona] = {
-            "pairs": len(pairs),
+            "pairs": len(held_pairs),
             "base_likelihood_accuracy": float(base_acc.mean()),
             "own_adapter_reward_accuracy": float(own.mean()),
             "own_adapter_likelihood_accuracy": float(own_likelihood.mean()),

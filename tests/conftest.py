@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from uuid import uuid4
 
@@ -12,7 +13,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from p13n.datasets import load_jsonl
 from p13n.encode import Encoder, get_encoder
+from p13n.ingest import ingest
 from p13n.llm import LLM
 from p13n.store import Store, open_store
 
@@ -106,3 +109,25 @@ def embedded_llm() -> LLM:
     from p13n.llm import get_llm
 
     return get_llm()
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> str:
+    """The bundled demo users in a SQLite store, with embeddings (once per module)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+    store = open_store(url)
+    with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
+        ingest(store, load_jsonl(path), encoder=encoder)
+    store.close()
+    return url
+
+
+@pytest.fixture
+def demo(demo_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the demo store, so tests that write do not affect each other."""
+    source = Path(demo_url.removeprefix("sqlite:///"))
+    copy = tmp_path / "demo.db"
+    copy.write_bytes(source.read_bytes())
+    store = open_store(f"sqlite:///{copy}")
+    yield store
+    store.close()

@@ -3,8 +3,6 @@ on Ray, forget. Everything runs for real on the embedded SmolLM2-135M, with smal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,40 +33,20 @@ from p13n.adapt.train import (
 )
 from p13n.cli import app
 from p13n.data import Document, Persona
-from p13n.datasets import Sourced, load_jsonl
+from p13n.datasets import Sourced
 from p13n.encode import Encoder
 from p13n.errors import UnknownUserError
 from p13n.ingest import ingest
 from p13n.llm import LLM, GenerationOptions
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.prompt import NON_PERSONALIZED, templates
-from p13n.store import Store, open_store
+from p13n.store import Store
 
 pytestmark = pytest.mark.slow
 
 TINY = LoraSettings(epochs=2, batch_size=4, max_input_tokens=48, max_answer_tokens=16)
 SHORT = GenerationOptions(max_new_tokens=8)
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('adapt') / 'demo.db'}"
-    store = open_store(url)
-    with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
-        ingest(store, load_jsonl(path), encoder=encoder)
-    store.close()
-    return url
-
-
-@pytest.fixture
-def demo(demo_url: str, tmp_path: Path) -> Iterator[Store]:
-    source = Path(demo_url.removeprefix("sqlite:///"))
-    copy = tmp_path / "demo.db"
-    copy.write_bytes(source.read_bytes())
-    store = open_store(f"sqlite:///{copy}")
-    yield store
-    store.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from typer.testing import CliRunner
 
 from p13n.cli import app
 from p13n.data import Document
-from p13n.datasets import Sourced, load_jsonl
+from p13n.datasets import Sourced
 from p13n.encode import Encoder
 from p13n.errors import UnknownUserError
 from p13n.ingest import ingest
@@ -21,33 +19,12 @@ from p13n.llm import LLM, GenerationOptions
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.prompt import builders
 from p13n.retrieve import RetrieverConfig
-from p13n.store import Store, open_store
+from p13n.store import Store
 
 pytestmark = pytest.mark.slow
 
 SHORT = GenerationOptions(max_new_tokens=8)
 QUESTION = "Which film should I watch tonight?"
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
-    store = open_store(url)
-    with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
-        ingest(store, load_jsonl(path), encoder=encoder)
-    store.close()
-    return url
-
-
-@pytest.fixture
-def demo(demo_url: str, tmp_path: Path) -> Iterator[Store]:
-    """A private copy of the demo store, so tests that write do not affect each other."""
-    source = Path(demo_url.removeprefix("sqlite:///"))
-    copy = tmp_path / "demo.db"
-    copy.write_bytes(source.read_bytes())
-    store = open_store(f"sqlite:///{copy}")
-    yield store
-    store.close()
 
 
 def personalizer(store: Store, llm: LLM, encoder: Encoder, **config: object) -> Personalizer:

@@ -65,19 +65,24 @@ def _fail(error: P13nError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def progress_display(target: Console | None = None) -> Progress:
+    """The CLI's transient progress bars (description, bar, done/total, elapsed)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=target or console,
+        transient=True,
+    )
+
+
 def run_ingest(store: Store, records: Iterable[Sourced], settings: Settings) -> IngestReport:
     """Ingest with a progress display on stderr."""
     from p13n.encode import get_encoder
 
     encoder = get_encoder(settings.encoder) if settings.embed else None
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    ) as progress:
+    with progress_display(errors) as progress:
         task = progress.add_task("reading", total=None)
 
         def counted(items: Iterable[Sourced]) -> Iterator[Sourced]:

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from p13n.cli import _fail, _open, _settings, app, console
+from p13n.cli import _fail, _open, _settings, app, console, progress_display
 from p13n.errors import ConfigError, P13nError
 
 adapt_app = typer.Typer(help="Learned users: per-user LoRA, DPO adapters, user embeddings.")
@@ -106,14 +105,7 @@ def _train_in_process(
     from p13n.encode import get_encoder
 
     base = base_model(_llm_config(settings, None))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_display() as progress:
         bar = progress.add_task(f"training {method}", total=None)
 
         def advance(done: int, total: int) -> None:
@@ -154,14 +146,7 @@ def _train_batch(
     from p13n.cli_generate import _llm_config
 
     names = _users(store, users)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_display() as progress:
         bar = progress.add_task(f"training {method} adapters", total=len(names))
         report = train_users(
             settings.store,

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from p13n.cli import _fail, _open, _settings, app, console
+from p13n.cli import _fail, _open, _settings, app, console, progress_display
 from p13n.config import Settings
 from p13n.errors import P13nError
 from p13n.store import Store
@@ -91,14 +90,7 @@ def discover(
             min_documents=min_documents,
             attribute_weight=attribute_weight,
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
+        with progress_display() as progress:
             bars: dict[str, object] = {}
 
             def report(stage: str, done: int, total: int) -> None:

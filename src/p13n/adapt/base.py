@@ -5,17 +5,20 @@ the answer tokens only."""
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from p13n.data import Document
 from p13n.errors import ConfigError, P13nError
 from p13n.llm import LLMConfig
 from p13n.llm.base import ChatMessage, Tokenizer
 from p13n.prompt import NON_PERSONALIZED, templates
+
+T = TypeVar("T")
 
 IGNORE = -100
 """Label of a token the loss skips (the prompt, the padding): PyTorch's cross-entropy default."""
@@ -185,3 +188,54 @@ def padded_batch(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]
 def pad_id(tokenizer: Any) -> int:
     value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return int(value or 0)
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    """Per-step training losses and the mean loss of the first and the last epoch."""
+
+    losses: list[float]
+    steps_per_epoch: int
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+    def metrics(self) -> dict[str, float | int]:
+        first = self.losses[: self.steps_per_epoch]
+        last = self.losses[-self.steps_per_epoch :]
+        return {
+            "steps": self.steps,
+            "loss_first_epoch": round(sum(first) / len(first), 4),
+            "loss_last_epoch": round(sum(last) / len(last), 4),
+        }
+
+
+def optimise(
+    items: Sequence[T],
+    loss_of: Callable[[list[T]], Any],
+    optimiser: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> LossCurve:
+    """Minibatch training: each epoch shuffles ``items`` (seeded), and each batch's loss is
+    back-propagated and stepped; ``progress(done, total)`` after each step."""
+    steps_per_epoch = -(-len(items) // batch_size)
+    total = steps_per_epoch * epochs
+    order = random.Random(seed)
+    losses: list[float] = []
+    for _ in range(epochs):
+        shuffled = list(items)
+        order.shuffle(shuffled)
+        for start in range(0, len(shuffled), batch_size):
+            loss = loss_of(shuffled[start : start + batch_size])
+            loss.backward()
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if progress is not None:
+                progress(len(losses), total)
+    return LossCurve(losses, steps_per_epoch)

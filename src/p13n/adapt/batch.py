@@ -15,8 +15,7 @@ from typing import Any, Literal
 from p13n.adapt.base import InsufficientDataError, base_model
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.lora import LoraSettings
-from p13n.adapt.registry import find
-from p13n.adapt.train import is_current
+from p13n.adapt.registry import find, is_current
 from p13n.errors import P13nError
 from p13n.llm import LLMConfig
 from p13n.store import Store, open_store
@@ -140,7 +139,8 @@ def train_users(
             on_done(user_id, "current")
     if not todo:
         return report
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:
         ray.init(
             address=ray_address,
             num_cpus=None if ray_address else workers,
@@ -150,27 +150,31 @@ def train_users(
         )
     threads = 1 if workers > 1 else 2
     actor = ray.remote(num_cpus=1)(_Worker)
-    pool = ActorPool(
-        [
-            actor.remote(
-                store_url,
-                tenant,
-                (llm or LLMConfig()).model_dump_json(),
-                method,
-                settings.model_dump_json(),
-                threads,
-            )
-            for _ in range(min(workers, len(todo)))
-        ]
-    )
-    jobs = [(user_id, task, from_persona) for user_id in todo]
-    for user_id, metrics, problem in pool.map_unordered(
-        lambda worker, job: worker.train.remote(*job), jobs
-    ):
-        if problem:
-            report.failed[user_id] = problem
-        else:
-            report.trained[user_id] = metrics
-        if on_done is not None:
-            on_done(user_id, "failed" if problem else "trained")
+    actors: list[Any] = [
+        actor.remote(
+            store_url,
+            tenant,
+            (llm or LLMConfig()).model_dump_json(),
+            method,
+            settings.model_dump_json(),
+            threads,
+        )
+        for _ in range(min(workers, len(todo)))
+    ]
+    try:
+        jobs = [(user_id, task, from_persona) for user_id in todo]
+        for user_id, metrics, problem in ActorPool(actors).map_unordered(
+            lambda worker, job: worker.train.remote(*job), jobs
+        ):
+            if problem:
+                report.failed[user_id] = problem
+            else:
+                report.trained[user_id] = metrics
+            if on_done is not None:
+                on_done(user_id, "failed" if problem else "trained")
+    finally:
+        for worker in actors:  # each holds a model copy: free it, and its CPU for others
+            ray.kill(worker)
+        if started_here:  # a local Ray sized for this batch must not outlive it
+            ray.shutdown()
     return report

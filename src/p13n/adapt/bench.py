@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,9 +26,9 @@ from p13n.adapt.dpo import DpoSettings, Pair, train_dpo
 from p13n.adapt.embedding import EmbeddingExample, EmbeddingSettings, Projector, ProjectorTrainer
 from p13n.adapt.embedding import pool_history as pool
 from p13n.adapt.lora import LoraSettings, LoraTrainer
-from p13n.adapt.registry import find, register
+from p13n.adapt.registry import find, is_current, register
 from p13n.adapt.runtime import AdaptedLLM
-from p13n.adapt.train import _stamp, is_current, train_user_lora, user_history
+from p13n.adapt.train import train_user_lora, user_history
 from p13n.datasets.lamp import LampExample, TaskSpec, profile_text
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
@@ -115,6 +115,35 @@ class AdapterArms:
             self._llm = AdaptedLLM(self.base, backend=self.llm_config.backend)
         return self._llm
 
+    def _per_user(
+        self,
+        method: Literal["lora", "dpo"],
+        settings: BaseModel,
+        store: Store,
+        examples: Sequence[LampExample],
+        spec: TaskSpec,
+        progress: Progress,
+        cost: TrainingCost,
+        train: Callable[[str, str], StoredAdapter],
+    ) -> list[StoredAdapter]:
+        """Each example's user's adapter: the stored one when current, else ``train(user,
+        data version)``'s."""
+        bar = progress.add_task(f"{spec.name}: {method} adapters", total=len(examples))
+        entries = []
+        for example in examples:
+            version = store.data_version(example.id)
+            assert version is not None  # the runner stored every example's profile
+            entry = find(store, "user", example.id, spec.template, method)
+            fresh = not is_current(entry, version, settings)
+            if fresh:
+                entry = train(example.id, version)
+            assert entry is not None
+            cost.add(entry, fresh=fresh)
+            entries.append(entry)
+            progress.advance(bar)
+        progress.remove_task(bar)
+        return entries
+
     def user_adapters(
         self,
         store: Store,
@@ -123,25 +152,15 @@ class AdapterArms:
         progress: Progress,
         cost: TrainingCost,
     ) -> list[StoredAdapter]:
-        """Each example's user's LoRA adapter, trained now unless a current one is stored."""
+        """Each example's user's LoRA adapter, trained on their profile items."""
+
+        def train(user_id: str, version: str) -> StoredAdapter:
+            if self._trainer is None:
+                self._trainer = LoraTrainer(self.base, self.settings.lora)
+            return train_user_lora(store, user_id, spec.template, self._trainer)
+
         settings = self.settings.lora
-        bar = progress.add_task(f"{spec.name}: LoRA adapters", total=len(examples))
-        entries = []
-        for example in examples:
-            version = store.data_version(example.id)
-            assert version is not None  # the runner stored every example's profile
-            entry = find(store, "user", example.id, spec.template, "lora")
-            fresh = not is_current(entry, version, settings)
-            if fresh:
-                if self._trainer is None:
-                    self._trainer = LoraTrainer(self.base, settings)
-                entry = train_user_lora(store, example.id, spec.template, self._trainer)
-            assert entry is not None
-            cost.add(entry, fresh=fresh)
-            entries.append(entry)
-            progress.advance(bar)
-        progress.remove_task(bar)
-        return entries
+        return self._per_user("lora", settings, store, examples, spec, progress, cost, train)
 
     def user_dpo_adapters(
         self,
@@ -156,38 +175,29 @@ class AdapterArms:
         documents: for each, the output the user wrote (chosen) against the base model's
         answer to the same input (rejected); pairs where the two agree are dropped."""
         settings = self.settings.dpo
-        bar = progress.add_task(f"{spec.name}: DPO adapters", total=len(examples))
-        entries = []
-        for example in examples:
-            version = store.data_version(example.id)
-            assert version is not None  # the runner stored every example's profile
-            entry = find(store, "user", example.id, spec.template, "dpo")
-            fresh = not is_current(entry, version, settings)
-            if fresh:
-                pairs = self._own_versus_base(store, example.id, spec, cache)
-                require_examples(
-                    pairs,
-                    settings.min_pairs,
-                    owner=f"user {example.id!r}",
-                    task=spec.template,
-                    what="preference pairs (own output vs the base model's)",
-                )
-                trained = train_dpo(self.base, pairs, settings)
-                entry = register(
-                    store,
-                    _stamp(trained, version, settings),
-                    kind="user",
-                    owner=example.id,
-                    task=spec.template,
-                    method="dpo",
-                    base=self.base,
-                )
-            assert entry is not None
-            cost.add(entry, fresh=fresh)
-            entries.append(entry)
-            progress.advance(bar)
-        progress.remove_task(bar)
-        return entries
+
+        def train(user_id: str, version: str) -> StoredAdapter:
+            pairs = self._own_versus_base(store, user_id, spec, cache)
+            require_examples(
+                pairs,
+                settings.min_pairs,
+                owner=f"user {user_id!r}",
+                task=spec.template,
+                what="preference pairs (own output vs the base model's)",
+            )
+            return register(
+                store,
+                train_dpo(self.base, pairs, settings),
+                data_version=version,
+                settings=settings,
+                kind="user",
+                owner=user_id,
+                task=spec.template,
+                method="dpo",
+                base=self.base,
+            )
+
+        return self._per_user("dpo", settings, store, examples, spec, progress, cost, train)
 
     def _own_versus_base(
         self, store: Store, user_id: str, spec: TaskSpec, cache: GenerationCache
@@ -257,7 +267,9 @@ class AdapterArms:
             progress.remove_task(bar)
             entry = register(
                 train_store,
-                _stamp(trained, version, settings),
+                trained,
+                data_version=version,
+                settings=settings,
                 kind="tenant",
                 owner=train_store.tenant,
                 task=spec.template,

@@ -8,7 +8,6 @@ input → output examples; the LLM stays frozen."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from p13n.adapt.base import (
     encode_example,
     load_tokenizer,
     load_torch_model,
+    optimise,
     pad_id,
 )
 from p13n.adapt.lora import Progress, deserialize, serialize
@@ -154,30 +154,23 @@ class ProjectorTrainer:
             )
             for e in examples
         ]
-        steps_per_epoch = -(-len(encoded) // settings.batch_size)
-        total = steps_per_epoch * settings.epochs
-        order = random.Random(settings.seed)
-        losses: list[float] = []
         pad = pad_id(self.tokenizer)
+
+        def loss_of(batch: list[tuple[Vectors, EncodedExample]]) -> Any:
+            soft = module(torch.from_numpy(np.stack([vector for vector, _ in batch])))
+            return self._loss(soft, [example for _, example in batch], embeddings, pad)
+
         module.train()
-        step = 0
-        for _ in range(settings.epochs):
-            shuffled = list(encoded)
-            order.shuffle(shuffled)
-            for start in range(0, len(shuffled), settings.batch_size):
-                batch = shuffled[start : start + settings.batch_size]
-                vectors = torch.from_numpy(np.stack([v for v, _ in batch]))
-                soft = module(vectors)
-                loss = self._loss(soft, [e for _, e in batch], embeddings, pad)
-                loss.backward()
-                optimiser.step()
-                optimiser.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                step += 1
-                if progress is not None:
-                    progress(step, total)
+        curve = optimise(
+            encoded,
+            loss_of,
+            optimiser,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            progress=progress,
+        )
         module.eval()
-        first, last = losses[:steps_per_epoch], losses[-steps_per_epoch:]
         config = {
             "projector": "mlp",
             **settings.model_dump(mode="json"),
@@ -191,10 +184,7 @@ class ProjectorTrainer:
             data_size=len(examples),
             metrics={
                 "train_seconds": round(time.perf_counter() - started, 2),
-                "steps": step,
-                "users": len({id(e.user_vector) for e in examples}),
-                "loss_first_epoch": round(sum(first) / len(first), 4),
-                "loss_last_epoch": round(sum(last) / len(last), 4),
+                **curve.metrics(),
                 "torch_threads": torch.get_num_threads(),
             },
         )

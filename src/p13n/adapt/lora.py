@@ -8,7 +8,6 @@ safetensors bytes for the registry."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from p13n.adapt.base import (
     encode_example,
     load_tokenizer,
     load_torch_model,
+    optimise,
     pad_id,
     padded_batch,
 )
@@ -130,34 +130,23 @@ class LoraTrainer:
         ]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
-        steps_per_epoch = -(-len(encoded) // settings.batch_size)
-        total = steps_per_epoch * settings.epochs
-        order = random.Random(settings.seed)
-        losses: list[float] = []
         pad = pad_id(self.tokenizer)
         self.model.train()
-        step = 0
         try:
-            for _ in range(settings.epochs):
-                shuffled = list(encoded)
-                order.shuffle(shuffled)
-                for start in range(0, len(shuffled), settings.batch_size):
-                    batch = padded_batch(shuffled[start : start + settings.batch_size], pad)
-                    loss = self.model(**batch).loss
-                    loss.backward()
-                    optimiser.step()
-                    optimiser.zero_grad(set_to_none=True)
-                    losses.append(loss.item())
-                    step += 1
-                    if progress is not None:
-                        progress(step, total)
+            curve = optimise(
+                encoded,
+                lambda batch: self.model(**padded_batch(batch, pad)).loss,
+                optimiser,
+                epochs=settings.epochs,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+                progress=progress,
+            )
         finally:
             self.model.eval()
         state = get_peft_model_state_dict(self.model)
         blob = serialize(state)
         tokens = sum(sum(1 for t in e.labels if t >= 0) for e in encoded)
-        first = losses[:steps_per_epoch]
-        last = losses[-steps_per_epoch:]
         return TrainedWeights(
             weights=blob,
             config={
@@ -168,10 +157,8 @@ class LoraTrainer:
             data_size=len(examples),
             metrics={
                 "train_seconds": round(time.perf_counter() - started, 2),
-                "steps": step,
+                **curve.metrics(),
                 "answer_tokens": tokens,
-                "loss_first_epoch": round(sum(first) / len(first), 4),
-                "loss_last_epoch": round(sum(last) / len(last), 4),
                 "torch_threads": torch.get_num_threads(),
             },
         )

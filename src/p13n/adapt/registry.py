@@ -7,9 +7,12 @@ the rest of their rows."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from p13n.adapt.base import BaseModelInfo
 from p13n.errors import ConfigError, P13nError
@@ -43,6 +46,21 @@ class TrainedWeights:
     metrics: dict[str, Any]
 
 
+def settings_digest(settings: BaseModel) -> str:
+    return hashlib.sha256(
+        json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+
+def is_current(entry: StoredAdapter | None, data_version: str, settings: BaseModel) -> bool:
+    """Whether a stored adapter was trained from this data version with these settings."""
+    return (
+        entry is not None
+        and entry.config.get("data_version") == data_version
+        and entry.config.get("settings") == settings_digest(settings)
+    )
+
+
 def register(
     store: Store,
     trained: TrainedWeights,
@@ -52,8 +70,12 @@ def register(
     task: str,
     method: Method,
     base: BaseModelInfo,
+    data_version: str,
+    settings: BaseModel,
 ) -> StoredAdapter:
-    """Store a trained adapter (replacing the owner's previous one for this task and method)."""
+    """Store a trained adapter (replacing the owner's previous one for this task and method),
+    stamped with the owner's data version and the settings it was trained with."""
+    config = {**trained.config, "data_version": data_version, "settings": settings_digest(settings)}
     entry = StoredAdapter(
         adapter_id=adapter_id(kind, owner, task, method),
         user_id=owner if kind == "user" else None,
@@ -62,7 +84,7 @@ def register(
         method=method,
         base_model=base.name,
         base_hash=base.sha256,
-        config=trained.config,
+        config=config,
         data_size=trained.data_size,
         metrics=trained.metrics,
         size_bytes=len(trained.weights),

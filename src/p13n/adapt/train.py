@@ -7,7 +7,6 @@ rerun can tell a current adapter (skipped) from a stale one (retrained)."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,6 @@ from p13n.adapt.embedding import (
 from p13n.adapt.lora import LoraSettings, LoraTrainer, Progress
 from p13n.adapt.registry import (
     OwnerKind,
-    TrainedWeights,
     register,
     require,
     weights,
@@ -39,26 +37,6 @@ from p13n.encode import Encoder
 from p13n.errors import ConfigError, UnknownUserError
 from p13n.llm.hf import HFTokenizer
 from p13n.store import Store, StoredAdapter
-
-
-def settings_digest(settings: Any) -> str:
-    return hashlib.sha256(
-        json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()
-    ).hexdigest()[:16]
-
-
-def _stamp(trained: TrainedWeights, data_version: str, settings: Any) -> TrainedWeights:
-    config = {**trained.config, "data_version": data_version, "settings": settings_digest(settings)}
-    return TrainedWeights(trained.weights, config, trained.data_size, trained.metrics)
-
-
-def is_current(entry: StoredAdapter | None, data_version: str, settings: Any) -> bool:
-    """Whether a stored adapter was trained from this data version with these settings."""
-    return (
-        entry is not None
-        and entry.config.get("data_version") == data_version
-        and entry.config.get("settings") == settings_digest(settings)
-    )
 
 
 def user_examples(
@@ -119,7 +97,9 @@ def train_user_lora(
         trained.config["from_persona"] = from_persona
     return register(
         store,
-        _stamp(trained, version, trainer.settings),
+        trained,
+        data_version=version,
+        settings=trainer.settings,
         kind="user",
         owner=user_id,
         task=task,
@@ -157,7 +137,9 @@ def train_persona_lora(
     trained = trainer.train(examples, progress=progress)
     return register(
         store,
-        _stamp(trained, persona_version(store, members), trainer.settings),
+        trained,
+        data_version=persona_version(store, members),
+        settings=trainer.settings,
         kind="persona",
         owner=persona_id,
         task=task,
@@ -199,7 +181,9 @@ def train_owner_dpo(
     trained = train_dpo(base, pairs, settings, init=init)
     return register(
         store,
-        _stamp(trained, version, settings),
+        trained,
+        data_version=version,
+        settings=settings,
         kind=kind,
         owner=owner,
         task=task,
@@ -270,7 +254,9 @@ def train_projector(
     ).hexdigest()[:32]
     return register(
         store,
-        _stamp(trained, version, settings),
+        trained,
+        data_version=version,
+        settings=settings,
         kind="tenant",
         owner=store.tenant,
         task=task,

@@ -70,7 +70,8 @@ class Method:
     retriever: str | None
     description: str
     adapter: Literal["lora", "dpo", "embedding"] | None = None
-    """A learned-user method: the user's LoRA adapter, or their embedding as soft tokens."""
+    """A learned-user method: the user's LoRA or DPO adapter, or their embedding as soft
+    tokens."""
 
     @property
     def uses_k(self) -> bool:
@@ -172,7 +173,7 @@ class BenchConfig(BaseModel):
         None, gt=0, description="only examples whose profile has at least N items (every arm)"
     )
     adapt: AdaptSettings = Field(
-        default_factory=AdaptSettings, description="training of the lora/embedding methods"
+        default_factory=AdaptSettings, description="training of the lora, dpo and embedding methods"
     )
     seed: int = 0
     resamples: int = Field(1000, ge=100, description="bootstrap / randomization resamples")
@@ -459,6 +460,8 @@ class _Generator:
     def __init__(self, llm: LLM, config: BenchConfig, cache: GenerationCache) -> None:
         self.llm, self.config, self.cache = llm, config, cache
         self._pool: Any = None
+        self._actors: list[Any] = []
+        self._started_ray = False
         self.generated = 0
         self.reused = 0
 
@@ -534,10 +537,25 @@ class _Generator:
                     log_to_driver=False,
                     configure_logging=False,
                 )
+                self._started_ray = True
             actor = ray.remote(num_cpus=1)(_LLMActor)
             llm = self.config.llm.model_dump_json()
-            self._pool = ActorPool([actor.remote(llm) for _ in range(self.config.workers)])
+            self._actors = [actor.remote(llm) for _ in range(self.config.workers)]
+            self._pool = ActorPool(self._actors)
         return self._pool
+
+    def close(self) -> None:
+        """Free the actors (each holds a model copy and a CPU) and a local Ray started here."""
+        if self._pool is None:
+            return
+        import ray
+
+        for worker in self._actors:
+            ray.kill(worker)
+        self._pool, self._actors = None, []
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
 
 
 def _generate(
@@ -638,6 +656,7 @@ class BenchRunner:
         )
 
     def close(self) -> None:
+        self.generator.close()
         self.cache.close()
 
     @contextmanager
@@ -808,17 +827,7 @@ class BenchRunner:
 
         def record(n: int, answer: CachedGeneration, fresh: bool) -> None:
             fresh_keys[n] = fresh
-            retrieved = prepared[n].trace_fields.get("retrieved")
-            records[n].outputs[arm.label] = ArmOutput(
-                prediction=answer.text,
-                prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-                generate_ms=round(answer.generate_ms, 1),
-                retrieved=[item.id for item in retrieved.items] if retrieved else [],
-                items_in_prompt=len(prepared[n].prompt.items),
-                cached=not fresh,
-                choice_scores=answer.choice_scores,
-            )
+            records[n].outputs[arm.label] = _arm_output(answer, prepared[n], cached=not fresh)
 
         conversations = [p.prompt.messages for p in prepared]
         if adapter in ("lora", "dpo"):
@@ -912,17 +921,7 @@ class BenchRunner:
         for record, key, p in zip(records, keys, prepared, strict=True):
             cached = self.cache.get(key)
             assert cached is not None  # every job was just generated or found
-            retrieved = p.trace_fields.get("retrieved")
-            output = ArmOutput(
-                prediction=cached.text,
-                prompt_tokens=cached.prompt_tokens,
-                completion_tokens=cached.completion_tokens,
-                generate_ms=round(cached.generate_ms, 1),
-                retrieved=[item.id for item in retrieved.items] if retrieved else [],
-                items_in_prompt=len(p.prompt.items),
-                cached=key not in fresh,
-                choice_scores=cached.choice_scores,
-            )
+            output = _arm_output(cached, p, cached=key not in fresh)
             (record.swapped if swapped else record.outputs)[arm.label] = output
 
     def _store(
@@ -945,6 +944,20 @@ class BenchRunner:
             store.close()
             partial.rename(path)  # only a complete store is ever reused
         return open_store(f"sqlite:///{path}"), skipped
+
+
+def _arm_output(answer: CachedGeneration, prepared: PreparedPrompt, *, cached: bool) -> ArmOutput:
+    retrieved = prepared.trace_fields.get("retrieved")
+    return ArmOutput(
+        prediction=answer.text,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        generate_ms=round(answer.generate_ms, 1),
+        retrieved=[item.id for item in retrieved.items] if retrieved else [],
+        items_in_prompt=len(prepared.prompt.items),
+        cached=cached,
+        choice_scores=answer.choice_scores,
+    )
 
 
 def questions_digest(folder: Path, split: str) -> str:

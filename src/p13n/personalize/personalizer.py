@@ -85,6 +85,7 @@ class PersonalizerConfig(BaseModel):
             bool(r.used() & ENCODER_RETRIEVERS)
             or r.collaborative_neighbours > 0
             or self.granularity.routes
+            or self.adapter == "embedding"  # the user's history is pooled against the input
         )
 
 
@@ -290,9 +291,11 @@ class Personalizer:
             if self._projector is None or self._projector[0] != key:
                 blob = registry.weights(self.store, entry)
                 self._projector = (key, Projector.from_weights(blob, entry.config))
-            encoder = self.encoder or get_encoder(self.config.encoder)
+            assert self.encoder is not None  # needs_encoder() holds for the embedding adapter
             started = time.perf_counter()
-            soft = user_soft_tokens(self.store, user_id, prepared.text, self._projector[1], encoder)
+            soft = user_soft_tokens(
+                self.store, user_id, prepared.text, self._projector[1], self.encoder
+            )
             self.adapted.use_prefix(soft)
             swap_ms = (time.perf_counter() - started) * 1000
         else:
