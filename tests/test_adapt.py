@@ -303,6 +303,11 @@ def test_batch_training_on_ray_is_resumable_and_reports_users_without_enough_dat
     assert again["user:ada:chat:lora"] == first["user:ada:chat:lora"]
     assert again["user:bruno:chat:lora"] > first["user:bruno:chat:lora"]
 
+    answer = ["--store", url, "generate", "--user", "ada", "Title my next note.",
+              "--adapter", "lora", "--prompt", "none", "--max-new-tokens", "4"]  # fmt: skip
+    generated = runner.invoke(app, answer)
+    assert generated.exit_code == 0, generated.output
+    assert "adapter user:ada:chat:lora" in generated.output
     shown = runner.invoke(app, ["--store", url, "show", "bruno"])
     assert "adapter user:bruno:chat:lora: lora on SmolLM2-135M-Instruct" in shown.output
     listed = runner.invoke(app, ["--store", url, "adapt", "list"])
