@@ -289,6 +289,9 @@ def test_batch_training_on_ray_is_resumable_and_reports_users_without_enough_dat
     result = runner.invoke(app, [*args, "--users", "ada,bruno", "--users", "newbie", *tiny])
     assert result.exit_code == 0, result.output
     assert "2 trained, 0 already current, 1 failed" in result.output
+    refused = runner.invoke(app, ["--store", url, "adapt", "train", "--method", "embedding",
+                                  "--persona", "devs"])  # fmt: skip
+    assert refused.exit_code == 1 and "drop --persona" in refused.output
     assert "newbie" in result.output and "at least 4 are needed" in result.output
     assert {a.user_id for a in demo.adapters(method="lora")} == {"ada", "bruno"}
     first = {a.adapter_id: a.created_at for a in demo.adapters()}

@@ -81,6 +81,10 @@ def train(
         else:
             given.pop("rank", None)
             chosen = EmbeddingSettings(**given)
+        if persona is not None and method == "embedding":
+            raise ConfigError(
+                "the embedding projector is the tenant's, not a persona's: drop --persona"
+            )
         if persona is not None or method == "embedding":
             _train_in_process(store, settings, method, task, persona, users or ["all"], chosen)
             return

@@ -218,7 +218,8 @@ def embedding_examples(
         )[: settings.max_examples_per_user]
         if len(ids) < 2 or not own:
             continue
-        queries = encoder.encode([d.text for d in documents if d.title][: len(own)])
+        texts = {d.id: d.text for d in documents}
+        queries = encoder.encode([texts[example.source_id] for example in own])
         for example, query in zip(own, queries, strict=True):
             others = np.delete(vectors, row[example.source_id], axis=0)
             pooled = pool_history(others, np.asarray(query, dtype=np.float32), settings.temperature)
