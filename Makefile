@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends wordnet-base wordnet-sense-index; }; } \
 		|| echo "note: METEOR needs: sudo apt-get install wordnet-base wordnet-sense-index"; }
+	@# The dashboard's browser tests drive Debian's headless Chromium through its chromedriver.
+	@test -x /usr/bin/chromedriver || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends chromium chromium-driver; }; } \
+		|| echo "note: the dashboard tests need: sudo apt-get install chromium chromium-driver"; }
 	touch $(STAMP)
 
 run: $(STAMP)

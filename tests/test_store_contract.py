@@ -259,6 +259,36 @@ def test_forget_leaves_nothing_of_the_user_in_any_table(store: Store) -> None:
     assert kept_after == kept_before
 
 
+def test_deleting_records_removes_them_with_their_vectors_and_moves_the_version(
+    store: Store,
+) -> None:
+    documents = [doc("u", f"note {n}", n + 1) for n in range(3)]
+    store.write(
+        WriteSet(
+            implicit_user_ids=["u", "v"],
+            documents=[*documents, doc("v", "note 0", 1)],
+            interactions=[Interaction(user_id="u", item_id="i", kind="view")],
+            encoder_id=ENCODER,
+            document_vectors={("u", d.id): vector(n) for n, d in enumerate(documents)},
+        )
+    )
+    version = store.data_version("u")
+    gone = documents[0].id or ""
+    assert store.delete_records("u", "document", [gone, "no-such-id"]) == 1
+    assert [d.id for d in store.documents("u")] == [documents[2].id, documents[1].id]
+    assert store.user_counts("u").embeddings == 2
+    assert store.data_version("u") != version
+    assert len(store.documents("v")) == 1  # another user's record with the same text stays
+    interaction = store.interactions("u")[0].id or ""
+    assert store.delete_records("v", "interaction", [interaction]) == 0  # not v's to delete
+    assert store.delete_records("u", "interaction", [interaction]) == 1
+    unchanged = store.data_version("u")
+    assert store.delete_records("u", "document", ["no-such-id"]) == 0
+    assert store.data_version("u") == unchanged
+    with pytest.raises(StoreError, match="cannot delete 'user' records"):
+        store.delete_records("u", "user", ["u"])
+
+
 def test_tenants_never_see_each_other(store: Store) -> None:
     other = store.with_tenant("acme")
     store.write(WriteSet(implicit_user_ids=["u"], documents=[doc("u", "default tenant text")]))

@@ -272,5 +272,6 @@ from p13n import (  # noqa: E402, F401
     cli_indirect,
     cli_personas,
     cli_recommend,
+    cli_serve,
     cli_tasks,
 )

@@ -52,6 +52,7 @@ class AdaptedLLM(HFLLM):
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         self._active: StoredAdapter | None = None
+        self._in_slot: str | None = None  # sha256 of the weights the LoRA slot holds
         self._prefix: Any = None
         self._prefix_id = ""
         self._lock = threading.RLock()
@@ -98,6 +99,7 @@ class AdaptedLLM(HFLLM):
                     f"unexpected {result.unexpected_keys[:3]}"
                 )
             self._active, self._prefix, self._prefix_id = entry, None, ""
+            self._in_slot = entry.weights_sha256
             self._loaded = _Loaded(self._peft, self._loaded.tokenizer)
         return (time.perf_counter() - started) * 1000
 
@@ -122,12 +124,22 @@ class AdaptedLLM(HFLLM):
             self._active, self._prefix, self._prefix_id = None, None, ""
             self._loaded = _Loaded(self._plain, self._loaded.tokenizer)
 
-    def unload(self, entry: StoredAdapter) -> None:
-        """Drop an adapter's cached weights (and deactivate it if active)."""
+    def unload(self, entry: StoredAdapter) -> bool:
+        """Drop an adapter's weights from memory: from the cache and, when the LoRA slot still
+        holds them, from the slot (zeroed). Returns whether anything was held."""
+        import torch
+
         with self._lock:
-            self._cache.pop(entry.weights_sha256, None)
+            held = self._cache.pop(entry.weights_sha256, None) is not None
             if self._active is not None and self._active.adapter_id == entry.adapter_id:
                 self.deactivate()
+            if self._in_slot == entry.weights_sha256 and self._peft is not None:
+                with torch.no_grad():
+                    for name, parameter in self._peft.named_parameters():
+                        if "lora_" in name:
+                            parameter.zero_()
+                self._in_slot, held = None, True
+            return held
 
     def use_prefix(self, prefix: Any) -> None:
         """Prepend these soft tokens (a [tokens, hidden] tensor) to every prompt until changed."""

@@ -92,6 +92,13 @@ class CorpusLoader:
         assert isinstance(corpus, UserCorpus)
         return corpus
 
+    def forget(self, user_id: str) -> bool:
+        """Drop the user's cached corpora and centroid; returns whether any was cached."""
+        before = len(self._cache) + len(self._centroids)
+        for cache in (self._cache, self._centroids):
+            cache.discard(lambda key: key[0] == self.store.tenant and key[1] == user_id)  # type: ignore[index]
+        return len(self._cache) + len(self._centroids) < before
+
     def similar_users(self, user_id: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` users whose document centroid is closest (cosine) to this user's.
 

@@ -284,6 +284,11 @@ class Store(Protocol):
         """Delete these adapters; returns how many were deleted."""
         ...
 
+    def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
+        """Delete some of a user's documents (with their vectors), interactions or preferences in
+        one transaction; the user's data version moves. Returns how many records were deleted."""
+        ...
+
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete every row of the user in every table (their adapters too); returns rows
         deleted per table."""

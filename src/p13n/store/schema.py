@@ -213,3 +213,27 @@ PER_USER_TABLES = (
     adapters,
 )
 """Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""
+
+# Revision 0005: the service's tenants and their API keys. Keys are stored as SHA-256 digests of
+# high-entropy secrets (a slow password hash buys nothing for 256-bit random tokens).
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("settings", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", name="pk_tenants"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), nullable=False),
+    Column("tenant", String(TENANT), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("label", String(ID), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("key_id", name="pk_api_keys"),
+    Index("ix_api_keys_tenant", "tenant"),
+)

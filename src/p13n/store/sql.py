@@ -957,6 +957,39 @@ class SQLStore:
 
     # -- privacy -------------------------------------------------------------------------------
 
+    def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
+        tables = {
+            "document": (s.documents, s.documents.c.document_id, s.document_embeddings),
+            "interaction": (s.interactions, s.interactions.c.interaction_id, None),
+            "preference": (s.preferences, s.preferences.c.preference_id, None),
+        }
+        if record_type not in tables:
+            raise StoreError(
+                f"cannot delete {record_type!r} records: choose from {', '.join(tables)}"
+            )
+        table, key, vectors = tables[record_type]
+        deleted = 0
+        with self._transaction() as c:
+            for chunk in chunked(sorted(set(record_ids))):
+                scope = (table.c.tenant == self.tenant, table.c.user_id == user_id)
+                deleted += c.execute(delete(table).where(*scope, key.in_(list(chunk)))).rowcount
+                if vectors is not None:
+                    c.execute(
+                        delete(vectors).where(
+                            vectors.c.tenant == self.tenant,
+                            vectors.c.user_id == user_id,
+                            vectors.c.document_id.in_(list(chunk)),
+                        )
+                    )
+            if deleted:
+                u = s.users
+                c.execute(
+                    update(u)
+                    .where(u.c.tenant == self.tenant, u.c.user_id == user_id)
+                    .values(data_version=uuid.uuid4().hex)
+                )
+        return deleted
+
     def forget(self, user_id: str) -> dict[str, int]:
         deleted: dict[str, int] = {}
         with self._transaction() as c:

@@ -1,0 +1,796 @@
+"""The p13n service: a REST API over the store, personalized generation (with an
+OpenAI-compatible endpoint), recommendation, feedback, tenants and keys, metrics, the dashboard."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from p13n.adapt.base import InsufficientDataError
+from p13n.adapt.registry import AdapterNotFoundError
+from p13n.data import RECORD_TYPES, Document, Interaction, Item, Preference, Record, User
+from p13n.datasets.source import Sourced
+from p13n.errors import ConfigError, IngestError, LLMError, P13nError, UnknownUserError
+from p13n.ingest import ingest
+from p13n.personalize import Generation, Personalizer, PersonalizerConfig
+from p13n.privacy.export import export_user
+from p13n.server import metrics
+from p13n.server.auth import TenantScope, get_state, require_admin, require_tenant
+from p13n.server.state import QueueFullError, RateLimitedError, ServerConfig, ServerState
+from p13n.server.tenants import ApiKey, Tenant, TenantExistsError, TenantSettings
+from p13n.store import Store
+
+TenantDep = Annotated[TenantScope, Depends(require_tenant)]
+UserId = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
+# ---------------------------------------------------------------- request and response models
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserIn(Strict):
+    id: UserId
+    attributes: dict[str, str | int | float | bool] = {}
+
+
+class DocumentIn(Strict):
+    text: Text
+    kind: str = "text"
+    title: str | None = None
+    timestamp: datetime | None = None
+    id: str | None = Field(None, max_length=200)
+    metadata: dict[str, str | int | float | bool] = {}
+
+
+class InteractionIn(Strict):
+    item_id: UserId
+    kind: str = "view"
+    value: float | None = None
+    timestamp: datetime | None = None
+    id: str | None = Field(None, max_length=200)
+    metadata: dict[str, str | int | float | bool] = {}
+
+
+class PreferenceIn(Strict):
+    prompt: Text
+    chosen: Text
+    rejected: Text
+    timestamp: datetime | None = None
+    id: str | None = Field(None, max_length=200)
+
+
+class ItemIn(Strict):
+    id: UserId
+    title: str = Field(min_length=1, max_length=10_000)
+    text: str = Field("", max_length=100_000)
+    attributes: dict[str, str | int | float | bool] = {}
+
+
+class BatchIn(Strict):
+    """Records in the JSONL format of ``p13n ingest``: each has a ``type`` (user, document,
+    interaction, preference, item, persona) and that record's fields."""
+
+    records: list[dict[str, Any]] = Field(min_length=1)
+
+
+class GenerateIn(Strict):
+    user: UserId
+    input: Text
+    task: str = "chat"
+    retriever: str | None = None
+    k: int | None = Field(None, ge=0, le=50)
+    prompt: str | None = None
+    query: str | None = None
+    level: Literal["auto", "user", "persona", "global"] | None = None
+    adapter: Literal["none", "lora", "dpo", "embedding"] = "none"
+    attributes: dict[str, str] = {}
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    personalize: bool = True
+    compare: bool = Field(False, description="also answer without personalization")
+    stream: bool = False
+
+
+class RecommendIn(Strict):
+    user: UserId
+    k: int = Field(10, ge=1, le=100)
+    model: Literal["popularity", "item-knn", "als", "bpr", "content", "hybrid"] = "hybrid"
+    explain: bool = False
+
+
+class FeedbackIn(Strict):
+    """A preference pair (prompt, chosen, rejected), or a rating of an item (item_id, rating)."""
+
+    user: UserId
+    prompt: str | None = Field(None, min_length=1, max_length=100_000)
+    chosen: str | None = Field(None, min_length=1, max_length=100_000)
+    rejected: str | None = Field(None, min_length=1, max_length=100_000)
+    item_id: str | None = Field(None, min_length=1, max_length=200)
+    rating: float | None = Field(None, ge=-1000, le=1000)
+
+
+class TenantIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    settings: TenantSettings = TenantSettings()
+
+
+class KeyIn(Strict):
+    label: str = Field("", max_length=200)
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionIn(BaseModel):
+    """OpenAI's request; fields p13n does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    user: str | None = Field(None, max_length=200)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    stream: bool = False
+    store: bool = Field(True, description="keep the user's turn as their data (p13n extension)")
+
+
+# ------------------------------------------------------------------------------- helpers
+def _record(model: type[Record], values: dict[str, Any], where: str) -> Record:
+    values = {k: v for k, v in values.items() if v is not None}
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        raise IngestError(where, None, field, f"{first['msg']}{more}") from None
+
+
+def _write(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
+    """Redact (per the tenant's settings), then ingest as one transaction."""
+    state = scope.state
+    sourced = [Sourced(record, where) for record, where in records]
+    cleaned, redacted = state.redactor(scope.tenant).redact_batch(sourced)
+    report = ingest(scope.store, cleaned, encoder=state.encoder)
+    metrics.record_redactions(redacted)
+    return {
+        "records": report.records,
+        "written": report.written,
+        "embedded": report.embedded,
+        "counts": {t: vars(c) for t, c in report.counts.items()},
+        "redacted": redacted,
+        "ids": [r.record.id for r in cleaned],
+    }
+
+
+def _require_user(store: Store, user_id: str) -> None:
+    if store.data_version(user_id) is None:
+        raise UnknownUserError(user_id, store.tenant)
+
+
+def _dump(record: Record) -> dict[str, Any]:
+    return {"type": record.record_type, **record.model_dump(mode="json")}
+
+
+def _personalizer_config(scope: TenantScope, body: GenerateIn) -> PersonalizerConfig:
+    base = scope.state.config.defaults
+    cap = scope.state.config.max_new_tokens
+    tokens = min(body.max_tokens or base.generation.max_new_tokens, cap)
+    retriever = base.retriever.model_copy(
+        update={k: v for k, v in {"name": body.retriever, "k": body.k}.items() if v is not None}
+    )
+    update: dict[str, Any] = {
+        "task": body.task,
+        "retriever": retriever,
+        "generation": base.generation.model_copy(update={"max_new_tokens": tokens}),
+        "adapter": body.adapter,
+    }
+    if body.prompt is not None:
+        update["prompt"] = body.prompt
+    if body.query is not None:
+        update["query"] = body.query
+    if body.level is not None:
+        update["granularity"] = base.granularity.model_copy(update={"level": body.level})
+    try:  # validated again: names of tasks, retrievers and builders are checked there
+        return PersonalizerConfig.model_validate({**base.model_dump(), **_plain(update)})
+    except ValidationError as error:
+        raise ConfigError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        ) from None
+
+
+def _plain(update: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in update.items()}
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+# ------------------------------------------------------------------------------- errors
+def _error(
+    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """OpenAI's error shape, which OpenAI clients show, and a ``detail`` like FastAPI's."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "code": status}, "detail": message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return _error(
+            error.status_code, str(error.detail), "invalid_request_error", dict(error.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        return _error(422, f"invalid request: {problems}", "invalid_request_error")
+
+    @app.exception_handler(P13nError)
+    async def p13n_error(request: Request, error: P13nError) -> JSONResponse:
+        if isinstance(error, UnknownUserError):
+            return _error(404, f"no user {error.user_id!r}", "not_found")
+        if isinstance(error, QueueFullError):
+            return _error(503, str(error), "overloaded", {"Retry-After": str(error.retry_after)})
+        if isinstance(error, RateLimitedError):
+            return _error(429, str(error), "rate_limited", {"Retry-After": str(error.retry_after)})
+        if isinstance(error, TenantExistsError):
+            return _error(409, str(error), "conflict")
+        if isinstance(error, AdapterNotFoundError):
+            return _error(409, str(error), "no_adapter")
+        if isinstance(error, InsufficientDataError):
+            return _error(409, str(error), "insufficient_data")
+        if isinstance(error, LLMError):
+            return _error(502, str(error), "model_error")
+        if isinstance(error, IngestError):
+            return _error(422, str(error), "invalid_request_error")
+        return _error(400, str(error), "invalid_request_error")
+
+
+# ------------------------------------------------------------------------------- routes
+data = APIRouter(prefix="/v1", tags=["data"])
+
+
+@data.post("/users", status_code=201)
+async def put_user(body: UserIn, scope: TenantDep) -> dict[str, Any]:
+    """Create a user, or replace their attributes."""
+    record = _record(User, body.model_dump(), "user")
+    return await run_in_threadpool(_write, scope, [(record, "user")])
+
+
+@data.get("/users")
+async def list_users(
+    scope: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    summaries = scope.store.list_users(limit=limit, offset=offset)
+    return {
+        "total": scope.store.count_users(),
+        "users": [{**s.user.model_dump(mode="json"), "counts": vars(s.counts)} for s in summaries],
+    }
+
+
+@data.get("/users/{user_id}")
+async def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+    user = scope.store.get_user(user_id)
+    if user is None:
+        raise UnknownUserError(user_id, scope.tenant)
+    return {
+        **user.model_dump(mode="json"),
+        "counts": vars(scope.store.user_counts(user_id)),
+        "personas": scope.store.personas_of(user_id),
+        "adapters": [a.adapter_id for a in scope.store.adapters(user_id=user_id)],
+    }
+
+
+@data.delete("/users/{user_id}")
+async def forget_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+    """Forget a user: every row (documents, vectors, interactions, preferences, memberships,
+    summaries, adapters) and every in-memory cache of them."""
+    _require_user(scope.store, user_id)
+    adapters = scope.store.adapters(user_id=user_id)
+    deleted = await run_in_threadpool(scope.store.forget, user_id)
+    cleared = scope.state.forget_caches(scope.tenant, user_id, adapters)
+    return {"user": user_id, "deleted": deleted, "caches_cleared": cleared}
+
+
+@data.get("/users/{user_id}/export")
+async def export(user_id: str, scope: TenantDep) -> dict[str, Any]:
+    """Everything stored about the user, as JSON."""
+    return await run_in_threadpool(export_user, scope.store, user_id)
+
+
+def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -> None:
+    plural = f"{kind}s"
+
+    async def create(user_id: str, body: Any, scope: TenantDep) -> dict[str, Any]:
+        record = _record(model, {**body.model_dump(), "user_id": user_id}, kind)
+        return await run_in_threadpool(_write, scope, [(record, kind)])
+
+    create.__annotations__["body"] = body_model
+    data.add_api_route(
+        f"/users/{{user_id}}/{plural}",
+        create,
+        methods=["POST"],
+        status_code=201,
+        name=f"add_{kind}",
+        summary=f"Add a {kind} of the user",
+    )
+
+    async def listing(
+        user_id: str,
+        scope: TenantDep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        _require_user(scope.store, user_id)
+        records = _read(scope.store, kind, user_id, limit)
+        return {plural: [r.model_dump(mode="json") for r in records]}
+
+    data.add_api_route(
+        f"/users/{{user_id}}/{plural}",
+        listing,
+        methods=["GET"],
+        name=f"list_{plural}",
+        summary=f"The user's {plural}, newest first",
+    )
+
+    async def one(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+        _require_user(scope.store, user_id)
+        for record in _read(scope.store, kind, user_id, None):
+            if record.id == record_id:
+                return record.model_dump(mode="json")
+        raise HTTPException(404, f"user {user_id!r} has no {kind} {record_id!r}")
+
+    data.add_api_route(
+        f"/users/{{user_id}}/{plural}/{{record_id}}",
+        one,
+        methods=["GET"],
+        name=f"get_{kind}",
+        summary=f"One {kind} of the user",
+    )
+
+    async def remove(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+        _require_user(scope.store, user_id)
+        deleted = await run_in_threadpool(scope.store.delete_records, user_id, kind, [record_id])
+        if not deleted:
+            raise HTTPException(404, f"user {user_id!r} has no {kind} {record_id!r}")
+        return {"deleted": deleted}
+
+    data.add_api_route(
+        f"/users/{{user_id}}/{plural}/{{record_id}}",
+        remove,
+        methods=["DELETE"],
+        name=f"delete_{kind}",
+        summary=f"Delete one {kind} of the user",
+    )
+
+
+def _read(store: Store, kind: str, user_id: str, limit: int | None) -> Sequence[Record]:
+    if kind == "document":
+        return store.documents(user_id, limit=limit)
+    if kind == "interaction":
+        return store.interactions(user_id, limit=limit)
+    return store.preferences(user_id)[:limit]
+
+
+_per_user_routes("document", Document, DocumentIn)
+_per_user_routes("interaction", Interaction, InteractionIn)
+_per_user_routes("preference", Preference, PreferenceIn)
+
+
+@data.post("/items", status_code=201)
+async def put_item(body: ItemIn, scope: TenantDep) -> dict[str, Any]:
+    """Add or replace a catalog item."""
+    record = _record(Item, body.model_dump(), "item")
+    return await run_in_threadpool(_write, scope, [(record, "item")])
+
+
+@data.get("/items/{item_id}")
+async def get_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
+    found = scope.store.items([item_id])
+    if not found:
+        raise HTTPException(404, f"no item {item_id!r}")
+    return found[0].model_dump(mode="json")
+
+
+@data.post("/ingest", status_code=201)
+async def ingest_batch(body: BatchIn, scope: TenantDep) -> dict[str, Any]:
+    """A batch of records, all or nothing: one bad record rejects the batch, naming it."""
+    limit = scope.state.config.max_batch_records
+    if len(body.records) > limit:
+        raise IngestError(
+            "records", None, None, f"a batch holds at most {limit} records, not {len(body.records)}"
+        )
+    records: list[tuple[Record, str]] = []
+    for index, raw in enumerate(body.records):
+        where = f"records[{index}]"
+        kind = raw.get("type")
+        if not isinstance(kind, str) or kind not in RECORD_TYPES:
+            raise IngestError(
+                where, None, "type", f"must be one of {sorted(RECORD_TYPES)}, not {kind!r}"
+            )
+        fields = {k: v for k, v in raw.items() if k != "type"}
+        records.append((_record(RECORD_TYPES[kind], fields, f"{where} ({kind})"), where))
+    return await run_in_threadpool(_write, scope, records)
+
+
+generation = APIRouter(prefix="/v1", tags=["personalization"])
+
+
+@generation.post("/generate")
+async def generate(body: GenerateIn, scope: TenantDep) -> Any:
+    """A personalized answer with its trace (what was retrieved, the prompt, the level, the
+    model, timings); ``compare`` adds the non-personalized answer; ``stream`` sends server-sent
+    events: text pieces, then the trace."""
+    state = scope.state
+    personalizer = state.personalizer(scope.tenant, _personalizer_config(scope, body))
+    attributes = body.attributes or None
+    if body.stream:
+        if body.compare:
+            raise ConfigError("stream and compare cannot be combined")
+        return _stream_generation(state, personalizer, body, attributes)
+    async with state.gate.slot():
+        if body.compare:
+            baseline, personal = await run_in_threadpool(
+                personalizer.compare, body.user, body.input, attributes=attributes
+            )
+            return {"baseline": baseline.to_dict(), "personalized": personal.to_dict()}
+        result: Generation = await run_in_threadpool(
+            personalizer.generate,
+            body.user,
+            body.input,
+            personalize=body.personalize,
+            attributes=attributes,
+        )
+    return result.to_dict()
+
+
+def _stream_generation(
+    state: ServerState,
+    personalizer: Personalizer,
+    body: GenerateIn,
+    attributes: dict[str, str] | None,
+) -> StreamingResponse:
+    # The prompt is prepared (and an unknown user refused) before the response starts.
+    prepared = personalizer.prepare(
+        body.user, body.input, personalize=body.personalize, attributes=attributes
+    )
+
+    async def events() -> AsyncIterator[str]:
+        async with state.gate.slot():
+            result = await run_in_threadpool(personalizer.complete, prepared)
+            # One piece per word keeps the wire format of a token stream; the answer is
+            # decoded whole first so the trace (timings included) describes exactly it.
+            for piece in _pieces(result.text):
+                yield _sse({"delta": piece})
+            yield _sse({"trace": result.trace.to_dict()})
+            yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _pieces(text: str) -> Iterator[str]:
+    start = 0
+    for index, char in enumerate(text):
+        if char == " " and index > start:
+            yield text[start:index]
+            start = index
+    if start < len(text):
+        yield text[start:]
+
+
+@generation.post("/recommend")
+async def recommend(body: RecommendIn, scope: TenantDep) -> dict[str, Any]:
+    """The user's top-k unseen items from the tenant's interactions; a user without
+    interactions gets the most popular items (``fallback`` says so); ``explain`` adds why."""
+    _require_user(scope.store, body.user)
+    state = scope.state
+    fitted = await run_in_threadpool(state.recommender, scope.tenant, body.model)
+    texts = None
+    if body.explain:
+        from p13n.recommend.llm import LLMTexts
+
+        texts = LLMTexts(state.llm)
+        async with state.gate.slot():
+            result = await run_in_threadpool(fitted.recommend, body.user, body.k, texts=texts)
+    else:
+        result = await run_in_threadpool(fitted.recommend, body.user, body.k)
+    return {
+        "user": result.user_id,
+        "model": result.model,
+        "fallback": result.fallback,
+        "history": result.history,
+        "items": [
+            {
+                "item_id": r.item.id,
+                "title": r.item.title,
+                "score": r.score,
+                "explanation": None if r.explanation is None else r.explanation.text,
+            }
+            for r in result.items
+        ],
+        "notes": result.notes,
+    }
+
+
+@generation.post("/feedback", status_code=201)
+async def feedback(body: FeedbackIn, scope: TenantDep) -> dict[str, Any]:
+    """Feedback on an answer (a preference pair, for DPO) or on an item (a rating)."""
+    pair = (body.prompt, body.chosen, body.rejected)
+    rating = (body.item_id, body.rating)
+    if all(v is not None for v in pair) and all(v is None for v in rating):
+        record: Record = _record(
+            Preference,
+            {
+                "user_id": body.user,
+                "prompt": body.prompt,
+                "chosen": body.chosen,
+                "rejected": body.rejected,
+                "timestamp": datetime.now(UTC),
+            },
+            "feedback",
+        )
+    elif all(v is not None for v in rating) and all(v is None for v in pair):
+        record = _record(
+            Interaction,
+            {
+                "user_id": body.user,
+                "item_id": body.item_id,
+                "kind": "rating",
+                "value": body.rating,
+                "timestamp": datetime.now(UTC),
+            },
+            "feedback",
+        )
+    else:
+        raise ConfigError(
+            "feedback is either prompt + chosen + rejected (a preference pair) "
+            "or item_id + rating, not a mix"
+        )
+    _require_user(scope.store, body.user)
+    return await run_in_threadpool(_write, scope, [(record, "feedback")])
+
+
+openai_compatible = APIRouter(prefix="/v1", tags=["openai"])
+
+
+@openai_compatible.get("/models")
+async def models(scope: TenantDep) -> dict[str, Any]:
+    name = scope.state.config.llm.model or "p13n"
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "p13n"}]}
+
+
+@openai_compatible.post("/chat/completions")
+async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
+    """OpenAI's chat completions, personalized for ``user`` with their data (retrieval, the
+    configured prompt builder, their adapter if the server is configured with one). The
+    user's last message is the input; earlier turns reach the answer through retrieval, since
+    each turn is stored as the user's data (``store: false`` turns that off)."""
+    if not body.user:
+        raise ConfigError("pass `user` (the end user's id): p13n personalizes for that user")
+    said = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
+    if not said.strip():
+        raise ConfigError("the conversation has no user message to answer")
+    request = GenerateIn(
+        user=body.user,
+        input=said[:100_000],
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
+    state = scope.state
+    personalizer = state.personalizer(scope.tenant, _personalizer_config(scope, request))
+    async with state.gate.slot():
+        result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)
+    stored: dict[str, Any] | None = None
+    if body.store:
+        turn = _record(
+            Document,
+            {
+                "user_id": body.user,
+                "kind": "chat",
+                "text": said,
+                "timestamp": datetime.now(UTC),
+                "metadata": {"reply": result.text},
+            },
+            "chat turn",
+        )
+        stored = await run_in_threadpool(_write, scope, [(turn, "chat")])
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    extra = {"trace": result.trace.to_dict(), "stored": stored}
+    if body.stream:
+        return StreamingResponse(
+            _chat_chunks(completion_id, created, result, extra), media_type="text/event-stream"
+        )
+    usage = result.trace.to_dict().get("usage") or {}
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": result.trace.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+            "completion_tokens": int(usage.get("completion_tokens", 0)),
+            "total_tokens": int(usage.get("prompt_tokens", 0))
+            + int(usage.get("completion_tokens", 0)),
+        },
+        "p13n": extra,
+    }
+
+
+def _chat_chunks(
+    completion_id: str, created: int, result: Generation, extra: dict[str, Any]
+) -> Iterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None, **more: Any) -> str:
+        return _sse(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": result.trace.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **more,
+            }
+        )
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    for piece in _pieces(result.text):
+        yield chunk({"content": piece}, None)
+    yield chunk({}, "stop", p13n=extra)
+    yield "data: [DONE]\n\n"
+
+
+admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+def _tenant_out(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "name": tenant.name,
+        "settings": tenant.settings.model_dump(mode="json"),
+        "created_at": tenant.created_at.isoformat(),
+    }
+
+
+def _key_out(key: ApiKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "tenant": key.tenant,
+        "label": key.label,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+    }
+
+
+def _checked(settings: TenantSettings) -> TenantSettings:
+    """Settings that will work: a redaction asking for what cannot run here is refused now,
+    not at the tenant's first ingest."""
+    from p13n.privacy.redact import Redactor
+
+    Redactor(settings.redaction)
+    return settings
+
+
+@admin.post("/tenants", status_code=201)
+async def create_tenant(body: TenantIn, request: Request) -> dict[str, Any]:
+    settings = await run_in_threadpool(_checked, body.settings)
+    return _tenant_out(get_state(request).tenants.create_tenant(body.name, settings))
+
+
+@admin.get("/tenants")
+async def list_tenants(request: Request) -> dict[str, Any]:
+    return {"tenants": [_tenant_out(t) for t in get_state(request).tenants.tenants()]}
+
+
+@admin.put("/tenants/{tenant}")
+async def update_tenant(tenant: str, body: TenantSettings, request: Request) -> dict[str, Any]:
+    settings = await run_in_threadpool(_checked, body)
+    return _tenant_out(get_state(request).tenants.update_tenant(tenant, settings))
+
+
+@admin.post("/tenants/{tenant}/keys", status_code=201)
+async def create_key(tenant: str, body: KeyIn, request: Request) -> dict[str, Any]:
+    """A new API key for the tenant; the key is shown only in this response."""
+    key, record = get_state(request).tenants.create_key(tenant, body.label)
+    return {"key": key, **_key_out(record)}
+
+
+@admin.get("/tenants/{tenant}/keys")
+async def list_keys(tenant: str, request: Request) -> dict[str, Any]:
+    return {"keys": [_key_out(k) for k in get_state(request).tenants.keys(tenant)]}
+
+
+@admin.delete("/keys/{key_id}")
+async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+    if not get_state(request).tenants.revoke(key_id):
+        raise HTTPException(404, f"no live key {key_id!r}")
+    return {"revoked": key_id}
+
+
+ops = APIRouter(tags=["operations"])
+
+
+@ops.get("/healthz")
+async def health(request: Request) -> dict[str, Any]:
+    from p13n.server.state import describe
+
+    return describe(get_state(request))
+
+
+@ops.get("/readyz")
+async def ready(request: Request) -> dict[str, Any]:
+    """Ready when the store answers."""
+    state = get_state(request)
+    try:
+        await run_in_threadpool(state.store.schema_revision)
+    except Exception as error:  # any store failure means not ready, and says why
+        raise HTTPException(503, f"store unavailable: {type(error).__name__}") from None
+    return {"status": "ready"}
+
+
+@ops.get("/metrics", include_in_schema=False)
+async def prometheus(request: Request) -> Response:
+    body, content_type = metrics.exposition(get_state(request))
+    return Response(body, media_type=content_type)
+
+
+# ------------------------------------------------------------------------------- the app
+def create_app(config: ServerConfig | None = None, *, store: Store | None = None) -> FastAPI:
+    """The service over ``config.store`` (or an open ``store``)."""
+    state = ServerState(config or ServerConfig(), store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="p13n",
+        version="1",
+        description="Personalize any LLM with a user's own data, and measure it.",
+        lifespan=lifespan,
+    )
+    app.state.p13n = state
+    _install_error_handlers(app)
+    metrics.install(app)
+    for router in (data, generation, openai_compatible, admin, ops):
+        app.include_router(router)
+    from p13n.server.dashboard import dashboard
+
+    app.include_router(dashboard)
+    return app

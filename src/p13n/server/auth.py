@@ -1,0 +1,83 @@
+"""Who is calling: an API key (``Authorization: Bearer``, or the dashboard's cookie) resolves to
+a tenant, or to the admin. Every tenant handler gets its store already scoped to the caller's
+tenant, so no handler can name another tenant."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+from p13n.server.state import ServerState
+from p13n.store import Store
+
+COOKIE = "p13n_key"
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str | None
+    key_id: str | None
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    """A tenant caller with its scoped store."""
+
+    caller: Caller
+    tenant: str
+    store: Store
+    state: ServerState
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.p13n
+    return state
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def identify(request: Request) -> Caller | None:
+    """The caller a request's key names; None without a valid key."""
+    key = presented_key(request)
+    if key is None:
+        return None
+    state = get_state(request)
+    if hmac.compare_digest(key.encode(), state.admin_key.encode()):
+        return Caller(None, None, admin=True)
+    record = state.tenants.authenticate(key)
+    return None if record is None else Caller(record.tenant, record.key_id)
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_admin(request: Request) -> Caller:
+    caller = identify(request)
+    if caller is None:
+        raise _unauthorized("a valid admin key is needed (Authorization: Bearer <key>)")
+    if not caller.admin:
+        raise HTTPException(403, "this endpoint needs the admin key")
+    return caller
+
+
+def require_tenant(request: Request) -> TenantScope:
+    """Dependency of every tenant endpoint: a live tenant key, within its rate limit."""
+    caller = identify(request)
+    if caller is None:
+        raise _unauthorized("a valid API key is needed (Authorization: Bearer <key>)")
+    if caller.admin or caller.tenant is None:
+        raise HTTPException(403, "the admin key manages tenants; use a tenant's key for data")
+    state = get_state(request)
+    assert caller.key_id is not None
+    state.limiter.take(caller.key_id, state.tenant_settings(caller.tenant).rate_limit_per_minute)
+    return TenantScope(caller, caller.tenant, state.tenant_store(caller.tenant), state)

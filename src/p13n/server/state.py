@@ -1,0 +1,287 @@
+"""What one service process holds: the store, tenants and keys, the shared model behind a fair
+bounded queue, per-tenant personalizers and recommenders, and every cache a forget must clear."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from p13n.errors import ConfigError, P13nError
+from p13n.llm import LLM, LLMConfig, get_llm
+from p13n.personalize import Personalizer, PersonalizerConfig
+from p13n.privacy.redact import Redactor
+from p13n.server.tenants import TenantRegistry, TenantSettings
+from p13n.store import Store, StoredAdapter, open_store
+
+if TYPE_CHECKING:
+    from p13n.encode import Encoder
+    from p13n.recommend.service import FittedRecommender
+
+DEV_ADMIN_KEY = "p13n-dev-admin-key"
+"""The admin key of ``environment="development"``; refused anywhere else."""
+
+
+class ServerConfig(BaseModel):
+    """How ``p13n serve`` runs: validated once at start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = "sqlite:///.p13n/p13n.db"
+    environment: Literal["development", "production"] = "production"
+    admin_key: SecretStr | None = None
+    llm: LLMConfig = LLMConfig()
+    encoder: str = "minilm"
+    embed: bool = Field(True, description="embed documents at ingest (dense retrieval)")
+    generation_slots: int = Field(1, ge=1, description="generations run at once on the model")
+    generation_queue: int = Field(64, ge=0, description="requests waiting for a slot; then 503")
+    max_new_tokens: int = Field(256, gt=0, description="cap on any request's answer length")
+    max_batch_records: int = Field(10_000, gt=0)
+    reports_dir: Path = Path("bench/out")
+    defaults: PersonalizerConfig = PersonalizerConfig()
+
+    def checked(self) -> ServerConfig:
+        """Refuses to run outside development without a real admin secret."""
+        key = self.admin_key.get_secret_value() if self.admin_key else None
+        if self.environment != "development":
+            if key is None:
+                raise ConfigError(
+                    "no admin key: set P13N_ADMIN_KEY (at least 24 characters), "
+                    "or run with --dev on a development machine"
+                )
+            if key == DEV_ADMIN_KEY or len(key) < 24:
+                raise ConfigError(
+                    "the admin key is the development default or shorter than 24 characters; "
+                    "outside development set a real secret in P13N_ADMIN_KEY"
+                )
+        elif key is None:
+            return self.model_copy(update={"admin_key": SecretStr(DEV_ADMIN_KEY)})
+        return self
+
+
+class QueueFullError(P13nError):
+    """Too many generations are waiting for the model."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the model's queue is full; retry in {retry_after} s")
+
+
+class GenerationGate:
+    """At most ``slots`` generations at once; up to ``queue`` more wait, first come first served
+    (asyncio's semaphore wakes waiters in order); beyond that, ``QueueFullError`` at once."""
+
+    def __init__(self, slots: int, queue: int) -> None:
+        self.slots, self.queue = slots, queue
+        self._semaphore = asyncio.Semaphore(slots)
+        self._admitted = 0
+        self._recent: deque[float] = deque(maxlen=32)
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self._admitted - self.slots)
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead times recent generation time."""
+        mean = sum(self._recent) / len(self._recent) if self._recent else 2.0
+        return max(1, math.ceil(mean * (self.waiting + 1) / self.slots))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._admitted >= self.slots + self.queue:
+            raise QueueFullError(self.retry_after())
+        self._admitted += 1
+        try:
+            async with self._semaphore:
+                started = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    self._recent.append(time.perf_counter() - started)
+        finally:
+            self._admitted -= 1
+
+
+class RateLimitedError(P13nError):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limit reached; retry in {retry_after} s")
+
+
+class RateLimiter:
+    """A token bucket per API key (in this process): ``per_minute`` requests a minute, bursts
+    up to the same number."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, per_minute: int) -> None:
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                raise RateLimitedError(max(1, math.ceil((1.0 - tokens) / rate)))
+            self._buckets[key_id] = (tokens - 1.0, now)
+
+
+@dataclass
+class TenantCaches:
+    """Per-tenant objects built on demand and dropped by ``ServerState.forget_caches``."""
+
+    personalizers: OrderedDict[str, Personalizer] = field(default_factory=OrderedDict)
+    recommenders: dict[str, FittedRecommender] = field(default_factory=dict)
+    redactor: tuple[str, Redactor] | None = None
+
+
+class ServerState:
+    """Everything the app's handlers share. One model, loaded on first use."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
+        self.config = config.checked()
+        self.store = store or open_store(self.config.store)
+        engine = getattr(self.store, "engine", None)
+        if engine is None:
+            raise ConfigError("the service needs an SQL store (sqlite:// or postgresql://)")
+        self.tenants = TenantRegistry(engine)
+        self.gate = GenerationGate(self.config.generation_slots, self.config.generation_queue)
+        self.limiter = RateLimiter()
+        self._llm: LLM | None = None
+        self._encoder: Encoder | None = None
+        self._caches: dict[str, TenantCaches] = {}
+        self._lock = threading.RLock()
+        self.started = time.time()
+
+    @property
+    def admin_key(self) -> str:
+        assert self.config.admin_key is not None  # checked() sets one
+        return self.config.admin_key.get_secret_value()
+
+    @property
+    def llm(self) -> LLM:
+        with self._lock:
+            if self._llm is None:
+                self._llm = get_llm(self.config.llm)
+            return self._llm
+
+    @property
+    def encoder(self) -> Encoder | None:
+        if not self.config.embed:
+            return None
+        from p13n.encode import get_encoder
+
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = get_encoder(self.config.encoder)
+            return self._encoder
+
+    def tenant_store(self, tenant: str) -> Store:
+        return self.store.with_tenant(tenant)
+
+    def tenant_settings(self, tenant: str) -> TenantSettings:
+        found = self.tenants.tenant(tenant)
+        return found.settings if found is not None else TenantSettings()
+
+    def caches(self, tenant: str) -> TenantCaches:
+        with self._lock:
+            return self._caches.setdefault(tenant, TenantCaches())
+
+    def redactor(self, tenant: str) -> Redactor:
+        config = self.tenant_settings(tenant).redaction
+        key = config.model_dump_json()
+        caches = self.caches(tenant)
+        with self._lock:
+            if caches.redactor is None or caches.redactor[0] != key:
+                caches.redactor = (key, Redactor(config))
+            return caches.redactor[1]
+
+    def personalizer(self, tenant: str, config: PersonalizerConfig) -> Personalizer:
+        """A personalizer over the tenant's data, sharing the process's model and encoder."""
+        config = config.model_copy(update={"llm": self.config.llm, "encoder": self.config.encoder})
+        key = config.model_dump_json()
+        caches = self.caches(tenant)
+        with self._lock:
+            found = caches.personalizers.get(key)
+            if found is not None:
+                caches.personalizers.move_to_end(key)
+                return found
+            encoder = self.encoder if config.needs_encoder() else None
+            if config.needs_encoder() and encoder is None:
+                raise ConfigError(
+                    f"retriever {config.retriever.name!r} needs embeddings, and this server "
+                    "runs with embed=false"
+                )
+            made = Personalizer(self.tenant_store(tenant), config, llm=self.llm, encoder=encoder)
+            caches.personalizers[key] = made
+            while len(caches.personalizers) > 16:
+                caches.personalizers.popitem(last=False)
+            return made
+
+    def recommender(self, tenant: str, model: str) -> FittedRecommender:
+        """The tenant's fitted model, refitted when its interactions or catalog changed."""
+        from p13n.encode import get_encoder
+        from p13n.recommend.service import data_from_store, fingerprint, fit_recommender
+
+        data = data_from_store(self.tenant_store(tenant))
+        caches = self.caches(tenant)
+        with self._lock:
+            fitted = caches.recommenders.get(model)
+            if fitted is None or fitted.fingerprint != fingerprint(data):
+                fitted = fit_recommender(
+                    data, model, self.encoder or get_encoder(self.config.encoder)
+                )
+                caches.recommenders[model] = fitted
+            return fitted
+
+    def forget_caches(
+        self, tenant: str, user_id: str, adapters: Sequence[StoredAdapter]
+    ) -> list[str]:
+        """Drop every in-memory trace of a user: corpora, loaded ``adapters`` (theirs, read
+        before the rows went), fitted recommenders that saw them. Returns what was cleared."""
+        cleared: list[str] = []
+        with self._lock:
+            caches = self._caches.get(tenant)
+            if caches is None:
+                return cleared
+            for personalizer in caches.personalizers.values():
+                if personalizer.loader.forget(user_id):
+                    cleared.append("corpus")
+                if personalizer.adapted is not None:
+                    for entry in adapters:
+                        if personalizer.adapted.unload(entry):
+                            cleared.append(f"adapter:{entry.adapter_id}")
+            for model, fitted in list(caches.recommenders.items()):
+                if user_id in fitted.data.user_index:
+                    del caches.recommenders[model]
+                    cleared.append(f"recommender:{model}")
+        return sorted(set(cleared))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def describe(state: ServerState) -> dict[str, Any]:
+    """What /healthz reports."""
+    return {
+        "status": "ok",
+        "uptime_s": round(time.time() - state.started, 1),
+        "environment": state.config.environment,
+        "model_loaded": state._llm is not None,
+        "generation": {"admitted": state.gate.admitted, "waiting": state.gate.waiting},
+    }
