@@ -357,6 +357,85 @@ def test_the_official_openai_client_gets_personalized_answers_and_turns_are_stor
     assert {d.text for d in chats} == {"What is my dog called?", "And my cat?"}
 
 
+def test_chat_answers_with_the_users_adapter_when_they_have_one(service: Service) -> None:
+    from p13n.adapt import LoraSettings
+    from p13n.adapt.base import base_model
+    from p13n.adapt.lora import LoraTrainer
+    from p13n.adapt.train import train_user_lora
+
+    titled = [
+        {"type": "document", "user_id": "ada", "title": f"Note {n}", "text": f"Ada's note {n}."}
+        for n in range(4)
+    ]
+    h = service.headers("acme")
+    assert service.client.post("/v1/ingest", json={"records": titled}, headers=h).status_code == 201
+    _seed(service, "bob", ["Bob has no adapter."])
+    tiny = LoraSettings(epochs=1, batch_size=4, max_input_tokens=32, max_answer_tokens=8)
+    entry = train_user_lora(
+        service.state.tenant_store("acme"), "ada", "chat", LoraTrainer(base_model(), tiny)
+    )
+    chat = {"model": "p13n", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6}
+    with_adapter = service.client.post(
+        "/v1/chat/completions", json={**chat, "user": "ada"}, headers=h
+    ).json()
+    assert with_adapter["p13n"]["trace"]["adapter"]["adapter_id"] == entry.adapter_id
+    assert with_adapter["model"].endswith(entry.weights_sha256[:12])
+    plain = service.client.post(
+        "/v1/chat/completions", json={**chat, "user": "bob"}, headers=h
+    ).json()
+    assert plain["p13n"]["trace"]["adapter"] is None
+    refused = service.client.post(
+        "/v1/generate", json={"user": "bob", "input": "hi", "adapter": "lora", **SHORT}, headers=h
+    )
+    assert refused.status_code == 409 and "bob" in refused.json()["detail"]
+    forgot = service.client.delete("/v1/users/ada", headers=h).json()
+    assert f"adapter:{entry.adapter_id}" in forgot["caches_cleared"]
+
+
+def test_feedback_is_stored_as_pairs_and_ratings_and_recommendations_explain(
+    service: Service,
+) -> None:
+    h = service.headers("acme")
+    items = [
+        {"type": "item", "id": f"m{n}", "title": t}
+        for n, t in enumerate(["Alien", "Aliens", "Heat", "Ronin", "Amelie"])
+    ]
+    history = [
+        {"type": "interaction", "user_id": u, "item_id": i, "kind": "view"}
+        for u, seen in {
+            "ann": ["m0", "m1", "m2"],
+            "ben": ["m0", "m1", "m3"],
+            "cat": ["m2", "m3", "m4"],
+            "dan": ["m0", "m2"],
+        }.items()
+        for i in seen
+    ]
+    done = service.client.post("/v1/ingest", json={"records": items + history}, headers=h)
+    assert done.status_code == 201, done.text
+    pair = {"user": "ann", "prompt": "Tone?", "chosen": "Short.", "rejected": "Very long."}
+    assert service.client.post("/v1/feedback", json=pair, headers=h).status_code == 201
+    rating = {"user": "ann", "item_id": "m4", "rating": 2}
+    assert service.client.post("/v1/feedback", json=rating, headers=h).status_code == 201
+    store = service.state.tenant_store("acme")
+    assert [(p.chosen, p.rejected) for p in store.preferences("ann")] == [("Short.", "Very long.")]
+    assert any(i.item_id == "m4" and i.value == 2 for i in store.interactions("ann"))
+    mixed = service.client.post("/v1/feedback", json={**pair, "rating": 1}, headers=h)
+    assert mixed.status_code == 400 and "not a mix" in mixed.json()["detail"]
+    body = {"user": "dan", "k": 2, "model": "item-knn", "explain": True}
+    recommended = service.client.post("/v1/recommend", json=body, headers=h)
+    assert recommended.status_code == 200, recommended.text
+    result = recommended.json()
+    assert result["model"] == "item-knn" and result["fallback"] is None
+    seen = {"m0", "m2"}
+    assert len(result["items"]) == 2 and not seen & {i["item_id"] for i in result["items"]}
+    assert all(i["explanation"] for i in result["items"])
+    assert service.client.post("/v1/users", json={"id": "eve"}, headers=h).status_code == 201
+    cold = service.client.post(
+        "/v1/recommend", json={"user": "eve", "model": "item-knn"}, headers=h
+    ).json()
+    assert cold["fallback"] == "no interactions" and cold["model"] == "popularity"
+
+
 def test_generation_queues_in_order_and_refuses_beyond_the_bound() -> None:
     async def scenario() -> tuple[list[int], int]:
         gate = GenerationGate(slots=1, queue=2)

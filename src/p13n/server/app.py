@@ -601,12 +601,18 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     said = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
     if not said.strip():
         raise ConfigError("the conversation has no user message to answer")
+    state = scope.state
+    adapter = state.config.chat_adapter
+    if adapter != "none" and not scope.store.adapters(
+        user_id=body.user, task="chat", method=adapter
+    ):
+        adapter = "none"
     request = GenerateIn(
         user=body.user,
         input=said[:100_000],
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        adapter=adapter,
     )
-    state = scope.state
     personalizer = state.personalizer(scope.tenant, _personalizer_config(scope, request))
     async with state.gate.slot():
         result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)

@@ -47,6 +47,11 @@ class ServerConfig(BaseModel):
     max_new_tokens: int = Field(256, gt=0, description="cap on any request's answer length")
     max_batch_records: int = Field(10_000, gt=0)
     reports_dir: Path = Path("bench/out")
+    chat_adapter: Literal["none", "lora", "dpo"] = Field(
+        "lora",
+        description="chat completions answer with the user's adapter of this method for the "
+        "chat task when they have one (the trace says which); otherwise with the base model",
+    )
     defaults: PersonalizerConfig = PersonalizerConfig()
 
     def checked(self) -> ServerConfig:
