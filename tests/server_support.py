@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from p13n.server.app import create_app
+from p13n.server.process import free_port
 from p13n.server.state import DEV_ADMIN_KEY, ServerConfig, ServerState
 from p13n.server.tenants import TenantSettings
 
@@ -57,13 +57,6 @@ def make_service(
         assert key.status_code == 201, key.text
         keys[name] = key.json()["key"]
     return Service(app, client, keys)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

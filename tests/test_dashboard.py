@@ -8,16 +8,12 @@ import hashlib
 import http.client
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from selenium import webdriver
@@ -36,6 +32,7 @@ from p13n.server.dashboard import report_file, report_folder
 from p13n.server.state import ServerConfig, ServerState
 from p13n.store import StoredAdapter
 from p13n.store.base import DEFAULT_TENANT
+from tests.server_support import live_server
 
 SCRIPT = '<script>alert("owned")</script>'
 
@@ -351,9 +348,8 @@ def test_the_playground_form_offers_the_registered_choices(
     assert 'name="max_tokens" type="number" min="1" max="128" value="48"' in page
 
 
-def test_the_playground_refuses_bad_input_before_loading_the_model(
-    client: TestClient, served: Served
-) -> None:
+def test_the_playground_refuses_bad_input_before_loading_the_model(served: Served) -> None:
+    client = TestClient(served.app)  # no lifespan, so no warm-up loads the model
     _login(client, served.key)
     cases = [
         ({"user": "ada", "input": ""}, 400, "Give a user and an input."),
@@ -434,29 +430,11 @@ def test_no_report_is_served_from_outside_the_reports_folder(
 
 
 # ------------------------------------------------------------------------------- browser
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live(served: Served) -> Iterator[str]:
     """The app served by uvicorn on a free local port, in a background thread."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(served.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with live_server(served.app) as url:
+        yield url
 
 
 def _browser() -> WebDriver:
@@ -502,10 +480,14 @@ def test_the_dashboard_in_a_real_browser(
         assert driver.current_url == f"{live}/dashboard/login"  # redirected
         driver.find_element(By.NAME, "key").send_keys("p13n_wrong_key")
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        assert "not a live tenant API key" in driver.find_element(By.CLASS_NAME, "error").text
+        error = WebDriverWait(driver, 30).until(
+            expected_conditions.presence_of_element_located((By.CLASS_NAME, "error"))
+        )
+        assert "not a live tenant API key" in error.text
         driver.find_element(By.NAME, "key").send_keys(served.key)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        assert driver.current_url == f"{live}/dashboard"
+        # The server may still be warming up (loading the model) beside this: wait for the page.
+        WebDriverWait(driver, 30).until(expected_conditions.url_to_be(f"{live}/dashboard"))
         cookie = driver.get_cookie("p13n_key")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert driver.execute_script("return document.cookie") == ""  # HttpOnly: not readable

@@ -192,6 +192,37 @@ def test_a_tenant_can_never_reach_another_tenants_users(service: Service) -> Non
     assert service.client.get("/v1/users/alice", headers=service.headers("acme")).status_code == 200
 
 
+def test_within_a_tenant_one_users_records_are_never_reached_through_another(
+    service: Service,
+) -> None:
+    h = service.headers("acme")
+    _seed(service, "alice", ["Alice's private diary entry about sailing."])
+    _seed(service, "bob", ["Bob's notes on sailing boats."])
+    store = service.state.tenant_store("acme")
+    alice_records = {
+        "documents": store.documents("alice")[0].id,
+        "interactions": store.interactions("alice")[0].id,
+        "preferences": store.preferences("alice")[0].id,
+    }
+    before = service.client.get("/v1/users/alice/export", headers=h).json()
+    for method, path in _tenant_routes(service):
+        if "{record_id}" not in path:
+            continue
+        kind = path.split("/")[4]
+        url = path.replace("{user_id}", "bob").replace("{record_id}", alice_records[kind] or "")
+        response = service.client.request(method, url, headers=h)
+        assert response.status_code == 404, (method, url, response.text)
+        assert "diary" not in response.text
+    after = service.client.get("/v1/users/alice/export", headers=h).json()
+    for section in ("documents", "interactions", "preferences"):
+        assert after[section] == before[section]
+    answer = service.client.post(
+        "/v1/generate", json={"user": "bob", "input": "sailing diary", **SHORT}, headers=h
+    ).json()
+    assert {i["owner"] for i in answer["trace"]["retrieved"]["items"]} == {"bob"}
+    assert "Alice" not in json.dumps(answer["trace"]["prompt"])
+
+
 # ------------------------------------------------------------------------------- privacy
 def test_pii_is_redacted_at_ingest_per_tenant_and_counted(sqlite_url: str) -> None:
     from p13n.privacy.redact import RedactionConfig
@@ -333,7 +364,12 @@ def test_the_official_openai_client_gets_personalized_answers_and_turns_are_stor
         )
         assert answer.choices[0].message.content
         extra = answer.model_extra or {}
-        assert extra["p13n"]["trace"]["retrieved"]["items"][0]["owner"] == "alice"
+        trace = extra["p13n"]["trace"]
+        assert trace["retrieved"]["items"][0]["owner"] == "alice"
+        assert answer.usage is not None
+        assert answer.usage.prompt_tokens == trace["prompt_tokens"] > 0
+        assert 0 < answer.usage.completion_tokens == trace["completion_tokens"] <= 16
+        assert answer.choices[0].finish_reason == trace["finish_reason"]
         chunks = list(
             client.chat.completions.create(
                 model="p13n",
@@ -525,6 +561,10 @@ def test_injected_instructions_stay_data_and_cannot_reach_other_users(service: S
 
 # -------------------------------------------------------------- operations and PostgreSQL
 def test_health_readiness_metrics_and_openapi(service: Service) -> None:
+    assert service.client.get("/healthz").json()["warmed_up"] is False
+    warming = service.client.get("/readyz")  # the app's lifespan (warm-up) has not run
+    assert warming.status_code == 503 and "warming up" in warming.json()["detail"]
+    service.state.warm_up()
     assert service.client.get("/healthz").json()["status"] == "ok"
     assert service.client.get("/readyz").json() == {"status": "ready"}
     _seed(service, "secret-user-name", ["hello"], tenant="acme")

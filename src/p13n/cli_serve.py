@@ -29,6 +29,9 @@ def serve(
     ] = False,
     slots: Annotated[int, typer.Option(help="Generations run at once on the model.")] = 1,
     queue: Annotated[int, typer.Option(help="Generations that may wait; then 503.")] = 64,
+    writes: Annotated[
+        int, typer.Option(help="Writes (redaction, embedding, transaction) run at once.")
+    ] = 1,
     retriever: Annotated[str, typer.Option(help="Default retriever.")] = "bm25",
     k: Annotated[int, typer.Option(help="Default number of retrieved items.")] = 4,
     prompt: Annotated[str, typer.Option(help="Default prompt builder.")] = "contextual",
@@ -68,6 +71,7 @@ def serve(
             embed=settings.embed,
             generation_slots=slots,
             generation_queue=queue,
+            write_concurrency=writes,
             reports_dir=reports,
             defaults=defaults,
         ).checked()

@@ -3,14 +3,17 @@ OpenAI-compatible endpoint), recommendation, feedback, tenants and keys, metrics
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -168,8 +171,13 @@ def _record(model: type[Record], values: dict[str, Any], where: str) -> Record:
         raise IngestError(where, None, field, f"{first['msg']}{more}") from None
 
 
-def _write(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
-    """Redact (per the tenant's settings), then ingest as one transaction."""
+async def _write(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
+    """Redact (per the tenant's settings), then ingest as one transaction; at most
+    ``write_concurrency`` writes run at once, the rest wait without holding a thread."""
+    return await to_thread.run_sync(_write_now, scope, records, limiter=scope.state.write_limiter)
+
+
+def _write_now(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
     state = scope.state
     sourced = [Sourced(record, where) for record, where in records]
     cleaned, redacted = state.redactor(scope.tenant).redact_batch(sourced)
@@ -284,11 +292,11 @@ data = APIRouter(prefix="/v1", tags=["data"])
 async def put_user(body: UserIn, scope: TenantDep) -> dict[str, Any]:
     """Create a user, or replace their attributes."""
     record = _record(User, body.model_dump(), "user")
-    return await run_in_threadpool(_write, scope, [(record, "user")])
+    return await _write(scope, [(record, "user")])
 
 
 @data.get("/users")
-async def list_users(
+def list_users(
     scope: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -301,7 +309,7 @@ async def list_users(
 
 
 @data.get("/users/{user_id}")
-async def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
     user = scope.store.get_user(user_id)
     if user is None:
         raise UnknownUserError(user_id, scope.tenant)
@@ -314,20 +322,20 @@ async def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
 
 
 @data.delete("/users/{user_id}")
-async def forget_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+def forget_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
     """Forget a user: every row (documents, vectors, interactions, preferences, memberships,
     summaries, adapters) and every in-memory cache of them."""
     _require_user(scope.store, user_id)
     adapters = scope.store.adapters(user_id=user_id)
-    deleted = await run_in_threadpool(scope.store.forget, user_id)
+    deleted = scope.store.forget(user_id)
     cleared = scope.state.forget_caches(scope.tenant, user_id, adapters)
     return {"user": user_id, "deleted": deleted, "caches_cleared": cleared}
 
 
 @data.get("/users/{user_id}/export")
-async def export(user_id: str, scope: TenantDep) -> dict[str, Any]:
+def export(user_id: str, scope: TenantDep) -> dict[str, Any]:
     """Everything stored about the user, as JSON."""
-    return await run_in_threadpool(export_user, scope.store, user_id)
+    return export_user(scope.store, user_id)
 
 
 def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -> None:
@@ -335,7 +343,7 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
 
     async def create(user_id: str, body: Any, scope: TenantDep) -> dict[str, Any]:
         record = _record(model, {**body.model_dump(), "user_id": user_id}, kind)
-        return await run_in_threadpool(_write, scope, [(record, kind)])
+        return await _write(scope, [(record, kind)])
 
     create.__annotations__["body"] = body_model
     data.add_api_route(
@@ -347,7 +355,7 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
         summary=f"Add a {kind} of the user",
     )
 
-    async def listing(
+    def listing(
         user_id: str,
         scope: TenantDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -364,7 +372,7 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
         summary=f"The user's {plural}, newest first",
     )
 
-    async def one(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+    def one(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
         _require_user(scope.store, user_id)
         for record in _read(scope.store, kind, user_id, None):
             if record.id == record_id:
@@ -379,9 +387,9 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
         summary=f"One {kind} of the user",
     )
 
-    async def remove(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+    def remove(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
         _require_user(scope.store, user_id)
-        deleted = await run_in_threadpool(scope.store.delete_records, user_id, kind, [record_id])
+        deleted = scope.store.delete_records(user_id, kind, [record_id])
         if not deleted:
             raise HTTPException(404, f"user {user_id!r} has no {kind} {record_id!r}")
         return {"deleted": deleted}
@@ -412,11 +420,11 @@ _per_user_routes("preference", Preference, PreferenceIn)
 async def put_item(body: ItemIn, scope: TenantDep) -> dict[str, Any]:
     """Add or replace a catalog item."""
     record = _record(Item, body.model_dump(), "item")
-    return await run_in_threadpool(_write, scope, [(record, "item")])
+    return await _write(scope, [(record, "item")])
 
 
 @data.get("/items/{item_id}")
-async def get_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
+def get_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
     found = scope.store.items([item_id])
     if not found:
         raise HTTPException(404, f"no item {item_id!r}")
@@ -441,7 +449,7 @@ async def ingest_batch(body: BatchIn, scope: TenantDep) -> dict[str, Any]:
             )
         fields = {k: v for k, v in raw.items() if k != "type"}
         records.append((_record(RECORD_TYPES[kind], fields, f"{where} ({kind})"), where))
-    return await run_in_threadpool(_write, scope, records)
+    return await _write(scope, records)
 
 
 generation = APIRouter(prefix="/v1", tags=["personalization"])
@@ -453,12 +461,13 @@ async def generate(body: GenerateIn, scope: TenantDep) -> Any:
     model, timings); ``compare`` adds the non-personalized answer; ``stream`` sends server-sent
     events: text pieces, then the trace."""
     state = scope.state
-    personalizer = state.personalizer(scope.tenant, _personalizer_config(scope, body))
+    if body.stream and body.compare:
+        raise ConfigError("stream and compare cannot be combined")
+    config = _personalizer_config(scope, body)
+    personalizer = await run_in_threadpool(state.personalizer, scope.tenant, config)
     attributes = body.attributes or None
     if body.stream:
-        if body.compare:
-            raise ConfigError("stream and compare cannot be combined")
-        return _stream_generation(state, personalizer, body, attributes)
+        return await _stream_generation(state, personalizer, body, attributes)
     async with state.gate.slot():
         if body.compare:
             baseline, personal = await run_in_threadpool(
@@ -475,15 +484,17 @@ async def generate(body: GenerateIn, scope: TenantDep) -> Any:
     return result.to_dict()
 
 
-def _stream_generation(
+async def _stream_generation(
     state: ServerState,
     personalizer: Personalizer,
     body: GenerateIn,
     attributes: dict[str, str] | None,
 ) -> StreamingResponse:
     # The prompt is prepared (and an unknown user refused) before the response starts.
-    prepared = personalizer.prepare(
-        body.user, body.input, personalize=body.personalize, attributes=attributes
+    prepared = await run_in_threadpool(
+        partial(personalizer.prepare, personalize=body.personalize, attributes=attributes),
+        body.user,
+        body.input,
     )
 
     async def events() -> AsyncIterator[str]:
@@ -513,7 +524,7 @@ def _pieces(text: str) -> Iterator[str]:
 async def recommend(body: RecommendIn, scope: TenantDep) -> dict[str, Any]:
     """The user's top-k unseen items from the tenant's interactions; a user without
     interactions gets the most popular items (``fallback`` says so); ``explain`` adds why."""
-    _require_user(scope.store, body.user)
+    await run_in_threadpool(_require_user, scope.store, body.user)
     state = scope.state
     fitted = await run_in_threadpool(state.recommender, scope.tenant, body.model)
     texts = None
@@ -577,8 +588,8 @@ async def feedback(body: FeedbackIn, scope: TenantDep) -> dict[str, Any]:
             "feedback is either prompt + chosen + rejected (a preference pair) "
             "or item_id + rating, not a mix"
         )
-    _require_user(scope.store, body.user)
-    return await run_in_threadpool(_write, scope, [(record, "feedback")])
+    await run_in_threadpool(_require_user, scope.store, body.user)
+    return await _write(scope, [(record, "feedback")])
 
 
 openai_compatible = APIRouter(prefix="/v1", tags=["openai"])
@@ -603,8 +614,8 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
         raise ConfigError("the conversation has no user message to answer")
     state = scope.state
     adapter = state.config.chat_adapter
-    if adapter != "none" and not scope.store.adapters(
-        user_id=body.user, task="chat", method=adapter
+    if adapter != "none" and not await run_in_threadpool(
+        partial(scope.store.adapters, user_id=body.user, task="chat", method=adapter)
     ):
         adapter = "none"
     request = GenerateIn(
@@ -613,7 +624,8 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
         max_tokens=body.max_completion_tokens or body.max_tokens,
         adapter=adapter,
     )
-    personalizer = state.personalizer(scope.tenant, _personalizer_config(scope, request))
+    config = _personalizer_config(scope, request)
+    personalizer = await run_in_threadpool(state.personalizer, scope.tenant, config)
     async with state.gate.slot():
         result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)
     stored: dict[str, Any] | None = None
@@ -629,7 +641,7 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
             },
             "chat turn",
         )
-        stored = await run_in_threadpool(_write, scope, [(turn, "chat")])
+        stored = await _write(scope, [(turn, "chat")])
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     extra = {"trace": result.trace.to_dict(), "stored": stored}
@@ -637,7 +649,7 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
         return StreamingResponse(
             _chat_chunks(completion_id, created, result, extra), media_type="text/event-stream"
         )
-    usage = result.trace.to_dict().get("usage") or {}
+    trace = result.trace
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -647,14 +659,13 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.text},
-                "finish_reason": "stop",
+                "finish_reason": trace.finish_reason,
             }
         ],
         "usage": {
-            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-            "completion_tokens": int(usage.get("completion_tokens", 0)),
-            "total_tokens": int(usage.get("prompt_tokens", 0))
-            + int(usage.get("completion_tokens", 0)),
+            "prompt_tokens": trace.prompt_tokens,
+            "completion_tokens": trace.completion_tokens,
+            "total_tokens": trace.prompt_tokens + trace.completion_tokens,
         },
         "p13n": extra,
     }
@@ -678,7 +689,7 @@ def _chat_chunks(
     yield chunk({"role": "assistant", "content": ""}, None)
     for piece in _pieces(result.text):
         yield chunk({"content": piece}, None)
-    yield chunk({}, "stop", p13n=extra)
+    yield chunk({}, result.trace.finish_reason, p13n=extra)
     yield "data: [DONE]\n\n"
 
 
@@ -713,36 +724,36 @@ def _checked(settings: TenantSettings) -> TenantSettings:
 
 
 @admin.post("/tenants", status_code=201)
-async def create_tenant(body: TenantIn, request: Request) -> dict[str, Any]:
-    settings = await run_in_threadpool(_checked, body.settings)
+def create_tenant(body: TenantIn, request: Request) -> dict[str, Any]:
+    settings = _checked(body.settings)
     return _tenant_out(get_state(request).tenants.create_tenant(body.name, settings))
 
 
 @admin.get("/tenants")
-async def list_tenants(request: Request) -> dict[str, Any]:
+def list_tenants(request: Request) -> dict[str, Any]:
     return {"tenants": [_tenant_out(t) for t in get_state(request).tenants.tenants()]}
 
 
 @admin.put("/tenants/{tenant}")
-async def update_tenant(tenant: str, body: TenantSettings, request: Request) -> dict[str, Any]:
-    settings = await run_in_threadpool(_checked, body)
+def update_tenant(tenant: str, body: TenantSettings, request: Request) -> dict[str, Any]:
+    settings = _checked(body)
     return _tenant_out(get_state(request).tenants.update_tenant(tenant, settings))
 
 
 @admin.post("/tenants/{tenant}/keys", status_code=201)
-async def create_key(tenant: str, body: KeyIn, request: Request) -> dict[str, Any]:
+def create_key(tenant: str, body: KeyIn, request: Request) -> dict[str, Any]:
     """A new API key for the tenant; the key is shown only in this response."""
     key, record = get_state(request).tenants.create_key(tenant, body.label)
     return {"key": key, **_key_out(record)}
 
 
 @admin.get("/tenants/{tenant}/keys")
-async def list_keys(tenant: str, request: Request) -> dict[str, Any]:
+def list_keys(tenant: str, request: Request) -> dict[str, Any]:
     return {"keys": [_key_out(k) for k in get_state(request).tenants.keys(tenant)]}
 
 
 @admin.delete("/keys/{key_id}")
-async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     if not get_state(request).tenants.revoke(key_id):
         raise HTTPException(404, f"no live key {key_id!r}")
     return {"revoked": key_id}
@@ -760,8 +771,12 @@ async def health(request: Request) -> dict[str, Any]:
 
 @ops.get("/readyz")
 async def ready(request: Request) -> dict[str, Any]:
-    """Ready when the store answers."""
+    """Ready when the model, encoder and redaction engine are loaded and the store answers."""
     state = get_state(request)
+    if state.warm_up_error is not None:
+        raise HTTPException(503, f"warm-up failed: {state.warm_up_error}")
+    if not state.warmed:
+        raise HTTPException(503, "warming up (loading the model)")
     try:
         await run_in_threadpool(state.store.schema_revision)
     except Exception as error:  # any store failure means not ready, and says why
@@ -782,7 +797,11 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # In the background: the server answers /healthz (and /readyz with 503) meanwhile.
+        warming = asyncio.create_task(asyncio.to_thread(state.warm_up))
         yield
+        if not warming.done():
+            await asyncio.wait([warming])  # its thread cannot be stopped; let it end first
         state.close()
 
     app = FastAPI(

@@ -4,6 +4,7 @@ bounded queue, per-tenant personalizers and recommenders, and every cache a forg
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -14,18 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from anyio import CapacityLimiter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from p13n.errors import ConfigError, P13nError
 from p13n.llm import LLM, LLMConfig, get_llm
 from p13n.personalize import Personalizer, PersonalizerConfig
-from p13n.privacy.redact import Redactor
+from p13n.privacy.redact import RedactionConfig, Redactor
 from p13n.server.tenants import TenantRegistry, TenantSettings
 from p13n.store import Store, StoredAdapter, open_store
 
 if TYPE_CHECKING:
     from p13n.encode import Encoder
     from p13n.recommend.service import FittedRecommender
+
+logger = logging.getLogger(__name__)
 
 DEV_ADMIN_KEY = "p13n-dev-admin-key"
 """The admin key of ``environment="development"``; refused anywhere else."""
@@ -44,6 +48,12 @@ class ServerConfig(BaseModel):
     embed: bool = Field(True, description="embed documents at ingest (dense retrieval)")
     generation_slots: int = Field(1, ge=1, description="generations run at once on the model")
     generation_queue: int = Field(64, ge=0, description="requests waiting for a slot; then 503")
+    write_concurrency: int = Field(
+        1,
+        gt=0,
+        description="writes (redaction, embedding, the transaction) run at once; more only "
+        "crowd the CPU the model needs (see docs/BENCHMARKS.md, the service)",
+    )
     max_new_tokens: int = Field(256, gt=0, description="cap on any request's answer length")
     max_batch_records: int = Field(10_000, gt=0)
     reports_dir: Path = Path("bench/out")
@@ -166,12 +176,29 @@ class ServerState:
             raise ConfigError("the service needs an SQL store (sqlite:// or postgresql://)")
         self.tenants = TenantRegistry(engine)
         self.gate = GenerationGate(self.config.generation_slots, self.config.generation_queue)
+        self.write_limiter = CapacityLimiter(self.config.write_concurrency)
         self.limiter = RateLimiter()
         self._llm: LLM | None = None
         self._encoder: Encoder | None = None
         self._caches: dict[str, TenantCaches] = {}
         self._lock = threading.RLock()
         self.started = time.time()
+        self.warmed = False
+        self.warm_up_error: str | None = None
+
+    def warm_up(self) -> None:
+        """Load what the first requests would otherwise wait for (seconds each): the model, the
+        encoder and the redaction engine. ``/readyz`` answers 503 until this is done."""
+        try:
+            _ = self.llm
+            if self.encoder is not None:
+                self.encoder.encode(["warm up"])
+            Redactor(RedactionConfig())
+        except Exception as error:  # reported by /readyz and the log; the server stays up
+            self.warm_up_error = f"{type(error).__name__}: {error}"
+            logger.exception("warm-up failed")
+            return
+        self.warmed = True
 
     @property
     def admin_key(self) -> str:
@@ -288,5 +315,6 @@ def describe(state: ServerState) -> dict[str, Any]:
         "uptime_s": round(time.time() - state.started, 1),
         "environment": state.config.environment,
         "model_loaded": state._llm is not None,
+        "warmed_up": state.warmed,
         "generation": {"admitted": state.gate.admitted, "waiting": state.gate.waiting},
     }
