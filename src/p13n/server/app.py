@@ -26,10 +26,12 @@ from p13n.data import RECORD_TYPES, Document, Interaction, Item, Preference, Rec
 from p13n.datasets.source import Sourced
 from p13n.errors import ConfigError, IngestError, LLMError, P13nError, UnknownUserError
 from p13n.ingest import ingest
+from p13n.llm import Completion
 from p13n.personalize import Generation, Personalizer, PersonalizerConfig
 from p13n.privacy.export import export_user
 from p13n.server import metrics
 from p13n.server.auth import TenantScope, get_state, require_admin, require_tenant
+from p13n.server.llm_api import chunk_event, completion_object
 from p13n.server.state import QueueFullError, RateLimitedError, ServerConfig, ServerState
 from p13n.server.tenants import ApiKey, Tenant, TenantExistsError, TenantSettings
 from p13n.store import Store
@@ -650,46 +652,24 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
             _chat_chunks(completion_id, created, result, extra), media_type="text/event-stream"
         )
     trace = result.trace
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": result.trace.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text},
-                "finish_reason": trace.finish_reason,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": trace.prompt_tokens,
-            "completion_tokens": trace.completion_tokens,
-            "total_tokens": trace.prompt_tokens + trace.completion_tokens,
-        },
-        "p13n": extra,
-    }
+    completion = Completion(
+        text=result.text,
+        prompt_tokens=trace.prompt_tokens,
+        completion_tokens=trace.completion_tokens,
+        finish_reason=trace.finish_reason,
+        model=trace.model,
+    )
+    return {**completion_object(completion_id, created, completion), "p13n": extra}
 
 
 def _chat_chunks(
     completion_id: str, created: int, result: Generation, extra: dict[str, Any]
 ) -> Iterator[str]:
-    def chunk(delta: dict[str, Any], finish: str | None, **more: Any) -> str:
-        return _sse(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": result.trace.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **more,
-            }
-        )
-
-    yield chunk({"role": "assistant", "content": ""}, None)
+    model = result.trace.model
+    yield chunk_event(completion_id, created, model, {"role": "assistant", "content": ""})
     for piece in _pieces(result.text):
-        yield chunk({"content": piece}, None)
-    yield chunk({}, result.trace.finish_reason, p13n=extra)
+        yield chunk_event(completion_id, created, model, {"content": piece})
+    yield chunk_event(completion_id, created, model, {}, result.trace.finish_reason, p13n=extra)
     yield "data: [DONE]\n\n"
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.errors import LLMError
-from p13n.llm import LLM, ChatMessage, GenerationOptions
+from p13n.llm import LLM, ChatMessage, Completion, GenerationOptions
 
 
 class Message(BaseModel):
@@ -107,26 +107,51 @@ def create_llm_app(llm: LLM) -> FastAPI:
             completion = await run_in_threadpool(llm.generate, messages, options)
         except LLMError as error:
             raise HTTPException(502, str(error)) from error
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": llm.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": completion.text},
-                    "finish_reason": completion.finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-            },
-        }
+        return completion_object(completion_id, created, completion)
 
     return app
+
+
+def completion_object(completion_id: str, created: int, completion: Completion) -> dict[str, Any]:
+    """OpenAI's ``chat.completion`` object for ``completion``."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": completion.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": completion.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        },
+    }
+
+
+def chunk_event(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: dict[str, str],
+    finish: str | None = None,
+    **extra: Any,
+) -> str:
+    """One server-sent event holding OpenAI's ``chat.completion.chunk``."""
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+    return f"data: {json.dumps(body)}\n\n"
 
 
 def _events(llm: LLM, request: ChatRequest, completion_id: str, created: int) -> Iterator[str]:
@@ -134,14 +159,7 @@ def _events(llm: LLM, request: ChatRequest, completion_id: str, created: int) ->
     worker thread, so decoding never blocks the event loop)."""
 
     def chunk(delta: dict[str, str], finish: str | None = None) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": llm.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        return f"data: {json.dumps(body)}\n\n"
+        return chunk_event(completion_id, created, llm.model, delta, finish)
 
     options = request.options()
     yield chunk({"role": "assistant", "content": ""})
