@@ -110,6 +110,10 @@ def test_records_are_created_read_and_deleted(service: Service) -> None:
     assert c.get(f"/v1/users/u1/documents/{doc_id}", headers=h).json()["text"] == "I love ramen."
     assert c.post("/v1/items", json={"id": "m1", "title": "Heat"}, headers=h).status_code == 201
     assert c.get("/v1/items/m1", headers=h).json()["title"] == "Heat"
+    assert c.post("/v1/items", json={"id": "m2", "title": "Ronin"}, headers=h).status_code == 201
+    assert c.delete("/v1/items/m2", headers=h).json() == {"deleted": 1}
+    assert c.get("/v1/items/m2", headers=h).status_code == 404
+    assert c.delete("/v1/items/m2", headers=h).status_code == 404
     inter = c.post(
         "/v1/users/u1/interactions", json={"item_id": "m1", "kind": "rating", "value": 4}, headers=h
     )
@@ -184,6 +188,12 @@ def test_a_tenant_can_never_reach_another_tenants_users(service: Service) -> Non
     ):
         response = service.client.post(path, json=body, headers=other)
         assert response.status_code == 404, (path, response.text)
+    acme_item = {"id": "boat", "title": "Alice's sailing boat"}
+    made = service.client.post("/v1/items", json=acme_item, headers=service.headers("acme"))
+    assert made.status_code == 201
+    assert service.client.get("/v1/items/boat", headers=other).status_code == 404
+    assert service.client.delete("/v1/items/boat", headers=other).status_code == 404
+    assert service.client.get("/v1/items/boat", headers=service.headers("acme")).status_code == 200
     listed = service.client.get("/v1/users", headers=other).json()
     assert "alice" not in [u["id"] for u in listed["users"] if "sailing" in json.dumps(u)]
     after = service.client.get("/v1/users/alice/export", headers=service.headers("acme")).json()

@@ -289,6 +289,27 @@ def test_deleting_records_removes_them_with_their_vectors_and_moves_the_version(
         store.delete_records("u", "user", ["u"])
 
 
+def test_deleting_items_removes_them_and_their_vectors_in_this_tenant_only(store: Store) -> None:
+    items = [Item(id="i1", title="Heat"), Item(id="i2", title="Ronin")]
+    store.write(
+        WriteSet(
+            implicit_user_ids=["u"],
+            items=items,
+            interactions=[Interaction(user_id="u", item_id="i1", kind="view")],
+            encoder_id=ENCODER,
+            item_vectors={"i1": vector(0), "i2": vector(1)},
+        )
+    )
+    other = store.with_tenant("acme")
+    other.write(WriteSet(items=[Item(id="i1", title="Acme's Heat")]))
+    assert store.delete_items(["i1", "no-such-item"]) == 1
+    assert [i.id for i in store.items(["i1", "i2"])] == ["i2"]
+    assert set(store.item_vectors(["i1", "i2"], ENCODER)) == {"i2"}
+    assert len(store.interactions("u")) == 1  # the user's history stays
+    assert [i.title for i in other.items(["i1"])] == ["Acme's Heat"]
+    assert store.delete_items(["i1"]) == 0
+
+
 def test_tenants_never_see_each_other(store: Store) -> None:
     other = store.with_tenant("acme")
     store.write(WriteSet(implicit_user_ids=["u"], documents=[doc("u", "default tenant text")]))

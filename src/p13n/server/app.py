@@ -433,6 +433,14 @@ def get_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
     return found[0].model_dump(mode="json")
 
 
+@data.delete("/items/{item_id}")
+def delete_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
+    """Remove an item (and its vectors) from the catalog; interactions with it stay."""
+    if not scope.store.delete_items([item_id]):
+        raise HTTPException(404, f"no item {item_id!r}")
+    return {"deleted": 1}
+
+
 @data.post("/ingest", status_code=201)
 async def ingest_batch(body: BatchIn, scope: TenantDep) -> dict[str, Any]:
     """A batch of records, all or nothing: one bad record rejects the batch, naming it."""

@@ -284,6 +284,11 @@ class Store(Protocol):
         """Delete these adapters; returns how many were deleted."""
         ...
 
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        """Delete these catalog items with their vectors; returns how many were deleted. Users'
+        interactions with them stay: they are the users' history, not the catalog's."""
+        ...
+
     def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
         """Delete some of a user's documents (with their vectors), interactions or preferences in
         one transaction; the user's data version moves. Returns how many records were deleted."""

@@ -957,6 +957,17 @@ class SQLStore:
 
     # -- privacy -------------------------------------------------------------------------------
 
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        i, e = s.items, s.item_embeddings
+        deleted = 0
+        with self._transaction() as c:
+            for chunk in chunked(sorted(set(item_ids))):
+                ids = list(chunk)
+                c.execute(delete(e).where(e.c.tenant == self.tenant, e.c.item_id.in_(ids)))
+                result = c.execute(delete(i).where(i.c.tenant == self.tenant, i.c.item_id.in_(ids)))
+                deleted += result.rowcount
+        return deleted
+
     def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
         tables = {
             "document": (s.documents, s.documents.c.document_id, s.document_embeddings),
