@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openai import OpenAI
 from sqlalchemy import select
@@ -353,11 +357,35 @@ def test_generate_returns_the_trace_compares_and_streams(service: Service) -> No
     ) as r:
         events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    deltas = "".join(json.loads(e)["delta"] for e in events[:-2])
-    assert deltas == one.json()["text"]  # greedy: the same answer, in pieces
-    assert "trace" in json.loads(events[-2])
+    pieces = [json.loads(e)["delta"] for e in events[:-2]]
+    assert len(pieces) > 1  # the answer arrives as the model decodes it, not in one piece
+    assert "".join(pieces).strip() == one.json()["text"]  # greedy: the same answer
+    streamed_trace = json.loads(events[-2])["trace"]
+    assert streamed_trace["prompt"] == trace["prompt"]
+    assert streamed_trace["prompt_tokens"] == trace["prompt_tokens"]
+    assert streamed_trace["completion_tokens"] > 0 and streamed_trace["timings"]["generate_ms"] > 0
     bad = service.client.post("/v1/generate", json={**body, "retriever": "nope"}, headers=h)
     assert bad.status_code == 400 and "nope" in bad.json()["detail"]
+
+
+def test_a_client_leaving_a_stream_frees_the_model_for_the_next_request(service: Service) -> None:
+    h = service.headers("acme")
+    _seed(service, "alice", ["I only cook vegetarian food."])
+    body = {"user": "alice", "input": "Write a long story about cooking.", "max_tokens": 256}
+    with (
+        live_server(service.app) as url,
+        httpx.Client(base_url=url, headers=h, timeout=120) as http,
+    ):
+        with http.stream("POST", "/v1/generate", json={**body, "stream": True}) as response:
+            first = next(line for line in response.iter_lines() if line.startswith("data: "))
+            assert "delta" in json.loads(first[6:])
+        # The connection is closed mid-answer: the slot and the model must be released.
+        deadline = time.monotonic() + 120
+        while http.get("/healthz").json()["generation"]["admitted"]:
+            assert time.monotonic() < deadline, "the abandoned stream still holds the model"
+            time.sleep(0.1)
+        after = http.post("/v1/generate", json={**body, **SHORT}, timeout=120)
+        assert after.status_code == 200 and after.json()["text"]
 
 
 def test_the_official_openai_client_gets_personalized_answers_and_turns_are_stored(
@@ -390,7 +418,11 @@ def test_the_official_openai_client_gets_personalized_answers_and_turns_are_stor
             )
         )
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert streamed
+        assert streamed and len(chunks) > 3  # role, pieces as decoded, the finish
+        last = chunks[-1].model_extra or {}
+        assert last["p13n"]["stored"]["written"] == 1
+        assert last["p13n"]["trace"]["retrieved"]["items"]
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
         import openai
 
         with pytest.raises(openai.BadRequestError, match="user"):
@@ -609,3 +641,45 @@ def test_serve_refuses_to_start_in_production_without_an_admin_key(
     monkeypatch.delenv("P13N_ADMIN_KEY", raising=False)
     result = CliRunner().invoke(app, ["--store", f"sqlite:///{tmp_path}/s.db", "serve"])
     assert result.exit_code == 1 and "P13N_ADMIN_KEY" in result.output
+
+
+def test_a_stream_is_made_and_closed_in_one_thread_and_ends_before_the_consumer_goes_on() -> None:
+    from p13n.server.app import _drained
+
+    threads: list[int] = []
+    closed: list[bool] = []
+
+    def counting() -> Iterator[int]:
+        try:
+            for n in range(1000):
+                threads.append(threading.get_ident())
+                time.sleep(0.001)
+                yield n
+        finally:  # an adapter's lock taken in this thread must be released in it
+            threads.append(threading.get_ident())
+            closed.append(True)
+
+    async def take_three() -> list[int]:
+        taken = []
+        stream = _drained(counting)
+        async for n in stream:
+            taken.append(n)
+            if len(taken) == 3:
+                break
+        await stream.aclose()  # what Starlette does when the client goes away
+        assert closed == [True]  # the iterator was closed before aclose returned
+        return taken
+
+    assert asyncio.run(take_three()) == [0, 1, 2]
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    assert len(threads) < 50  # it stopped soon after the consumer, not after 1000 items
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("the model failed")
+
+    async def take_all() -> list[int]:
+        return [n async for n in _drained(failing)]
+
+    with pytest.raises(ValueError, match="the model failed"):
+        asyncio.run(take_all())

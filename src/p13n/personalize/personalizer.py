@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
-from p13n.llm import LLM, GenerationOptions, LLMConfig, get_llm
+from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm
 from p13n.personalize.router import GranularityConfig, Route, Router
 from p13n.prompt import NON_PERSONALIZED, ProfileWriter, Prompt, builders, templates
 from p13n.retrieve import (
@@ -240,6 +240,34 @@ class Personalizer:
         """Run the LLM on a prompt from ``prepare`` (with the user's adapter, if configured)."""
         with self._llm_for(prepared) as (llm, adapter):
             completion = llm.generate(prepared.prompt.messages, self.config.generation)
+        return self._finished(prepared, completion, adapter)
+
+    def complete_stream(self, prepared: PreparedPrompt) -> Iterator[str | Generation]:
+        """``complete``, streamed: the answer's pieces as the model decodes them, then the whole
+        ``Generation`` with its trace. Consume it in one thread: an adapter's lock is held
+        until the answer is done."""
+        options = self.config.generation
+        pieces: list[str] = []
+        with self._llm_for(prepared) as (llm, adapter):
+            for piece in llm.stream(prepared.prompt.messages, options):
+                pieces.append(piece)
+                yield piece
+        text = "".join(pieces)
+        # A stream does not say why it ended: an answer as long as the limit was cut by it
+        # (a stop string or the end of the answer ends a stream short of the limit).
+        completion_tokens = llm.tokenizer.count(text)
+        completion = Completion(
+            text=text.strip(),
+            prompt_tokens=llm.tokenizer.count_chat(prepared.prompt.messages),
+            completion_tokens=completion_tokens,
+            finish_reason="length" if completion_tokens >= options.max_new_tokens else "stop",
+            model=llm.model,
+        )
+        yield self._finished(prepared, completion, adapter)
+
+    def _finished(
+        self, prepared: PreparedPrompt, completion: Completion, adapter: dict[str, Any] | None
+    ) -> Generation:
         finished = time.perf_counter()
         timings = Timings(
             query_ms=prepared.query_ms,

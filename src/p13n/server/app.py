@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +29,7 @@ from p13n.datasets.source import Sourced
 from p13n.errors import ConfigError, IngestError, LLMError, P13nError, UnknownUserError
 from p13n.ingest import ingest
 from p13n.llm import Completion
-from p13n.personalize import Generation, Personalizer, PersonalizerConfig
+from p13n.personalize import Generation, Personalizer, PersonalizerConfig, PreparedPrompt
 from p13n.privacy.export import export_user
 from p13n.server import metrics
 from p13n.server.auth import TenantScope, get_state, require_admin, require_tenant
@@ -509,25 +511,59 @@ async def _stream_generation(
 
     async def events() -> AsyncIterator[str]:
         async with state.gate.slot():
-            result = await run_in_threadpool(personalizer.complete, prepared)
-            # One piece per word keeps the wire format of a token stream; the answer is
-            # decoded whole first so the trace (timings included) describes exactly it.
-            for piece in _pieces(result.text):
-                yield _sse({"delta": piece})
-            yield _sse({"trace": result.trace.to_dict()})
-            yield "data: [DONE]\n\n"
+            async for item in _drained(partial(personalizer.complete_stream, prepared)):
+                if isinstance(item, Generation):
+                    yield _sse({"trace": item.trace.to_dict()})
+                else:
+                    yield _sse({"delta": item})
+        yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _pieces(text: str) -> Iterator[str]:
-    start = 0
-    for index, char in enumerate(text):
-        if char == " " and index > start:
-            yield text[start:index]
-            start = index
-    if start < len(text):
-        yield text[start:]
+_END = object()
+T = TypeVar("T")
+
+
+async def _drained(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """The items of ``make()``, made and consumed in one worker thread (the iterator may hold a
+    thread's lock across items, as a user's adapter does), passed on as they come. When the
+    consumer stops early (the client went away), the iterator is closed in its thread, which
+    stops the model."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def run() -> None:
+        iterator = make()
+        try:
+            for item in iterator:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+                if stop.is_set():
+                    break
+        except BaseException as error:  # raised again in the consumer
+            loop.call_soon_threadsafe(queue.put_nowait, _Failed(error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    worker = loop.run_in_executor(None, run)
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        with CancelScope(shield=True):  # even when cancelled: the model is free before the slot
+            await worker
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 @generation.post("/recommend")
@@ -636,29 +672,18 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     )
     config = _personalizer_config(scope, request)
     personalizer = await run_in_threadpool(state.personalizer, scope.tenant, config)
-    async with state.gate.slot():
-        result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)
-    stored: dict[str, Any] | None = None
-    if body.store:
-        turn = _record(
-            Document,
-            {
-                "user_id": body.user,
-                "kind": "chat",
-                "text": said,
-                "timestamp": datetime.now(UTC),
-                "metadata": {"reply": result.text},
-            },
-            "chat turn",
-        )
-        stored = await _write(scope, [(turn, "chat")])
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    extra = {"trace": result.trace.to_dict(), "stored": stored}
     if body.stream:
+        prepared = await run_in_threadpool(personalizer.prepare, body.user, said)
         return StreamingResponse(
-            _chat_chunks(completion_id, created, result, extra), media_type="text/event-stream"
+            _chat_chunks(scope, body, said, personalizer, prepared, completion_id, created),
+            media_type="text/event-stream",
         )
+    async with state.gate.slot():
+        result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)
+    stored = await _store_turn(scope, body, said, result)
+    extra = {"trace": result.trace.to_dict(), "stored": stored}
     trace = result.trace
     completion = Completion(
         text=result.text,
@@ -670,13 +695,49 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     return {**completion_object(completion_id, created, completion), "p13n": extra}
 
 
-def _chat_chunks(
-    completion_id: str, created: int, result: Generation, extra: dict[str, Any]
-) -> Iterator[str]:
-    model = result.trace.model
+async def _store_turn(
+    scope: TenantScope, body: ChatCompletionIn, said: str, result: Generation
+) -> dict[str, Any] | None:
+    """The user's turn as their document (the reply in its metadata), unless ``store`` is off."""
+    if not body.store:
+        return None
+    turn = _record(
+        Document,
+        {
+            "user_id": body.user,
+            "kind": "chat",
+            "text": said,
+            "timestamp": datetime.now(UTC),
+            "metadata": {"reply": result.text},
+        },
+        "chat turn",
+    )
+    return await _write(scope, [(turn, "chat")])
+
+
+async def _chat_chunks(
+    scope: TenantScope,
+    body: ChatCompletionIn,
+    said: str,
+    personalizer: Personalizer,
+    prepared: PreparedPrompt,
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[str]:
+    """OpenAI's chunks as the model decodes; the last one carries the trace and the stored turn
+    (the ``p13n`` field)."""
+    model = personalizer.llm.model
     yield chunk_event(completion_id, created, model, {"role": "assistant", "content": ""})
-    for piece in _pieces(result.text):
-        yield chunk_event(completion_id, created, model, {"content": piece})
+    result: Generation | None = None
+    async with scope.state.gate.slot():
+        async for item in _drained(partial(personalizer.complete_stream, prepared)):
+            if isinstance(item, Generation):
+                result = item
+            else:
+                yield chunk_event(completion_id, created, model, {"content": item})
+    assert result is not None  # complete_stream ends with the Generation
+    stored = await _store_turn(scope, body, said, result)
+    extra = {"trace": result.trace.to_dict(), "stored": stored}
     yield chunk_event(completion_id, created, model, {}, result.trace.finish_reason, p13n=extra)
     yield "data: [DONE]\n\n"
 
