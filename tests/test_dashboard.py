@@ -147,6 +147,20 @@ def test_every_page_without_a_tenant_key_redirects_to_the_login_form(
     assert response.status_code == 303
 
 
+def test_login_attempts_from_one_address_are_limited(client: TestClient, served: Served) -> None:
+    from p13n.server.dashboard import LOGIN_ATTEMPTS_PER_MINUTE
+
+    for _ in range(LOGIN_ATTEMPTS_PER_MINUTE):
+        wrong = client.post("/dashboard/login", data={"key": "p13n_guess_secret"})
+        assert wrong.status_code == 401
+    refused = client.post("/dashboard/login", data={"key": served.key}, follow_redirects=False)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Too many login attempts" in refused.text and "set-cookie" not in refused.headers
+    # The API's keys are counted apart: the tenant's own budget is untouched.
+    api = client.get("/v1/users", headers={"Authorization": f"Bearer {served.key}"})
+    assert api.status_code == 200
+
+
 def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(
     client: TestClient, served: Served
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from openai import OpenAI
 from sqlalchemy import select
 
 from p13n.errors import ConfigError
+from p13n.server.app import create_app
 from p13n.server.state import (
     DEV_ADMIN_KEY,
     GenerationGate,
@@ -97,6 +100,34 @@ def test_rate_limit_answers_429_with_retry_after(sqlite_url: str) -> None:
     assert codes == [200, 200, 200, 429]
     limited = service.client.get("/v1/users", headers=service.headers("tiny"))
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_processes_sharing_redis_share_each_keys_budget(sqlite_url: str) -> None:
+    """Two servers on one store and one Redis, as two processes behind a load balancer."""
+    first = make_service(
+        sqlite_url, {"tiny": TenantSettings(rate_limit_per_minute=4)}, rate_limit_redis=REDIS
+    )
+    second = create_app(ServerConfig(store=sqlite_url, environment="development",
+                                     rate_limit_redis=REDIS))  # fmt: skip
+    other = TestClient(second)
+    assert other.get("/readyz").status_code == 503  # not warmed up, but it reached Redis
+    h = first.headers("tiny")
+    codes = [
+        client.get("/v1/users", headers=h).status_code
+        for client in (first.client, other, first.client, other, first.client, other)
+    ]
+    assert codes == [200, 200, 200, 200, 429, 429]  # 4 a minute in all, not 4 each
+
+
+def test_an_unreachable_rate_limit_redis_is_refused_at_start_and_reported(
+    sqlite_url: str,
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape("cannot use Redis at 'redis://127.0.0.1:1/0'")):
+        create_app(ServerConfig(store=sqlite_url, environment="development",
+                                rate_limit_redis="redis://127.0.0.1:1/0"))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ the data API

@@ -32,6 +32,13 @@ def serve(
     writes: Annotated[
         int, typer.Option(help="Writes (redaction, embedding, transaction) run at once.")
     ] = 1,
+    rate_limit_redis: Annotated[
+        str | None,
+        typer.Option(
+            envvar="P13N_RATE_LIMIT_REDIS",
+            help="redis://host:6379/0 to share rate limits among server processes.",
+        ),
+    ] = None,
     retriever: Annotated[str, typer.Option(help="Default retriever.")] = "bm25",
     k: Annotated[int, typer.Option(help="Default number of retrieved items.")] = 4,
     prompt: Annotated[str, typer.Option(help="Default prompt builder.")] = "contextual",
@@ -72,6 +79,7 @@ def serve(
             generation_slots=slots,
             generation_queue=queue,
             write_concurrency=writes,
+            rate_limit_redis=rate_limit_redis,
             reports_dir=reports,
             defaults=defaults,
         ).checked()

@@ -34,7 +34,13 @@ from p13n.privacy.export import export_user
 from p13n.server import metrics
 from p13n.server.auth import TenantScope, get_state, require_admin, require_tenant
 from p13n.server.llm_api import chunk_event, completion_object
-from p13n.server.state import QueueFullError, RateLimitedError, ServerConfig, ServerState
+from p13n.server.state import (
+    QueueFullError,
+    RateLimitedError,
+    RateLimiterUnavailableError,
+    ServerConfig,
+    ServerState,
+)
 from p13n.server.tenants import ApiKey, Tenant, TenantExistsError, TenantSettings
 from p13n.store import Store
 
@@ -273,6 +279,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(404, f"no user {error.user_id!r}", "not_found")
         if isinstance(error, QueueFullError):
             return _error(503, str(error), "overloaded", {"Retry-After": str(error.retry_after)})
+        if isinstance(error, RateLimiterUnavailableError):
+            return _error(503, str(error), "unavailable")
         if isinstance(error, RateLimitedError):
             return _error(429, str(error), "rate_limited", {"Retry-After": str(error.retry_after)})
         if isinstance(error, TenantExistsError):
@@ -820,7 +828,8 @@ async def health(request: Request) -> dict[str, Any]:
 
 @ops.get("/readyz")
 async def ready(request: Request) -> dict[str, Any]:
-    """Ready when the model, encoder and redaction engine are loaded and the store answers."""
+    """Ready when the model, encoder and redaction engine are loaded and the store (and the
+    rate limiter's Redis, if any) answers."""
     state = get_state(request)
     if state.warm_up_error is not None:
         raise HTTPException(503, f"warm-up failed: {state.warm_up_error}")
@@ -830,6 +839,7 @@ async def ready(request: Request) -> dict[str, Any]:
         await run_in_threadpool(state.store.schema_revision)
     except Exception as error:  # any store failure means not ready, and says why
         raise HTTPException(503, f"store unavailable: {type(error).__name__}") from None
+    await run_in_threadpool(state.limiter.check)
     return {"status": "ready"}
 
 

@@ -161,13 +161,33 @@ def login_form(request: Request) -> HTMLResponse:
     return _render(request, "login.html", None, error=None)
 
 
+LOGIN_ATTEMPTS_PER_MINUTE = 20
+"""Per client address, right or wrong, through the server's rate limiter (shared by processes
+when it is on Redis): guessing keys from one address gets 20 tries a minute."""
+
+
 @dashboard.post("/login")
 async def login(request: Request) -> Response:
     """Checks a tenant key and keeps it in an HttpOnly, SameSite=Strict cookie."""
+    state = get_state(request)
+    address = request.client.host if request.client is not None else "unknown"
+    try:
+        await run_in_threadpool(
+            state.limiter.take, f"dashboard-login:{address}", LOGIN_ATTEMPTS_PER_MINUTE
+        )
+    except RateLimitedError as limited:
+        page = _render(
+            request,
+            "login.html",
+            None,
+            status=429,
+            error=f"Too many login attempts from here; try again in {limited.retry_after} s.",
+        )
+        page.headers["Retry-After"] = str(limited.retry_after)
+        return page
     form = await request.form()
     key = form.get("key")
     key = key.strip() if isinstance(key, str) else ""
-    state = get_state(request)
     record = await run_in_threadpool(state.tenants.authenticate, key) if key else None
     if record is None:
         error = "That is not a live tenant API key." if key else "Enter a tenant API key."

@@ -55,6 +55,11 @@ class ServerConfig(BaseModel):
         "crowd the CPU the model needs (see docs/BENCHMARKS.md, the service)",
     )
     max_new_tokens: int = Field(256, gt=0, description="cap on any request's answer length")
+    rate_limit_redis: str | None = Field(
+        None,
+        description="redis://... to share rate limits among server processes; "
+        "by default each process counts its own",
+    )
     max_batch_records: int = Field(10_000, gt=0)
     reports_dir: Path = Path("bench/out")
     chat_adapter: Literal["none", "lora", "dpo"] = Field(
@@ -140,6 +145,11 @@ class RateLimiter:
     """A token bucket per API key (in this process): ``per_minute`` requests a minute, bursts
     up to the same number."""
 
+    backend = "memory"
+
+    def check(self) -> None:
+        """Nothing to reach: the buckets are in this process."""
+
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
@@ -154,6 +164,68 @@ class RateLimiter:
                 self._buckets[key_id] = (tokens, now)
                 raise RateLimitedError(max(1, math.ceil((1.0 - tokens) / rate)))
             self._buckets[key_id] = (tokens - 1.0, now)
+
+
+class RedisRateLimiter:
+    """The same token buckets kept in Redis, so every server process on one Redis shares each
+    key's budget. One Lua script reads, refills and takes atomically, on Redis's clock."""
+
+    backend = "redis"
+    # Hand-written: redis-py ships no rate limiter, and the libraries that do (limits,
+    # slowapi) count fixed or moving windows rather than refilling a bucket like RateLimiter.
+    _SCRIPT = """
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or capacity
+local at = tonumber(bucket[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+return {allowed, tostring(tokens)}
+"""
+
+    def __init__(self, url: str, *, prefix: str = "p13n:rate:") -> None:
+        import redis
+
+        self.url, self.prefix = url, prefix
+        try:
+            self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            self._client.ping()
+        except (redis.RedisError, ValueError) as error:
+            raise ConfigError(f"rate limits: cannot use Redis at {url!r}: {error}") from None
+        self._take = self._client.register_script(self._SCRIPT)
+
+    def check(self) -> None:
+        """Raises ``RateLimiterUnavailableError`` when Redis does not answer."""
+        import redis
+
+        try:
+            self._client.ping()
+        except redis.RedisError as error:
+            raise RateLimiterUnavailableError(self.url, error) from None
+
+    def take(self, key_id: str, per_minute: int) -> None:
+        import redis
+
+        rate = per_minute / 60.0
+        try:
+            allowed, tokens = self._take(keys=[self.prefix + key_id], args=[per_minute, rate])
+        except redis.RedisError as error:  # no silent switch to per-process limits
+            raise RateLimiterUnavailableError(self.url, error) from None
+        if not int(allowed):
+            raise RateLimitedError(max(1, math.ceil((1.0 - float(tokens)) / rate)))
+
+
+class RateLimiterUnavailableError(P13nError):
+    def __init__(self, url: str, error: Exception) -> None:
+        super().__init__(f"the rate limiter's Redis at {url!r} did not answer: {error}")
 
 
 @dataclass
@@ -177,7 +249,11 @@ class ServerState:
         self.tenants = TenantRegistry(engine)
         self.gate = GenerationGate(self.config.generation_slots, self.config.generation_queue)
         self.write_limiter = CapacityLimiter(self.config.write_concurrency)
-        self.limiter = RateLimiter()
+        self.limiter: RateLimiter | RedisRateLimiter = (
+            RedisRateLimiter(self.config.rate_limit_redis)
+            if self.config.rate_limit_redis
+            else RateLimiter()
+        )
         self._llm: LLM | None = None
         self._encoder: Encoder | None = None
         self._caches: dict[str, TenantCaches] = {}
