@@ -582,22 +582,26 @@ def test_a_full_queue_is_a_503_with_retry_after(sqlite_url: str) -> None:
     with live_server(service.app) as url:
         service.client.post("/v1/generate", json={**body, "max_tokens": 1},
                             headers=service.headers("acme"))  # fmt: skip  # loads the model
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            responses = list(
-                pool.map(
-                    lambda _: httpx.post(
-                        f"{url}/v1/generate",
-                        json=body,
-                        headers=service.headers("acme"),
-                        timeout=120,
-                    ),
-                    range(4),
+        for stream in (False, True):  # a stream is refused before its response starts
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                responses = list(
+                    pool.map(
+                        lambda streamed: httpx.post(
+                            f"{url}/v1/generate",
+                            json={**body, "stream": streamed},
+                            headers=service.headers("acme"),
+                            timeout=120,
+                        ),
+                        [stream] * 4,
+                    )
                 )
-            )
-    codes = sorted(r.status_code for r in responses)
-    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
-    refused = next(r for r in responses if r.status_code == 503)
-    assert int(refused.headers["Retry-After"]) >= 1 and "queue is full" in refused.json()["detail"]
+            codes = sorted(r.status_code for r in responses)
+            assert 200 in codes and 503 in codes and set(codes) <= {200, 503}, stream
+            refused = next(r for r in responses if r.status_code == 503)
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "queue is full" in refused.json()["detail"]
+            served = next(r for r in responses if r.status_code == 200)
+            assert ("data: [DONE]" in served.text) == stream and '"error"' not in served.text
 
 
 # -------------------------------------------------------------------- prompt injection

@@ -518,15 +518,31 @@ async def _stream_generation(
     )
 
     async def events() -> AsyncIterator[str]:
-        async with state.gate.slot():
-            async for item in _drained(partial(personalizer.complete_stream, prepared)):
-                if isinstance(item, Generation):
-                    yield _sse({"trace": item.trace.to_dict()})
-                else:
-                    yield _sse({"delta": item})
+        try:
+            async with state.gate.slot():
+                async for item in _drained(partial(personalizer.complete_stream, prepared)):
+                    if isinstance(item, Generation):
+                        yield _sse({"trace": item.trace.to_dict()})
+                    else:
+                        yield _sse({"delta": item})
+        except P13nError as error:  # the status is sent already: the error is the last event
+            yield _stream_error(error)
         yield "data: [DONE]\n\n"
 
+    state.gate.check()  # a full queue is still a 503 here, before the response starts
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _stream_error(error: P13nError) -> str:
+    """An error inside a started stream, in the shape OpenAI's clients read from a stream."""
+    kind = (
+        "overloaded"
+        if isinstance(error, QueueFullError)
+        else "model_error"
+        if isinstance(error, LLMError)
+        else "error"
+    )
+    return _sse({"error": {"message": str(error), "type": kind, "param": None, "code": None}})
 
 
 _END = object()
@@ -543,8 +559,9 @@ async def _drained(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     stop = threading.Event()
 
     def run() -> None:
-        iterator = make()
+        iterator: Iterator[T] | None = None
         try:
+            iterator = make()
             for item in iterator:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
                 if stop.is_set():
@@ -684,6 +701,7 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     created = int(time.time())
     if body.stream:
         prepared = await run_in_threadpool(personalizer.prepare, body.user, said)
+        state.gate.check()  # a full queue is still a 503 here, before the response starts
         return StreamingResponse(
             _chat_chunks(scope, body, said, personalizer, prepared, completion_id, created),
             media_type="text/event-stream",
@@ -737,12 +755,16 @@ async def _chat_chunks(
     model = personalizer.llm.model
     yield chunk_event(completion_id, created, model, {"role": "assistant", "content": ""})
     result: Generation | None = None
-    async with scope.state.gate.slot():
-        async for item in _drained(partial(personalizer.complete_stream, prepared)):
-            if isinstance(item, Generation):
-                result = item
-            else:
-                yield chunk_event(completion_id, created, model, {"content": item})
+    try:
+        async with scope.state.gate.slot():
+            async for item in _drained(partial(personalizer.complete_stream, prepared)):
+                if isinstance(item, Generation):
+                    result = item
+                else:
+                    yield chunk_event(completion_id, created, model, {"content": item})
+    except P13nError as error:  # the status is sent already: the error is the last event
+        yield _stream_error(error)
+        return
     assert result is not None  # complete_stream ends with the Generation
     stored = await _store_turn(scope, body, said, result)
     extra = {"trace": result.trace.to_dict(), "stored": stored}

@@ -119,10 +119,15 @@ class GenerationGate:
         mean = sum(self._recent) / len(self._recent) if self._recent else 2.0
         return max(1, math.ceil(mean * (self.waiting + 1) / self.slots))
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def check(self) -> None:
+        """``QueueFullError`` now if a request arriving now would be refused: a stream checks
+        before its response starts, while it can still be a 503."""
         if self._admitted >= self.slots + self.queue:
             raise QueueFullError(self.retry_after())
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self.check()
         self._admitted += 1
         try:
             async with self._semaphore:
