@@ -190,7 +190,8 @@ async def _write(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> d
 def _write_now(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
     state = scope.state
     sourced = [Sourced(record, where) for record, where in records]
-    cleaned, redacted = state.redactor(scope.tenant).redact_batch(sourced)
+    redactor = state.redactor(scope.tenant, scope.settings.redaction)
+    cleaned, redacted = redactor.redact_batch(sourced)
     report = ingest(scope.store, cleaned, encoder=state.encoder)
     metrics.record_redactions(redacted)
     return {

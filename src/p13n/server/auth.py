@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 
 from p13n.server.state import ServerState
+from p13n.server.tenants import TenantSettings
 from p13n.store import Store
 
 COOKIE = "p13n_key"
@@ -28,6 +29,7 @@ class TenantScope:
 
     caller: Caller
     tenant: str
+    settings: TenantSettings
     store: Store
     state: ServerState
 
@@ -79,5 +81,6 @@ def require_tenant(request: Request) -> TenantScope:
         raise HTTPException(403, "the admin key manages tenants; use a tenant's key for data")
     state = get_state(request)
     assert caller.key_id is not None
-    state.limiter.take(caller.key_id, state.tenant_settings(caller.tenant).rate_limit_per_minute)
-    return TenantScope(caller, caller.tenant, state.tenant_store(caller.tenant), state)
+    settings = state.tenant_settings(caller.tenant)  # read once per request
+    state.limiter.take(caller.key_id, settings.rate_limit_per_minute)
+    return TenantScope(caller, caller.tenant, settings, state.tenant_store(caller.tenant), state)

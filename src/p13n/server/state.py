@@ -315,8 +315,8 @@ class ServerState:
         with self._lock:
             return self._caches.setdefault(tenant, TenantCaches())
 
-    def redactor(self, tenant: str) -> Redactor:
-        config = self.tenant_settings(tenant).redaction
+    def redactor(self, tenant: str, config: RedactionConfig) -> Redactor:
+        """The tenant's redactor for ``config`` (its current settings), rebuilt when they change."""
         key = config.model_dump_json()
         caches = self.caches(tenant)
         with self._lock:
