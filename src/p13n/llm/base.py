@@ -83,6 +83,13 @@ class LLM(Protocol):
         ...
 
 
+def streamed_finish_reason(completion_tokens: int, options: GenerationOptions) -> str:
+    """Why a streamed answer of ``completion_tokens`` (its text re-tokenized) ended. A stream
+    does not say: an answer as long as the limit was cut by it; a stop string or the end of the
+    answer ends a stream short of the limit."""
+    return "length" if completion_tokens >= options.max_new_tokens else "stop"
+
+
 @runtime_checkable
 class ChoiceScorer(Protocol):
     """A model that can score fixed answers (log-probabilities), not only generate: local

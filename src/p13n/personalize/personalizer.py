@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
 from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm
+from p13n.llm.base import streamed_finish_reason
 from p13n.personalize.router import GranularityConfig, Route, Router
 from p13n.prompt import NON_PERSONALIZED, ProfileWriter, Prompt, builders, templates
 from p13n.retrieve import (
@@ -253,14 +254,12 @@ class Personalizer:
                 pieces.append(piece)
                 yield piece
         text = "".join(pieces)
-        # A stream does not say why it ended: an answer as long as the limit was cut by it
-        # (a stop string or the end of the answer ends a stream short of the limit).
         completion_tokens = llm.tokenizer.count(text)
         completion = Completion(
             text=text.strip(),
             prompt_tokens=llm.tokenizer.count_chat(prepared.prompt.messages),
             completion_tokens=completion_tokens,
-            finish_reason="length" if completion_tokens >= options.max_new_tokens else "stop",
+            finish_reason=streamed_finish_reason(completion_tokens, options),
             model=llm.model,
         )
         yield self._finished(prepared, completion, adapter)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.errors import LLMError
 from p13n.llm import LLM, ChatMessage, Completion, GenerationOptions
+from p13n.llm.base import streamed_finish_reason
 
 
 class Message(BaseModel):
@@ -167,8 +168,5 @@ def _events(llm: LLM, request: ChatRequest, completion_id: str, created: int) ->
     for piece in llm.stream(request.chat(), options):
         text += piece
         yield chunk({"content": piece})
-    # A stream does not say why it ended; an answer as long as the limit (re-tokenized) was
-    # cut by it (a stop string or the end of the answer ends a stream short of the limit).
-    at_limit = llm.tokenizer.count(text) >= options.max_new_tokens
-    yield chunk({}, "length" if at_limit else "stop")
+    yield chunk({}, streamed_finish_reason(llm.tokenizer.count(text), options))
     yield "data: [DONE]\n\n"
