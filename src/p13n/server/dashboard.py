@@ -388,7 +388,7 @@ def playground_form(request: Request) -> Response:
 async def playground(request: Request) -> Response:
     """The same input answered without and with the user's data, side by side, with what was
     retrieved, the level that served and the timings. Runs on the shared model's queue."""
-    scope = _scope(request)
+    scope = await run_in_threadpool(_scope, request)  # key lookups read the store
     if scope is None:
         return _to_login(request)
     state = scope.state
