@@ -6,6 +6,8 @@ the store and the model."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tests.server_support import ADMIN, Service, make_service
 def _service() -> Service:
     # Built at import: schemathesis parametrizes the test from the app's schema at collection.
     folder = Path(tempfile.mkdtemp(prefix="p13n-schema-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # lives as long as the session
     unlimited = {"acme": TenantSettings(rate_limit_per_minute=1_000_000)}
     service = make_service(f"sqlite:///{folder}/p13n.db", unlimited, max_new_tokens=4)
     records = [
