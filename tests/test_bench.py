@@ -116,7 +116,7 @@ def test_methods_side_by_side_then_every_generation_reused(
         assert len(example.outputs["bm25 k=1"].retrieved) == 1
         # each user's own profile is what gets retrieved, never another user's
         (item,) = example.outputs["bm25 k=1"].retrieved
-        assert item.startswith(example.id + "/")
+        assert item.startswith(example.id + ".")
         assert 0.0 <= example.outputs["bm25 k=1"].scores["rouge-1"] <= 1.0
     rouge = task.metrics["rouge-1"]
     for arm in task.arms:
@@ -167,7 +167,7 @@ def test_profile_swap_and_k_chosen_on_validation(
     for example in task.examples:
         assert example.swapped_with is not None and example.swapped_with != example.id
         (item,) = example.swapped["bm25 k=1"].retrieved
-        assert item.startswith(example.swapped_with + "/")  # the other user's profile
+        assert item.startswith(example.swapped_with + ".")  # the other user's profile
     for method in ("bm25", "tfidf"):
         pick = task.selected_k[method]
         assert pick["k"] in (1, 2) and pick["dev_split"] == "dev" and pick["dev_n"] == 4
@@ -275,7 +275,7 @@ def test_official_lamp_files_run_as_released(
     assert task.arms == ["none", "bm25 k=1", "profile k=1"]
     for example in task.examples:
         (item,) = example.outputs["bm25 k=1"].retrieved
-        assert item.startswith(example.id + "/")
+        assert item.startswith(example.id + ".")
         # the profile arm's prompt carries the LLM-written summary on top of the same item
         profiled = example.outputs["profile k=1"]
         assert profiled.retrieved == [item]

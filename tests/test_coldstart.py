@@ -352,7 +352,7 @@ def test_study_writes_every_arm_at_every_cut(study: StudyRun) -> None:
         assert set(size["versus_none"]) == ARMS - {"none"}
         examples = _examples(study.saved, size["size"])
         assert [e["id"] for e in examples] == [
-            f"test/test-{u}@{size['size']}" for u in ("tess", "sam")
+            f"test.test-{u}@{size['size']}" for u in ("tess", "sam")
         ]
         assert size["mean_items"] == pytest.approx(np.mean([e["items"] for e in examples]))
         for arm in ARMS:
@@ -419,13 +419,13 @@ def test_personas_come_from_training_users_only(study: StudyRun) -> None:
         store.close()
     groups = [p for pid, p in personas.items() if pid != "global"]
     members = sorted(m for p in groups for m in p.members)
-    assert members == sorted(f"train/train-{user}@all" for user in TRAINING)
+    assert members == sorted(f"train.train-{user}@all" for user in TRAINING)
     evaluated = {"tess", "sam", "dora", "dan"}
     assert not any(user in m for m in members for user in evaluated)
     # two clear topics, two personas: each persona is one topic's writers
     topics = {frozenset(p.members) for p in groups}
-    garden = frozenset(f"train/train-{u}@all" for u in ("gwen", "gus", "gia"))
-    sailing = frozenset(f"train/train-{u}@all" for u in ("sid", "sol", "sue"))
+    garden = frozenset(f"train.train-{u}@all" for u in ("gwen", "gus", "gia"))
+    sailing = frozenset(f"train.train-{u}@all" for u in ("sid", "sol", "sue"))
     assert topics == {garden, sailing}
 
 
@@ -537,7 +537,7 @@ def test_edited_profiles_are_stored_anew(
     for path in cache.glob("coldstart/*.db"):
         store = open_store(f"sqlite:///{path}")
         try:
-            stored |= {d.text for d in store.documents("test/test-tess@all")}
+            stored |= {d.text for d in store.documents("test.test-tess@all")}
         finally:
             store.close()
     assert "Jazz saxophone solo number 0" in stored

@@ -208,3 +208,14 @@ def test_size_limit_is_configurable(tmp_path: Path) -> None:
     assert len(list(load_jsonl(path, LoadOptions(max_text_chars=50)))) == 1
     with pytest.raises(IngestError, match="over the limit of 49"):
         list(load_jsonl(path, LoadOptions(max_text_chars=49)))
+
+
+def test_attribute_size_limit_is_configurable_and_names_the_line(tmp_path: Path) -> None:
+    user = {"type": "user", "id": "u", "attributes": {"bio": "x" * 40}}  # 50 characters as JSON
+    path = write(tmp_path / "u.jsonl", json.dumps(user))
+    assert len(list(load_jsonl(path, LoadOptions(max_attribute_chars=50)))) == 1
+    with pytest.raises(IngestError, match=r"u\.jsonl:1: field 'attributes': .*limit of 49"):
+        list(load_jsonl(path, LoadOptions(max_attribute_chars=49)))
+    big = write(tmp_path / "big.jsonl", json.dumps({**user, "attributes": {"bio": "x" * 40_000}}))
+    with pytest.raises(IngestError, match="limit of 32,768"):  # the default
+        list(load_jsonl(big))

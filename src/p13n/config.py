@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from p13n.data import DEFAULT_MAX_TEXT_CHARS
+from p13n.data import DEFAULT_MAX_ATTRIBUTE_CHARS, DEFAULT_MAX_TEXT_CHARS
 from p13n.errors import ConfigError
 
 DEFAULT_STORE = "sqlite:///.p13n/p13n.db"
@@ -27,6 +27,9 @@ class Settings(BaseModel):
     encoder: str = Field("minilm", description="registered encoder name")
     embed: bool = Field(True, description="compute embeddings at ingest")
     max_document_chars: int = Field(DEFAULT_MAX_TEXT_CHARS, gt=0)
+    max_attribute_chars: int = Field(
+        DEFAULT_MAX_ATTRIBUTE_CHARS, gt=0, description="longest attributes or metadata, as JSON"
+    )
     llm_backend: str = Field("embedded", description="embedded, hf or openai")
     llm_model: str | None = Field(None, description="openai: the served model's name")
     llm_path: str | None = Field(None, description="hf: a local transformers model directory")

@@ -1,7 +1,9 @@
 """The user data model (survey §3.3)."""
 
 from p13n.data.models import (
+    DEFAULT_MAX_ATTRIBUTE_CHARS,
     DEFAULT_MAX_TEXT_CHARS,
+    FLOAT32_MAX,
     RECORD_TYPES,
     Document,
     Interaction,
@@ -10,12 +12,16 @@ from p13n.data.models import (
     Preference,
     Record,
     User,
+    check_id,
+    check_unicode,
     parse_timestamp,
     stable_id,
 )
 
 __all__ = [
+    "DEFAULT_MAX_ATTRIBUTE_CHARS",
     "DEFAULT_MAX_TEXT_CHARS",
+    "FLOAT32_MAX",
     "RECORD_TYPES",
     "Document",
     "Interaction",
@@ -24,6 +30,8 @@ __all__ = [
     "Preference",
     "Record",
     "User",
+    "check_id",
+    "check_unicode",
     "parse_timestamp",
     "stable_id",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from p13n.data import DEFAULT_MAX_TEXT_CHARS, Record
+from p13n.data import DEFAULT_MAX_ATTRIBUTE_CHARS, DEFAULT_MAX_TEXT_CHARS, Record
 from p13n.errors import IngestError
 
 
@@ -31,6 +31,7 @@ class LoadOptions:
     """Limits applied while parsing."""
 
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    max_attribute_chars: int = DEFAULT_MAX_ATTRIBUTE_CHARS
 
 
 def build(
@@ -38,7 +39,11 @@ def build(
 ) -> Sourced:
     """Validate ``raw`` as ``model``; a failure is an ``IngestError`` naming record and field."""
     try:
-        record = model.model_validate(raw, context={"max_text_chars": options.max_text_chars})
+        limits = {
+            "max_text_chars": options.max_text_chars,
+            "max_attribute_chars": options.max_attribute_chars,
+        }
+        record = model.model_validate(raw, context=limits)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None

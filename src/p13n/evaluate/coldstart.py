@@ -354,7 +354,7 @@ class ColdStartStudy:
             _Cell(
                 example,
                 size,
-                f"{split}/{example.id}@{size_label(size)}",
+                f"{split}.{example.id}@{size_label(size)}",
                 sum(1 for item in _cut(example, size) if profile_text(item, spec).strip()),
             )
             for size in [*self.config.sizes, ALL]
@@ -510,7 +510,7 @@ class ColdStartStudy:
             n_personas=config.personas,
             max_personas=config.max_personas,
             seed=config.seed,
-            users=[f"train/{e.id}@all" for e in population],
+            users=[f"train.{e.id}@all" for e in population],
         )
         key = hashlib.sha256(
             json.dumps(
@@ -542,7 +542,7 @@ class ColdStartStudy:
                 for size in g.sizes:
                     cut = [
                         dataclasses.replace(
-                            e, id=f"{g.name}/{e.id}@{size_label(size)}", profile=_cut(e, size)
+                            e, id=f"{g.name}.{e.id}@{size_label(size)}", profile=_cut(e, size)
                         )
                         for e in g.examples
                     ]

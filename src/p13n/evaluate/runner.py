@@ -423,7 +423,7 @@ def profile_records(split: LampSplit, examples: Sequence[LampExample]) -> tuple[
                 Sourced(
                     Document.model_validate(
                         {
-                            "id": f"{example.id}/{n}",
+                            "id": f"{example.id}.{n}",
                             "user_id": example.id,
                             "kind": "profile",
                             "text": text,
