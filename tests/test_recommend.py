@@ -80,7 +80,7 @@ def test_empty_catalog_and_non_finite_values_are_refused() -> None:
     corrupt = Interaction.model_construct(
         id="x1", user_id="a", item_id="i1", kind="rate", value=float("nan"), timestamp=None
     )
-    with pytest.raises(RecDataError, match="interaction x1: value nan is not finite"):
+    with pytest.raises(RecDataError, match="interaction x1: value nan is not a finite float32"):
         RecData.build([corrupt], catalog(3))
 
 

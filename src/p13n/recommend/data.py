@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from p13n.data import Interaction, Item, User
+from p13n.data import FLOAT32_MAX, Interaction, Item, User
 from p13n.errors import P13nError
 
 IntArray = npt.NDArray[np.int64]
@@ -52,6 +52,8 @@ class RecData:
     times: IntArray
     catalog: Mapping[str, Item] = field(repr=False)
     user_attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    """Interactions left out by ``build(invalid="skip")``, counted by reason."""
 
     @classmethod
     def build(
@@ -62,33 +64,48 @@ class RecData:
         *,
         kinds: Sequence[str] | None = ("rate",),
         duplicates: Literal["error", "latest"] = "error",
+        invalid: Literal["error", "skip"] = "error",
     ) -> RecData:
         """Validate and index interactions against the catalog.
 
-        Every interaction must name a catalog item; a user who interacted with the same item
-        twice is an error unless ``duplicates="latest"`` keeps the latest one (ties: the later
-        record). Users with attributes but no interactions are kept (they get the fallback).
+        Every interaction must name a catalog item and carry a value float32 can hold; one that
+        does not is an error naming it, or, with ``invalid="skip"`` (a store shared by many
+        users, whose items may since have been deleted), left out and counted in ``skipped``.
+        A user who interacted with the same item twice is an error unless
+        ``duplicates="latest"`` keeps the latest one (ties: the later record). Users with
+        attributes but no interactions are kept (they get the fallback).
         """
         catalog = {item.id: item for item in items}
         if not catalog:
             raise RecDataError("the catalog is empty: a recommender needs items to rank")
         attributes = {user.id: dict(user.attributes) for user in users}
         latest: dict[tuple[str, str], tuple[int, int, float, str]] = {}
+        skipped: dict[str, int] = {}
+
+        def reject(reason: str, message: str) -> None:
+            if invalid == "error":
+                raise RecDataError(message)
+            skipped[reason] = skipped.get(reason, 0) + 1
+
         for order, interaction in enumerate(interactions):
             if kinds is not None and interaction.kind not in kinds:
                 continue
             label = interaction.id or f"#{order}"
             if interaction.item_id not in catalog:
-                raise RecDataError(
+                reject(
+                    "item not in the catalog",
                     f"interaction {label} (user {interaction.user_id!r}): item "
-                    f"{interaction.item_id!r} is not in the catalog"
+                    f"{interaction.item_id!r} is not in the catalog",
                 )
+                continue
             when = _seconds(interaction.timestamp, order)
             value = 1.0 if interaction.value is None else float(interaction.value)
-            if not np.isfinite(value):
-                raise RecDataError(
-                    f"interaction {label}: value {interaction.value!r} is not finite"
+            if not abs(value) <= FLOAT32_MAX:  # also NaN
+                reject(
+                    "value beyond float32",
+                    f"interaction {label}: value {interaction.value!r} is not a finite float32",
                 )
+                continue
             key = (interaction.user_id, interaction.item_id)
             seen = latest.get(key)
             if seen is not None:
@@ -115,6 +132,7 @@ class RecData:
             times=np.array([latest[k][0] for k in keys], dtype=np.int64),
             catalog=catalog,
             user_attributes=attributes,
+            skipped=skipped,
         )
 
     def __len__(self) -> int:
@@ -147,6 +165,7 @@ class RecData:
             self.times[keep],
             self.catalog,
             self.user_attributes,
+            self.skipped,
         )
 
     def matrix(self, *, binary: bool = True) -> Any:

@@ -1,7 +1,9 @@
 """Serving recommendations from the store: fit once, save, then recommend (and explain) per user.
 
 A user the fitted model has never seen, or one without interactions, gets the documented
-fallback: the most popular items, and the result says so (``fallback``).
+fallback: the most popular items, and the result says so (``fallback``). So does everyone when
+the tenant has too little data for the requested model to choose its settings, where the caller
+asks for that (the service does) rather than an error.
 """
 
 from __future__ import annotations
@@ -28,18 +30,22 @@ from p13n.store import Store
 
 CLASSIC = ("popularity", "item-knn", "als", "bpr")
 SERVABLE = (*CLASSIC, "content", "hybrid")
-FORMAT = 1
+FORMAT = 2
+Fallback = Literal["unknown user", "no interactions", "too little data"]
 
 
 def data_from_store(store: Store, kinds: Sequence[str] | None = None) -> RecData:
     """Every interaction of the store's tenant (of these kinds), against its catalog. A user who
-    interacted with an item more than once counts with the latest interaction."""
+    interacted with an item more than once counts with the latest interaction. Interactions with
+    items no longer in the catalog (or with values float32 cannot hold) are left out and counted,
+    so one user's stale history never stops recommendations for the others."""
     return RecData.build(
         store.all_interactions(kinds=kinds),
         store.catalog(),
         store.all_users(),
         kinds=kinds,
         duplicates="latest",
+        invalid="skip",
     )
 
 
@@ -65,7 +71,7 @@ class RecommendResult:
     user_id: str
     model: str
     items: list[Recommendation]
-    fallback: Literal["unknown user", "no interactions"] | None = None
+    fallback: Fallback | None = None
     history: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -82,6 +88,8 @@ class FittedRecommender:
     encoder_id: str
     fingerprint: str
     notes: list[str] = field(default_factory=list)
+    fallback: Fallback | None = None
+    """Set when the requested model could not be fitted: everyone gets popularity."""
 
     def recommend(
         self, user_id: str, k: int = 10, *, texts: LLMTexts | None = None
@@ -91,7 +99,7 @@ class FittedRecommender:
             raise RecDataError(f"k must be positive, got {k}")
         row = self.data.user_index.get(user_id)
         history = 0 if row is None else int(self.data.counts[row])
-        fallback: Literal["unknown user", "no interactions"] | None = None
+        fallback: Fallback | None = self.fallback
         if row is None:
             fallback = "unknown user"
         elif history == 0:
@@ -100,10 +108,12 @@ class FittedRecommender:
         scores = model.scores([row if row is not None else 0])[0].astype(np.float64)
         if row is not None:
             scores[self.data.seen(row)] = -np.inf
+        if len(self.data) == 0:  # no interaction anywhere: nothing is more popular than the rest
+            scores[:] = -np.inf
         order = [int(c) for c in np.argsort(-scores, kind="stable")[:k] if np.isfinite(scores[c])]
         explanations: list[Explanation | None] = [None] * len(order)
         if texts is not None:
-            if row is None or history == 0:
+            if fallback or row is None:
                 explanations = [
                     Explanation(self.data.item_ids[c], (), "Popular with other viewers.")
                     for c in order
@@ -144,17 +154,46 @@ class FittedRecommender:
         return fitted if isinstance(fitted, FittedRecommender) else None
 
 
-def fit_recommender(data: RecData, model_name: str, encoder: Encoder) -> FittedRecommender:
+def fit_recommender(
+    data: RecData,
+    model_name: str,
+    encoder: Encoder,
+    *,
+    thin_data: Literal["error", "popularity"] = "error",
+) -> FittedRecommender:
     """Fit ``model_name`` on all of ``data``. Hyperparameters and hybrid weights are chosen on a
-    temporal leave-last-out validation split of the same data, then the model is refitted on all."""
+    temporal leave-last-out validation split of the same data, then the model is refitted on all.
+    Data too thin for that (or no interaction at all) is an error, or with
+    ``thin_data="popularity"`` serves the popularity fallback to everyone, saying so."""
     if model_name not in SERVABLE:
         raise RecDataError(f"unknown model {model_name!r}; servable: {', '.join(SERVABLE)}")
+    notes = [
+        f"left out {count} interaction{'s' * (count != 1)}: {reason}"
+        for reason, count in sorted(data.skipped.items())
+    ]
+
+    def too_thin(problem: str) -> FittedRecommender:
+        if thin_data == "error":
+            raise RecDataError(problem)
+        popularity = Popularity()
+        popularity.fit(data)
+        return FittedRecommender(
+            model_name,
+            data,
+            popularity,
+            popularity,
+            np.zeros((data.n_items, 0), dtype=np.float32),
+            encoder.id,
+            fingerprint(data),
+            [*notes, f"{problem}: everyone gets the most popular items"],
+            "too little data",
+        )
+
     if len(data) == 0:
-        raise RecDataError("the store has no interactions to fit a recommender on")
+        return too_thin("the store has no interactions to fit a recommender on")
     vectors = item_vectors(data, encoder)
     popularity = Popularity()
     popularity.fit(data)
-    notes: list[str] = []
     model: Recommender
     if model_name == "popularity":
         model = popularity
@@ -164,10 +203,10 @@ def fit_recommender(data: RecData, model_name: str, encoder: Encoder) -> FittedR
         try:
             split = leave_last_out(data)
         except RecDataError:
-            raise RecDataError(
+            return too_thin(
                 f"{model_name} chooses its settings on each user's last interactions, and no "
-                "user has the 3 it needs; use --model popularity or content"
-            ) from None
+                "user has the 3 it needs (use the popularity or content model meanwhile)"
+            )
         rows = sorted(split.valid)
         tuned: dict[str, Recommender] = {}
         for name in (model_name,) if model_name in classic else CLASSIC:

@@ -357,7 +357,10 @@ class ServerState:
             fitted = caches.recommenders.get(model)
             if fitted is None or fitted.fingerprint != fingerprint(data):
                 fitted = fit_recommender(
-                    data, model, self.encoder or get_encoder(self.config.encoder)
+                    data,
+                    model,
+                    self.encoder or get_encoder(self.config.encoder),
+                    thin_data="popularity",
                 )
                 caches.recommenders[model] = fitted
             return fitted
