@@ -20,6 +20,7 @@ from p13n.datasets import LoadOptions, Sourced, loaders
 from p13n.datasets.generic import load_csv
 from p13n.errors import P13nError
 from p13n.ingest import IngestReport, ingest
+from p13n.paths import recommenders_dir
 from p13n.store import Store, open_store
 
 app = typer.Typer(
@@ -121,11 +122,22 @@ def ingest_command(
     ] = None,
     embed: Annotated[bool | None, typer.Option(help="Embed documents and items at ingest.")] = None,
     max_document_chars: Annotated[int | None, typer.Option(help="Longest text accepted.")] = None,
+    max_attribute_chars: Annotated[
+        int | None, typer.Option(help="Longest attributes or metadata accepted, as JSON.")
+    ] = None,
 ) -> None:
     """Ingest a dataset or your own JSONL/CSV files; one transaction per call."""
     try:
-        settings = _settings(ctx, embed=embed, max_document_chars=max_document_chars)
-        options = LoadOptions(max_text_chars=settings.max_document_chars)
+        settings = _settings(
+            ctx,
+            embed=embed,
+            max_document_chars=max_document_chars,
+            max_attribute_chars=max_attribute_chars,
+        )
+        options = LoadOptions(
+            max_text_chars=settings.max_document_chars,
+            max_attribute_chars=settings.max_attribute_chars,
+        )
         if source is Source.csv:
             records = load_csv(path, options, record_type)
         else:
@@ -239,7 +251,9 @@ def forget(
     user: Annotated[str, typer.Argument(help="User id.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete every row of a user: attributes, documents, embeddings, interactions, preferences."""
+    """Delete every row of a user (attributes, documents, embeddings, interactions, preferences,
+    memberships, profiles, adapters), erase them from the store's files where the backend can,
+    and delete the tenant's saved recommenders (they are refitted on next use)."""
     try:
         store = _open(_settings(ctx))
         if store.get_user(user) is None:
@@ -247,9 +261,32 @@ def forget(
         if not yes:
             typer.confirm(f"Forget user {user!r} in tenant {store.tenant!r}?", abort=True)
         deleted = store.forget(user)
+        left = store.scrub()
+        saved = sorted(recommenders_dir(store.tenant).glob("*.pkl"))
+        for path in saved:
+            path.unlink()
         console.print(
             f"forgot {user!r}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n)
         )
+        if saved:
+            console.print(f"deleted {len(saved)} saved recommenders of tenant {store.tenant!r}")
+        if left is not None:
+            console.print(f"[yellow]note:[/yellow] {escape(left)}")
+    except P13nError as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def vacuum(ctx: typer.Context) -> None:
+    """Rewrite the whole store (every tenant) so that deleted and forgotten rows leave nothing in
+    its files. Tables are locked while this runs: schedule it (see docs/SERVICE.md, forget)."""
+    try:
+        store = _open(_settings(ctx))
+        with console.status(f"vacuuming {store!r}"):
+            left = store.vacuum()
+        console.print(f"vacuumed {store!r}")
+        for note in left:
+            console.print(f"[yellow]still left:[/yellow] {escape(note)}")
     except P13nError as error:
         raise _fail(error) from None
 

@@ -13,7 +13,7 @@ from p13n.cli import _fail, _open, _settings, app, console
 from p13n.cli_bench import bench_app
 from p13n.cli_generate import _llm_config
 from p13n.errors import P13nError
-from p13n.paths import cache_dir
+from p13n.paths import recommenders_dir
 
 recommend_app = typer.Typer(
     help="Recommend items to a user from the store's interactions (fit once, then serve).",
@@ -34,7 +34,7 @@ def _kinds(value: str | None) -> list[str] | None:
 
 
 def _model_path(tenant: str, model: str) -> Path:
-    return cache_dir() / "recommenders" / tenant / f"{model}.pkl"
+    return recommenders_dir(tenant) / f"{model}.pkl"
 
 
 def _fitted(ctx: typer.Context, model: str, kinds: list[str] | None, refit: bool) -> Any:

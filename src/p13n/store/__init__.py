@@ -11,6 +11,7 @@ from p13n.errors import StoreError
 from p13n.registry import Registry
 from p13n.store.base import (
     DEFAULT_TENANT,
+    MAX_OFFSET,
     EmbeddedDocuments,
     Store,
     StoredAdapter,
@@ -53,6 +54,7 @@ def open_store(url: str, *, tenant: str = DEFAULT_TENANT, migrate: bool = True) 
 
 __all__ = [
     "DEFAULT_TENANT",
+    "MAX_OFFSET",
     "EmbeddedDocuments",
     "SQLStore",
     "Store",

@@ -22,7 +22,11 @@ from p13n.data import Document, Interaction, Item, Persona, Preference, User
 from p13n.errors import StoreError
 
 DEFAULT_TENANT = "default"
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+MAX_OFFSET = 2**63 - 1
+"""Largest listing offset: both backends count rows in signed 64-bit integers."""
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+"""Tenant names: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit."""
+_TENANT = re.compile(TENANT_PATTERN)
 
 Vector = npt.NDArray[np.float32]
 UserKey = tuple[str, str]
@@ -30,7 +34,7 @@ UserKey = tuple[str, str]
 
 
 def check_tenant(tenant: str) -> str:
-    if not _TENANT.match(tenant):
+    if not _TENANT.fullmatch(tenant):
         raise StoreError(
             f"tenant {tenant!r} is malformed: 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -296,7 +300,17 @@ class Store(Protocol):
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete every row of the user in every table (their adapters too); returns rows
-        deleted per table."""
+        deleted per table. Call ``scrub`` next so that no copy stays in the store's files."""
+        ...
+
+    def scrub(self) -> str | None:
+        """Erase from the store's files what deleted rows leave behind, where the backend can do
+        it now; returns None when nothing is left, else what is and how an operator removes it."""
+        ...
+
+    def vacuum(self) -> list[str]:
+        """Rewrite the whole store (every tenant) so that no deleted row is left in its files,
+        locking tables meanwhile (an operator's task); returns what is still left."""
         ...
 
     def schema_revision(self) -> str | None: ...

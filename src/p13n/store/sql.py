@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from p13n.errors import StoreError
 from p13n.store import schema as s
 from p13n.store.base import (
     DEFAULT_TENANT,
+    MAX_OFFSET,
     EmbeddedDocuments,
     StoredAdapter,
     StoredProfile,
@@ -48,6 +49,18 @@ CHUNK = 500
 
 WRITE = "p13n_write"
 """Execution option marking a connection that will write (sqlite takes the write lock up front)."""
+
+
+class Housekeeping(Protocol):
+    """What a backend does to its files beyond SQL: erasing deleted rows' leftovers."""
+
+    def scrub(self, engine: Engine) -> str | None:
+        """Erase what can be erased now without locking tables (see ``Store.scrub``)."""
+        ...
+
+    def vacuum(self, engine: Engine, tables: Sequence[str]) -> list[str]:
+        """Rewrite ``tables`` so that deleted rows leave nothing; returns what remains."""
+        ...
 
 
 def chunked(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -121,12 +134,14 @@ class SQLStore:
         *,
         tenant: str = DEFAULT_TENANT,
         migration_lock: Callable[[Connection], None] | None = None,
+        housekeeping: Housekeeping,
         migrate: bool = True,
     ) -> None:
         self.engine = engine
         self.backend = backend
         self.tenant = check_tenant(tenant)
         self._migration_lock = migration_lock
+        self.housekeeping = housekeeping
         if migrate:
             self.migrate()
         else:
@@ -159,6 +174,7 @@ class SQLStore:
         clone = object.__new__(SQLStore)
         clone.engine, clone.backend = self.engine, self.backend
         clone._migration_lock = self._migration_lock
+        clone.housekeeping = self.housekeeping
         clone.tenant = check_tenant(tenant)
         return clone
 
@@ -489,6 +505,10 @@ class SQLStore:
             )
 
     def list_users(self, *, limit: int = 100, offset: int = 0) -> list[UserSummary]:
+        if not (0 <= offset <= MAX_OFFSET and 0 <= limit <= MAX_OFFSET):
+            raise StoreError(
+                f"limit {limit} and offset {offset} must be from 0 to {MAX_OFFSET} (signed 64 bits)"
+            )
         u = s.users
         with self.engine.connect() as c:
             rows = c.execute(
@@ -1010,3 +1030,11 @@ class SQLStore:
                 )
                 deleted[table.name] = result.rowcount
         return deleted
+
+    def scrub(self) -> str | None:
+        return self.housekeeping.scrub(self.engine)
+
+    def vacuum(self) -> list[str]:
+        """Rewrite every table of the store (all tenants) so that no deleted row is left in its
+        files; tables are locked meanwhile. Returns what is still left, for the operator."""
+        return self.housekeeping.vacuum(self.engine, [t.name for t in s.metadata.sorted_tables])

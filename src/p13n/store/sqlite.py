@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
 from p13n.store.sql import WRITE, SQLStore
 
 BUSY_TIMEOUT_S = 60.0
+SCRUB_TIMEOUT_S = 10.0
+"""How long ``scrub`` retries truncating the write-ahead log while readers hold it."""
 
 
 def open_sqlite(url: str | URL, *, tenant: str, migrate: bool = True) -> SQLStore:
@@ -31,6 +34,9 @@ def open_sqlite(url: str | URL, *, tenant: str, migrate: bool = True) -> SQLStor
         cursor = dbapi_connection.cursor()
         _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows are overwritten with zeros, in their pages and in the log's page images
+        # (per connection; some builds of SQLite have it on by default, most do not).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -39,7 +45,50 @@ def open_sqlite(url: str | URL, *, tenant: str, migrate: bool = True) -> SQLStor
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     # BEGIN IMMEDIATE already serialises migrations between processes.
-    return SQLStore(engine, "sqlite", tenant=tenant, migrate=migrate)
+    return SQLStore(
+        engine, "sqlite", tenant=tenant, housekeeping=SQLiteHousekeeping(), migrate=migrate
+    )
+
+
+class SQLiteHousekeeping:
+    """``secure_delete`` (set on every connection) zeroes deleted rows in the database's pages;
+    the write-ahead log still keeps the page images written before the deletion until a
+    checkpoint truncates it."""
+
+    def scrub(self, engine: Engine) -> str | None:
+        return _truncate_wal(engine)
+
+    def vacuum(self, engine: Engine, tables: Sequence[str]) -> list[str]:
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("VACUUM")  # the whole file: ``tables`` are all of it
+        finally:
+            raw.close()
+        left = _truncate_wal(engine)
+        return [] if left is None else [left]
+
+
+def _truncate_wal(engine: Engine) -> str | None:
+    """Copy the write-ahead log into the database and truncate it to zero bytes. A reader
+    inside a transaction blocks that, so it is retried for ``SCRUB_TIMEOUT_S``."""
+    deadline = time.monotonic() + SCRUB_TIMEOUT_S
+    raw = engine.raw_connection()  # autocommit (isolation_level None): no BEGIN around it
+    try:
+        while True:
+            cursor = raw.cursor()
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+            if not busy:
+                return None
+            if time.monotonic() > deadline:
+                return (
+                    f"readers kept the write-ahead log busy for {SCRUB_TIMEOUT_S:.0f} s: it still "
+                    "holds copies of deleted rows until the next checkpoint that truncates it "
+                    "(the next forget, or closing the last connection)"
+                )
+            time.sleep(0.05)
+    finally:
+        raw.close()
 
 
 def _use_wal(cursor: Any) -> None:
