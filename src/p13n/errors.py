@@ -37,6 +37,17 @@ class UnknownUserError(P13nError, LookupError):
         super().__init__(f"no user {user_id!r} in tenant {tenant!r}")
 
 
+class UnknownTenantError(P13nError, LookupError):
+    """The service has no tenant of this name."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"no tenant {tenant!r}: create it first")
+
+    def __str__(self) -> str:  # KeyError-like classes would print the repr of the message
+        return str(self.args[0])
+
+
 class StoreError(P13nError, RuntimeError):
     """The store cannot be opened or used as asked (bad URL, schema newer than this code, ...)."""
 

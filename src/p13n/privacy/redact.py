@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
@@ -93,18 +93,53 @@ def _ner_refusal(entities: Sequence[str]) -> str:
     )
 
 
+def _phone_regions_schema(schema: dict[str, Any]) -> None:
+    import phonenumbers
+
+    schema["items"] = {"type": "string", "enum": sorted(phonenumbers.SUPPORTED_REGIONS)}
+
+
+def _threshold_rules(schema: dict[str, Any]) -> None:
+    """States in the JSON Schema what ``Redactor`` refuses: a ``score_threshold`` above the best
+    score an enabled entity's recognizer can give (it would drop every span of that entity)."""
+    rules = []
+    for entity in SUPPORTED_ENTITIES:
+        best = _best_score(_recognizer(entity, DEFAULT_PHONE_REGIONS))
+        if best >= 1.0:
+            continue
+        listed: list[dict[str, Any]] = [
+            {"properties": {"entities": {"contains": {"const": entity}}}, "required": ["entities"]}
+        ]
+        if entity in DEFAULT_ENTITIES:
+            listed.append({"not": {"required": ["entities"]}})
+        enabled = {"not": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]}}
+        rules.append(
+            {
+                "if": {"allOf": [enabled, {"anyOf": listed}]},
+                "then": {"properties": {"score_threshold": {"maximum": best}}},
+            }
+        )
+    schema["allOf"] = rules
+
+
 class RedactionConfig(BaseModel):
     """A tenant's redaction settings."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_threshold_rules)
 
-    enabled: bool = True
-    entities: tuple[str, ...] = DEFAULT_ENTITIES
+    enabled: bool = Field(True, strict=True)
+    entities: tuple[str, ...] = Field(
+        DEFAULT_ENTITIES,
+        # NER_ENTITIES are left out: they are valid names, but refused (see below).
+        json_schema_extra={"items": {"type": "string", "enum": list(SUPPORTED_ENTITIES)}},
+    )
     """Entity types to redact: any of ``SUPPORTED_ENTITIES``. ``NER_ENTITIES`` are valid names
     but refused by ``Redactor`` (``ConfigError``): they need a model this installation lacks."""
-    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0.0, le=1.0)
+    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0.0, le=1.0, strict=True)
     """Spans scoring below this are kept (see ``DEFAULT_SCORE_THRESHOLD``)."""
-    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
+    phone_regions: tuple[str, ...] = Field(
+        DEFAULT_PHONE_REGIONS, min_length=1, json_schema_extra=_phone_regions_schema
+    )
     """Regions whose national phone number formats are recognized (ISO 3166 alpha-2); numbers
     written with a ``+`` country code are recognized whatever the regions."""
 

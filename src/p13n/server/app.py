@@ -13,17 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from anyio import CancelScope, to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
 
-from p13n.adapt.base import InsufficientDataError
-from p13n.adapt.registry import AdapterNotFoundError
 from p13n.data import RECORD_TYPES, Document, Interaction, Item, Preference, Record, User
 from p13n.datasets.source import Sourced
 from p13n.errors import ConfigError, IngestError, LLMError, P13nError, UnknownUserError
@@ -33,140 +30,38 @@ from p13n.personalize import Generation, Personalizer, PersonalizerConfig, Prepa
 from p13n.privacy.export import export_user
 from p13n.server import metrics
 from p13n.server.auth import TenantScope, get_state, require_admin, require_tenant
+from p13n.server.http import JSONRoute, PathGuard, install_error_handlers
 from p13n.server.llm_api import chunk_event, completion_object
+from p13n.server.schemas import (
+    ATTRIBUTE_VALUE,
+    AUTH_ERRORS,
+    COMMON_ERRORS,
+    BatchIn,
+    ChatCompletionIn,
+    DocumentIn,
+    FeedbackIn,
+    GenerateIn,
+    InteractionIn,
+    ItemIn,
+    KeyIn,
+    PathId,
+    PathTenant,
+    PreferenceIn,
+    RecommendIn,
+    Strict,
+    TenantIn,
+    UserIn,
+    errors,
+)
 from p13n.server.state import (
     QueueFullError,
-    RateLimitedError,
-    RateLimiterUnavailableError,
     ServerConfig,
     ServerState,
 )
-from p13n.server.tenants import ApiKey, Tenant, TenantExistsError, TenantSettings
-from p13n.store import Store
+from p13n.server.tenants import ApiKey, Tenant, TenantSettings
+from p13n.store import MAX_OFFSET, Store
 
 TenantDep = Annotated[TenantScope, Depends(require_tenant)]
-UserId = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(min_length=1, max_length=100_000)]
-
-
-# ---------------------------------------------------------------- request and response models
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UserIn(Strict):
-    id: UserId
-    attributes: dict[str, str | int | float | bool] = {}
-
-
-class DocumentIn(Strict):
-    text: Text
-    kind: str = "text"
-    title: str | None = None
-    timestamp: datetime | None = None
-    id: str | None = Field(None, max_length=200)
-    metadata: dict[str, str | int | float | bool] = {}
-
-
-class InteractionIn(Strict):
-    item_id: UserId
-    kind: str = "view"
-    value: float | None = None
-    timestamp: datetime | None = None
-    id: str | None = Field(None, max_length=200)
-    metadata: dict[str, str | int | float | bool] = {}
-
-
-class PreferenceIn(Strict):
-    prompt: Text
-    chosen: Text
-    rejected: Text
-    timestamp: datetime | None = None
-    id: str | None = Field(None, max_length=200)
-
-
-class ItemIn(Strict):
-    id: UserId
-    title: str = Field(min_length=1, max_length=10_000)
-    text: str = Field("", max_length=100_000)
-    attributes: dict[str, str | int | float | bool] = {}
-
-
-class BatchIn(Strict):
-    """Records in the JSONL format of ``p13n ingest``: each has a ``type`` (user, document,
-    interaction, preference, item, persona) and that record's fields."""
-
-    records: list[dict[str, Any]] = Field(min_length=1)
-
-
-class GenerateIn(Strict):
-    user: UserId
-    input: Text
-    task: str = "chat"
-    retriever: str | None = None
-    k: int | None = Field(None, ge=0, le=50)
-    prompt: str | None = None
-    query: str | None = None
-    level: Literal["auto", "user", "persona", "global"] | None = None
-    adapter: Literal["none", "lora", "dpo", "embedding"] = "none"
-    attributes: dict[str, str] = {}
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    personalize: bool = True
-    compare: bool = Field(False, description="also answer without personalization")
-    stream: bool = False
-
-
-class RecommendIn(Strict):
-    user: UserId
-    k: int = Field(10, ge=1, le=100)
-    model: Literal["popularity", "item-knn", "als", "bpr", "content", "hybrid"] = "hybrid"
-    explain: bool = False
-
-
-class FeedbackIn(Strict):
-    """A preference pair (prompt, chosen, rejected), or a rating of an item (item_id, rating)."""
-
-    user: UserId
-    prompt: str | None = Field(None, min_length=1, max_length=100_000)
-    chosen: str | None = Field(None, min_length=1, max_length=100_000)
-    rejected: str | None = Field(None, min_length=1, max_length=100_000)
-    item_id: str | None = Field(None, min_length=1, max_length=200)
-    rating: float | None = Field(None, ge=-1000, le=1000)
-
-
-class TenantIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    settings: TenantSettings = TenantSettings()
-
-
-class KeyIn(Strict):
-    label: str = Field("", max_length=200)
-
-
-class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatCompletionIn(BaseModel):
-    """OpenAI's request; fields p13n does not use are accepted and ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessageIn] = Field(min_length=1)
-    user: str | None = Field(None, max_length=200)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    stream: bool = False
-    store: bool = Field(True, description="keep the user's turn as their data (p13n extension)")
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -178,7 +73,8 @@ def _record(model: type[Record], values: dict[str, Any], where: str) -> Record:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-        raise IngestError(where, None, field, f"{first['msg']}{more}") from None
+        problem = first["msg"].removeprefix("Value error, ")
+        raise IngestError(where, None, field, f"{problem}{more}") from None
 
 
 async def _write(scope: TenantScope, records: Sequence[tuple[Record, str]]) -> dict[str, Any]:
@@ -248,57 +144,13 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-# ------------------------------------------------------------------------------- errors
-def _error(
-    status: int, message: str, kind: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """OpenAI's error shape, which OpenAI clients show, and a ``detail`` like FastAPI's."""
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "code": status}, "detail": message},
-        status_code=status,
-        headers=headers,
-    )
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return _error(
-            error.status_code, str(error.detail), "invalid_request_error", dict(error.headers or {})
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        return _error(422, f"invalid request: {problems}", "invalid_request_error")
-
-    @app.exception_handler(P13nError)
-    async def p13n_error(request: Request, error: P13nError) -> JSONResponse:
-        if isinstance(error, UnknownUserError):
-            return _error(404, f"no user {error.user_id!r}", "not_found")
-        if isinstance(error, QueueFullError):
-            return _error(503, str(error), "overloaded", {"Retry-After": str(error.retry_after)})
-        if isinstance(error, RateLimiterUnavailableError):
-            return _error(503, str(error), "unavailable")
-        if isinstance(error, RateLimitedError):
-            return _error(429, str(error), "rate_limited", {"Retry-After": str(error.retry_after)})
-        if isinstance(error, TenantExistsError):
-            return _error(409, str(error), "conflict")
-        if isinstance(error, AdapterNotFoundError):
-            return _error(409, str(error), "no_adapter")
-        if isinstance(error, InsufficientDataError):
-            return _error(409, str(error), "insufficient_data")
-        if isinstance(error, LLMError):
-            return _error(502, str(error), "model_error")
-        if isinstance(error, IngestError):
-            return _error(422, str(error), "invalid_request_error")
-        return _error(400, str(error), "invalid_request_error")
-
-
 # ------------------------------------------------------------------------------- routes
-data = APIRouter(prefix="/v1", tags=["data"])
+data = APIRouter(
+    prefix="/v1",
+    tags=["data"],
+    route_class=JSONRoute,
+    responses=errors(*AUTH_ERRORS, *COMMON_ERRORS),
+)
 
 
 @data.post("/users", status_code=201)
@@ -312,7 +164,7 @@ async def put_user(body: UserIn, scope: TenantDep) -> dict[str, Any]:
 def list_users(
     scope: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     summaries = scope.store.list_users(limit=limit, offset=offset)
     return {
@@ -321,8 +173,8 @@ def list_users(
     }
 
 
-@data.get("/users/{user_id}")
-def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+@data.get("/users/{user_id}", responses=errors(404))
+def get_user(user_id: PathId, scope: TenantDep) -> dict[str, Any]:
     user = scope.store.get_user(user_id)
     if user is None:
         raise UnknownUserError(user_id, scope.tenant)
@@ -334,19 +186,25 @@ def get_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
     }
 
 
-@data.delete("/users/{user_id}")
-def forget_user(user_id: str, scope: TenantDep) -> dict[str, Any]:
+@data.delete("/users/{user_id}", responses=errors(404))
+def forget_user(user_id: PathId, scope: TenantDep) -> dict[str, Any]:
     """Forget a user: every row (documents, vectors, interactions, preferences, memberships,
     summaries, adapters) and every in-memory cache of them."""
     _require_user(scope.store, user_id)
     adapters = scope.store.adapters(user_id=user_id)
     deleted = scope.store.forget(user_id)
+    left_on_disk = scope.store.scrub()
     cleared = scope.state.forget_caches(scope.tenant, user_id, adapters)
-    return {"user": user_id, "deleted": deleted, "caches_cleared": cleared}
+    return {
+        "user": user_id,
+        "deleted": deleted,
+        "caches_cleared": cleared,
+        "left_on_disk": left_on_disk,
+    }
 
 
-@data.get("/users/{user_id}/export")
-def export(user_id: str, scope: TenantDep) -> dict[str, Any]:
+@data.get("/users/{user_id}/export", responses=errors(404))
+def export(user_id: PathId, scope: TenantDep) -> dict[str, Any]:
     """Everything stored about the user, as JSON."""
     return export_user(scope.store, user_id)
 
@@ -354,7 +212,7 @@ def export(user_id: str, scope: TenantDep) -> dict[str, Any]:
 def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -> None:
     plural = f"{kind}s"
 
-    async def create(user_id: str, body: Any, scope: TenantDep) -> dict[str, Any]:
+    async def create(user_id: PathId, body: Any, scope: TenantDep) -> dict[str, Any]:
         record = _record(model, {**body.model_dump(), "user_id": user_id}, kind)
         return await _write(scope, [(record, kind)])
 
@@ -382,10 +240,11 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
         listing,
         methods=["GET"],
         name=f"list_{plural}",
+        responses=errors(404),
         summary=f"The user's {plural}, newest first",
     )
 
-    def one(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+    def one(user_id: PathId, record_id: PathId, scope: TenantDep) -> dict[str, Any]:
         _require_user(scope.store, user_id)
         for record in _read(scope.store, kind, user_id, None):
             if record.id == record_id:
@@ -397,21 +256,23 @@ def _per_user_routes(kind: str, model: type[Record], body_model: type[Strict]) -
         one,
         methods=["GET"],
         name=f"get_{kind}",
+        responses=errors(404),
         summary=f"One {kind} of the user",
     )
 
-    def remove(user_id: str, record_id: str, scope: TenantDep) -> dict[str, Any]:
+    def remove(user_id: PathId, record_id: PathId, scope: TenantDep) -> dict[str, Any]:
         _require_user(scope.store, user_id)
         deleted = scope.store.delete_records(user_id, kind, [record_id])
         if not deleted:
             raise HTTPException(404, f"user {user_id!r} has no {kind} {record_id!r}")
-        return {"deleted": deleted}
+        return {"deleted": deleted, "left_on_disk": scope.store.scrub()}
 
     data.add_api_route(
         f"/users/{{user_id}}/{plural}/{{record_id}}",
         remove,
         methods=["DELETE"],
         name=f"delete_{kind}",
+        responses=errors(404),
         summary=f"Delete one {kind} of the user",
     )
 
@@ -436,16 +297,16 @@ async def put_item(body: ItemIn, scope: TenantDep) -> dict[str, Any]:
     return await _write(scope, [(record, "item")])
 
 
-@data.get("/items/{item_id}")
-def get_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
+@data.get("/items/{item_id}", responses=errors(404))
+def get_item(item_id: PathId, scope: TenantDep) -> dict[str, Any]:
     found = scope.store.items([item_id])
     if not found:
         raise HTTPException(404, f"no item {item_id!r}")
     return found[0].model_dump(mode="json")
 
 
-@data.delete("/items/{item_id}")
-def delete_item(item_id: str, scope: TenantDep) -> dict[str, Any]:
+@data.delete("/items/{item_id}", responses=errors(404))
+def delete_item(item_id: PathId, scope: TenantDep) -> dict[str, Any]:
     """Remove an item (and its vectors) from the catalog; interactions with it stay."""
     if not scope.store.delete_items([item_id]):
         raise HTTPException(404, f"no item {item_id!r}")
@@ -461,22 +322,23 @@ async def ingest_batch(body: BatchIn, scope: TenantDep) -> dict[str, Any]:
             "records", None, None, f"a batch holds at most {limit} records, not {len(body.records)}"
         )
     records: list[tuple[Record, str]] = []
-    for index, raw in enumerate(body.records):
+    for index, given in enumerate(body.records):
         where = f"records[{index}]"
-        kind = raw.get("type")
-        if not isinstance(kind, str) or kind not in RECORD_TYPES:
-            raise IngestError(
-                where, None, "type", f"must be one of {sorted(RECORD_TYPES)}, not {kind!r}"
-            )
-        fields = {k: v for k, v in raw.items() if k != "type"}
-        records.append((_record(RECORD_TYPES[kind], fields, f"{where} ({kind})"), where))
+        fields = given.model_dump(exclude={"type"})
+        record = _record(RECORD_TYPES[given.type], fields, f"{where} ({given.type})")
+        records.append((record, where))
     return await _write(scope, records)
 
 
-generation = APIRouter(prefix="/v1", tags=["personalization"])
+generation = APIRouter(
+    prefix="/v1",
+    tags=["personalization"],
+    route_class=JSONRoute,
+    responses=errors(*AUTH_ERRORS, *COMMON_ERRORS),
+)
 
 
-@generation.post("/generate")
+@generation.post("/generate", responses=errors(404, 409, 502, 503))
 async def generate(body: GenerateIn, scope: TenantDep) -> Any:
     """A personalized answer with its trace (what was retrieved, the prompt, the level, the
     model, timings); ``compare`` adds the non-personalized answer; ``stream`` sends server-sent
@@ -592,7 +454,7 @@ class _Failed:
     error: BaseException
 
 
-@generation.post("/recommend")
+@generation.post("/recommend", responses=errors(404, 502, 503))
 async def recommend(body: RecommendIn, scope: TenantDep) -> dict[str, Any]:
     """The user's top-k unseen items from the tenant's interactions; a user without
     interactions gets the most popular items (``fallback`` says so); ``explain`` adds why."""
@@ -626,7 +488,7 @@ async def recommend(body: RecommendIn, scope: TenantDep) -> dict[str, Any]:
     }
 
 
-@generation.post("/feedback", status_code=201)
+@generation.post("/feedback", status_code=201, responses=errors(404))
 async def feedback(body: FeedbackIn, scope: TenantDep) -> dict[str, Any]:
     """Feedback on an answer (a preference pair, for DPO) or on an item (a rating)."""
     pair = (body.prompt, body.chosen, body.rejected)
@@ -664,7 +526,12 @@ async def feedback(body: FeedbackIn, scope: TenantDep) -> dict[str, Any]:
     return await _write(scope, [(record, "feedback")])
 
 
-openai_compatible = APIRouter(prefix="/v1", tags=["openai"])
+openai_compatible = APIRouter(
+    prefix="/v1",
+    tags=["openai"],
+    route_class=JSONRoute,
+    responses=errors(*AUTH_ERRORS, *COMMON_ERRORS),
+)
 
 
 @openai_compatible.get("/models")
@@ -673,7 +540,7 @@ async def models(scope: TenantDep) -> dict[str, Any]:
     return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "p13n"}]}
 
 
-@openai_compatible.post("/chat/completions")
+@openai_compatible.post("/chat/completions", responses=errors(409, 502, 503))
 async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     """OpenAI's chat completions, personalized for ``user`` with their data (retrieval, the
     configured prompt builder, their adapter if the server is configured with one). The
@@ -773,7 +640,13 @@ async def _chat_chunks(
     yield "data: [DONE]\n\n"
 
 
-admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+admin = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    route_class=JSONRoute,
+    responses=errors(*AUTH_ERRORS, 400, 422, 500),
+)
 
 
 def _tenant_out(tenant: Tenant) -> dict[str, Any]:
@@ -803,7 +676,7 @@ def _checked(settings: TenantSettings) -> TenantSettings:
     return settings
 
 
-@admin.post("/tenants", status_code=201)
+@admin.post("/tenants", status_code=201, responses=errors(409))
 def create_tenant(body: TenantIn, request: Request) -> dict[str, Any]:
     settings = _checked(body.settings)
     return _tenant_out(get_state(request).tenants.create_tenant(body.name, settings))
@@ -814,32 +687,32 @@ def list_tenants(request: Request) -> dict[str, Any]:
     return {"tenants": [_tenant_out(t) for t in get_state(request).tenants.tenants()]}
 
 
-@admin.put("/tenants/{tenant}")
-def update_tenant(tenant: str, body: TenantSettings, request: Request) -> dict[str, Any]:
+@admin.put("/tenants/{tenant}", responses=errors(404))
+def update_tenant(tenant: PathTenant, body: TenantSettings, request: Request) -> dict[str, Any]:
     settings = _checked(body)
     return _tenant_out(get_state(request).tenants.update_tenant(tenant, settings))
 
 
-@admin.post("/tenants/{tenant}/keys", status_code=201)
-def create_key(tenant: str, body: KeyIn, request: Request) -> dict[str, Any]:
+@admin.post("/tenants/{tenant}/keys", status_code=201, responses=errors(404))
+def create_key(tenant: PathTenant, body: KeyIn, request: Request) -> dict[str, Any]:
     """A new API key for the tenant; the key is shown only in this response."""
     key, record = get_state(request).tenants.create_key(tenant, body.label)
     return {"key": key, **_key_out(record)}
 
 
-@admin.get("/tenants/{tenant}/keys")
-def list_keys(tenant: str, request: Request) -> dict[str, Any]:
+@admin.get("/tenants/{tenant}/keys", responses=errors(404))
+def list_keys(tenant: PathTenant, request: Request) -> dict[str, Any]:
     return {"keys": [_key_out(k) for k in get_state(request).tenants.keys(tenant)]}
 
 
-@admin.delete("/keys/{key_id}")
+@admin.delete("/keys/{key_id}", responses=errors(404))
 def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     if not get_state(request).tenants.revoke(key_id):
         raise HTTPException(404, f"no live key {key_id!r}")
     return {"revoked": key_id}
 
 
-ops = APIRouter(tags=["operations"])
+ops = APIRouter(tags=["operations"], responses=errors(500))
 
 
 @ops.get("/healthz")
@@ -849,7 +722,7 @@ async def health(request: Request) -> dict[str, Any]:
     return describe(get_state(request))
 
 
-@ops.get("/readyz")
+@ops.get("/readyz", responses=errors(503))
 async def ready(request: Request) -> dict[str, Any]:
     """Ready when the model, encoder and redaction engine are loaded and the store (and the
     rate limiter's Redis, if any) answers."""
@@ -893,11 +766,30 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         lifespan=lifespan,
     )
     app.state.p13n = state
-    _install_error_handlers(app)
-    metrics.install(app)
+    install_error_handlers(app)
+    app.add_middleware(PathGuard)
+    app.add_middleware(metrics.Observer)  # outermost: counts every answer, refused paths too
     for router in (data, generation, openai_compatible, admin, ops):
         app.include_router(router)
     from p13n.server.dashboard import dashboard
 
     app.include_router(dashboard)
+    _complete_openapi(app, state.config)
     return app
+
+
+def _complete_openapi(app: FastAPI, config: ServerConfig) -> None:
+    """The OpenAPI document with what models cannot state: the recursive component attributes
+    refer to, and this server's batch limit."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document["components"]["schemas"]
+            schemas["AttributeValue"] = ATTRIBUTE_VALUE
+            schemas.pop("JsonValue", None)  # what attributes validate as, shown as AttributeValue
+            schemas["BatchIn"]["properties"]["records"]["maxItems"] = config.max_batch_records
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,6 +1,9 @@
-"""Who is calling: an API key (``Authorization: Bearer``, or the dashboard's cookie) resolves to
-a tenant, or to the admin. Every tenant handler gets its store already scoped to the caller's
-tenant, so no handler can name another tenant."""
+"""Who is calling: an API key resolves to a tenant, or to the admin. Every tenant handler gets
+its store already scoped to the caller's tenant, so no handler can name another tenant.
+
+The API takes keys only from ``Authorization: Bearer``. The dashboard's login cookie is read by
+the dashboard's pages alone: a cookie is sent by the browser on its own, so a page elsewhere
+that gets the browser to call the API must not be acting with the user's key."""
 
 from __future__ import annotations
 
@@ -39,17 +42,18 @@ def get_state(request: Request) -> ServerState:
     return state
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(request: Request, *, cookie: bool = False) -> str | None:
+    """The bearer token; with ``cookie``, else the dashboard's login cookie."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.cookies.get(COOKIE) or None
+    return (request.cookies.get(COOKIE) or None) if cookie else None
 
 
-def identify(request: Request) -> Caller | None:
+def identify(request: Request, *, cookie: bool = False) -> Caller | None:
     """The caller a request's key names; None without a valid key."""
-    key = presented_key(request)
+    key = presented_key(request, cookie=cookie)
     if key is None:
         return None
     state = get_state(request)
@@ -74,7 +78,12 @@ def require_admin(request: Request) -> Caller:
 
 def require_tenant(request: Request) -> TenantScope:
     """Dependency of every tenant endpoint: a live tenant key, within its rate limit."""
-    caller = identify(request)
+    return tenant_scope(request, cookie=False)
+
+
+def tenant_scope(request: Request, *, cookie: bool) -> TenantScope:
+    """The tenant scope of the request's key (with ``cookie``, the dashboard's cookie counts)."""
+    caller = identify(request, cookie=cookie)
     if caller is None:
         raise _unauthorized("a valid API key is needed (Authorization: Bearer <key>)")
     if caller.admin or caller.tenant is None:

@@ -27,7 +27,7 @@ from p13n.errors import LLMError, P13nError, UnknownUserError
 from p13n.personalize import Generation, PersonalizerConfig
 from p13n.prompt import builders, templates
 from p13n.retrieve import retrievers
-from p13n.server.auth import COOKIE, TenantScope, get_state, require_tenant
+from p13n.server.auth import COOKIE, TenantScope, get_state, tenant_scope
 from p13n.server.state import QueueFullError, RateLimitedError
 from p13n.store import StoredAdapter, UserSummary
 
@@ -80,7 +80,7 @@ def _base(request: Request) -> str:
 def _scope(request: Request) -> TenantScope | None:
     """The tenant the request's key (cookie or bearer) belongs to; None without a valid one."""
     try:
-        return require_tenant(request)
+        return tenant_scope(request, cookie=True)
     except HTTPException:
         return None
 

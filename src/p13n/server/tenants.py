@@ -8,18 +8,23 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from p13n.errors import ConfigError, P13nError
+from p13n.errors import P13nError, UnknownTenantError
 from p13n.privacy.redact import RedactionConfig
 from p13n.store import schema as s
 from p13n.store.base import check_tenant
 
 KEY_PREFIX = "p13n_"
+
+
+def integral(value: Any) -> Any:
+    """JSON Schema's integers include 4.0, which strict validation would refuse."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class TenantSettings(BaseModel):
@@ -28,7 +33,9 @@ class TenantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redaction: RedactionConfig = RedactionConfig()
-    rate_limit_per_minute: int = Field(600, gt=0, description="requests per key per minute")
+    rate_limit_per_minute: Annotated[int, BeforeValidator(integral)] = Field(
+        600, gt=0, strict=True, description="requests per key per minute"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class TenantRegistry:
                 .values(settings=settings.model_dump(mode="json"))
             ).rowcount
         if not done:
-            raise ConfigError(f"no tenant {name!r}")
+            raise UnknownTenantError(name)
         tenant = self.tenant(name)
         assert tenant is not None
         return tenant
@@ -114,7 +121,7 @@ class TenantRegistry:
     def create_key(self, tenant: str, label: str = "") -> tuple[str, ApiKey]:
         """A new key for ``tenant``: (the key, shown once; its stored record)."""
         if self.tenant(tenant) is None:
-            raise ConfigError(f"no tenant {tenant!r}: create it first")
+            raise UnknownTenantError(tenant)
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         record = ApiKey(key_id, tenant, label, datetime.now(UTC), None)
         with self.engine.begin() as c:
@@ -131,6 +138,8 @@ class TenantRegistry:
         return f"{KEY_PREFIX}{key_id}_{secret}", record
 
     def keys(self, tenant: str) -> list[ApiKey]:
+        if self.tenant(tenant) is None:
+            raise UnknownTenantError(tenant)
         k = s.api_keys
         with self.engine.connect() as c:
             rows = c.execute(select(k).where(k.c.tenant == tenant).order_by(k.c.created_at)).all()
