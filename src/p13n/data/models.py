@@ -147,15 +147,23 @@ def check_unicode(value: str, what: str = "text") -> str:
     return value
 
 
+MAX_ID_CHARS = 200
+
+
 def _stripped_id(value: Any) -> Any:
-    # Python's notion of whitespace, as for texts and kinds (pydantic's strip_whitespace is
-    # Rust's, which keeps U+001C-U+001F).
-    return check_unicode(value, "id").strip() if isinstance(value, str) else value
+    """Surrounding whitespace stripped, Python's notion of it as for texts and kinds (pydantic's
+    strip_whitespace is Rust's, which keeps U+001C-U+001F). The length limit holds before
+    stripping, as the published schema's ``maxLength`` says."""
+    if not isinstance(value, str):
+        return value
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"id has {len(value):,} characters, over the limit of {MAX_ID_CHARS}")
+    return check_unicode(value, "id").strip()
 
 
 Id = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=200),
+    StringConstraints(min_length=1),
     AfterValidator(check_id),
     BeforeValidator(_stripped_id),
 ]

@@ -101,25 +101,29 @@ def _phone_regions_schema(schema: dict[str, Any]) -> None:
 
 def _threshold_rules(schema: dict[str, Any]) -> None:
     """States in the JSON Schema what ``Redactor`` refuses: a ``score_threshold`` above the best
-    score an enabled entity's recognizer can give (it would drop every span of that entity)."""
-    rules = []
-    for entity in SUPPORTED_ENTITIES:
-        best = _best_score(_recognizer(entity, DEFAULT_PHONE_REGIONS))
-        if best >= 1.0:
-            continue
-        listed: list[dict[str, Any]] = [
-            {"properties": {"entities": {"contains": {"const": entity}}}, "required": ["entities"]}
-        ]
-        if entity in DEFAULT_ENTITIES:
-            listed.append({"not": {"required": ["entities"]}})
-        enabled = {"not": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]}}
-        rules.append(
+    score an enabled entity's recognizer can give (it would drop every span of that entity).
+    Written as bands of the threshold, each with the entities it leaves alive: schema
+    generators handle such a flat ``anyOf`` where they give up on ``if``/``not``/``contains``."""
+    best = {e: _best_score(_recognizer(e, DEFAULT_PHONE_REGIONS)) for e in SUPPORTED_ENTITIES}
+    # Any entity set allows a threshold up to the lowest best score (the default entities hold
+    # that entity, PHONE_NUMBER, so the bands below also describe a request that omits them).
+    lowest = min(best.values())
+    bands: list[dict[str, Any]] = [
+        {"properties": {"score_threshold": {"maximum": lowest}}},
+        {"properties": {"enabled": {"const": False}}, "required": ["enabled"]},
+    ]
+    for ceiling in sorted({score for score in best.values() if score > lowest}):
+        alive = [entity for entity in SUPPORTED_ENTITIES if best[entity] >= ceiling]
+        bands.append(
             {
-                "if": {"allOf": [enabled, {"anyOf": listed}]},
-                "then": {"properties": {"score_threshold": {"maximum": best}}},
+                "properties": {
+                    "score_threshold": {"maximum": ceiling},
+                    "entities": {"items": {"enum": alive}},
+                },
+                "required": ["entities"],
             }
         )
-    schema["allOf"] = rules
+    schema["anyOf"] = bands
 
 
 class RedactionConfig(BaseModel):

@@ -28,6 +28,7 @@ from pydantic.config import JsonDict
 from p13n.data import DEFAULT_MAX_TEXT_CHARS, FLOAT32_MAX
 from p13n.data.models import (
     END,
+    MAX_ID_CHARS,
     NO_NUL_PATTERN,
     Attributes,
     Id,
@@ -35,6 +36,7 @@ from p13n.data.models import (
     OptionalText,
     Text,
     Timestamp,
+    check_unicode,
     id_pattern,
     kind_pattern,
     text_pattern,
@@ -91,7 +93,7 @@ def _schema(**rules: Any) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", **rules})
 
 
-ApiId = Annotated[Id, _schema(minLength=1, maxLength=200, pattern=id_pattern())]
+ApiId = Annotated[Id, _schema(minLength=1, maxLength=MAX_ID_CHARS, pattern=id_pattern())]
 """An id: one URL path segment (no '/', control, bidi or zero-width characters), 1-200 long."""
 ApiText = Annotated[
     Text, _schema(minLength=1, maxLength=DEFAULT_MAX_TEXT_CHARS, pattern=text_pattern())
@@ -181,7 +183,8 @@ ApiValue = Annotated[
 
 
 PathId = Annotated[
-    str, Path(json_schema_extra={"minLength": 1, "maxLength": 200, "pattern": id_pattern()})
+    str,
+    Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": id_pattern()}),
 ]
 """An id in a path: only what ``ApiId`` accepts can exist, so anything else is not found."""
 
@@ -413,8 +416,17 @@ class TenantIn(Strict):
     settings: TenantSettings = TenantSettings()
 
 
+def _label(value: str) -> str:
+    return check_unicode(value, "label")
+
+
 class KeyIn(Strict):
-    label: str = Field("", max_length=200)
+    label: Annotated[
+        str,
+        Field(max_length=200),
+        AfterValidator(_label),
+        WithJsonSchema({"type": "string", "maxLength": 200, "pattern": NO_NUL_PATTERN}),
+    ] = ""
 
 
 # ------------------------------------------------------------------- OpenAI's chat request
