@@ -56,6 +56,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/dpo_personas.py
 	OMP_NUM_THREADS=2 $(BIN)/p13n bench run bench/configs/adapt.toml
 	$(BIN)/python bench/load_test.py
+	$(BIN)/python bench/fuzz_service.py
 
 clean:
 	rm -rf $(VENV) .p13n .pytest_cache .mypy_cache .ruff_cache
