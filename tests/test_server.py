@@ -572,6 +572,27 @@ def test_generation_queues_in_order_and_refuses_beyond_the_bound() -> None:
     assert order == [0, 1, 2] and retry_after >= 1
 
 
+def test_a_streams_place_in_the_queue_is_held_from_before_its_response_starts() -> None:
+    """A stream is admitted before its 200 is sent; no request admitted meanwhile can take its
+    place (it once could, and the stream then ended in an 'overloaded' event)."""
+
+    async def scenario() -> list[int]:
+        gate = GenerationGate(slots=1, queue=0)
+        stream = gate.admit()  # the stream's response starts now; its generation later
+        with pytest.raises(QueueFullError):
+            gate.admit()  # a second request in between is refused, not the stream
+        async with stream.slot():
+            held = [gate.admitted]
+        stream.release()  # given back once: a second release changes nothing
+        never_ran = gate.admit()  # a stream whose client left before it began
+        never_ran.release()
+        async with gate.slot():
+            held.append(gate.admitted)
+        return [*held, gate.admitted]
+
+    assert asyncio.run(scenario()) == [1, 1, 0]
+
+
 def test_a_full_queue_is_a_503_with_retry_after(sqlite_url: str) -> None:
     import concurrent.futures
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 
 from p13n.data import RECORD_TYPES, Document, Interaction, Item, Preference, Record, User
 from p13n.datasets.source import Sourced
@@ -54,6 +55,7 @@ from p13n.server.schemas import (
     errors,
 )
 from p13n.server.state import (
+    Admission,
     QueueFullError,
     ServerConfig,
     ServerState,
@@ -380,9 +382,11 @@ async def _stream_generation(
         body.input,
     )
 
+    admission = state.gate.admit()  # a full queue is still a 503 here, before the response starts
+
     async def events() -> AsyncIterator[str]:
         try:
-            async with state.gate.slot():
+            async with admission.slot():
                 async for item in _drained(partial(personalizer.complete_stream, prepared)):
                     if isinstance(item, Generation):
                         yield _sse({"trace": item.trace.to_dict()})
@@ -392,8 +396,10 @@ async def _stream_generation(
             yield _stream_error(error)
         yield "data: [DONE]\n\n"
 
-    state.gate.check()  # a full queue is still a 503 here, before the response starts
-    return StreamingResponse(events(), media_type="text/event-stream")
+    # The place is given back when the stream ends, or after the response if it never began.
+    return StreamingResponse(
+        events(), media_type="text/event-stream", background=BackgroundTask(admission.release)
+    )
 
 
 def _stream_error(error: P13nError) -> str:
@@ -569,10 +575,12 @@ async def chat_completions(body: ChatCompletionIn, scope: TenantDep) -> Any:
     created = int(time.time())
     if body.stream:
         prepared = await run_in_threadpool(personalizer.prepare, body.user, said)
-        state.gate.check()  # a full queue is still a 503 here, before the response starts
+        admission = state.gate.admit()  # a full queue is still a 503, before the response starts
+        chunks = _chat_chunks(
+            scope, body, said, personalizer, prepared, admission, completion_id, created
+        )
         return StreamingResponse(
-            _chat_chunks(scope, body, said, personalizer, prepared, completion_id, created),
-            media_type="text/event-stream",
+            chunks, media_type="text/event-stream", background=BackgroundTask(admission.release)
         )
     async with state.gate.slot():
         result: Generation = await run_in_threadpool(personalizer.generate, body.user, said)
@@ -615,6 +623,7 @@ async def _chat_chunks(
     said: str,
     personalizer: Personalizer,
     prepared: PreparedPrompt,
+    admission: Admission,
     completion_id: str,
     created: int,
 ) -> AsyncIterator[str]:
@@ -624,7 +633,7 @@ async def _chat_chunks(
     yield chunk_event(completion_id, created, model, {"role": "assistant", "content": ""})
     result: Generation | None = None
     try:
-        async with scope.state.gate.slot():
+        async with admission.slot():
             async for item in _drained(partial(personalizer.complete_stream, prepared)):
                 if isinstance(item, Generation):
                     result = item

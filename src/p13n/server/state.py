@@ -119,25 +119,46 @@ class GenerationGate:
         mean = sum(self._recent) / len(self._recent) if self._recent else 2.0
         return max(1, math.ceil(mean * (self.waiting + 1) / self.slots))
 
-    def check(self) -> None:
-        """``QueueFullError`` now if a request arriving now would be refused: a stream checks
-        before its response starts, while it can still be a 503."""
+    def admit(self) -> Admission:
+        """A place in the queue, held from now (``QueueFullError`` at once when there is
+        none): a stream takes it before its response starts, while a refusal can still be a
+        503, and no request admitted meanwhile can take it."""
         if self._admitted >= self.slots + self.queue:
             raise QueueFullError(self.retry_after())
+        self._admitted += 1
+        return Admission(self)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        self.check()
-        self._admitted += 1
+        """Admitted now, then the model once a slot is free."""
+        async with self.admit().slot():
+            yield
+
+
+class Admission:
+    """A place in ``GenerationGate``'s queue, given back once (after its generation, or by
+    ``release`` when the generation never runs: a stream whose client left before it began)."""
+
+    def __init__(self, gate: GenerationGate) -> None:
+        self._gate = gate
+        self._released = False
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
         try:
-            async with self._semaphore:
+            async with self._gate._semaphore:
                 started = time.perf_counter()
                 try:
                     yield
                 finally:
-                    self._recent.append(time.perf_counter() - started)
+                    self._gate._recent.append(time.perf_counter() - started)
         finally:
-            self._admitted -= 1
+            self.release()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._gate._admitted -= 1
 
 
 class RateLimitedError(P13nError):
