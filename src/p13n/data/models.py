@@ -132,16 +132,25 @@ def kind_pattern() -> str:
     return f"^[{space}]*[A-Za-z][A-Za-z0-9_\\-]{{0,63}}[{space}]*{END}"
 
 
-def check_unicode(value: str, what: str = "text") -> str:
-    """Refuse what no store can keep as written: NUL characters (PostgreSQL refuses them) and lone
-    UTF-16 surrogates (not encodable as UTF-8; JSON's ``"\\ud800"`` escapes make them)."""
+def lone_surrogate(value: str) -> int | None:
+    """The position of the first lone UTF-16 surrogate in ``value`` (JSON's ``"\\ud800"``
+    escapes make them; they are not Unicode, so UTF-8 cannot encode them), or None."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def check_unicode(value: str, what: str = "text") -> str:
+    """Refuse what no store can keep as written: NUL characters (PostgreSQL refuses them) and lone
+    UTF-16 surrogates."""
+    position = lone_surrogate(value)
+    if position is not None:
         raise ValueError(
-            f"{what} contains a lone UTF-16 surrogate, {_describe(value[error.start])}, at "
-            f"position {error.start}: it is not valid Unicode"
-        ) from None
+            f"{what} contains a lone UTF-16 surrogate, {_describe(value[position])}, at "
+            f"position {position}: it is not valid Unicode"
+        )
     if "\x00" in value:
         raise ValueError(f"{what} contains a NUL character at position {value.index(chr(0))}")
     return value

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from p13n.adapt.base import InsufficientDataError
 from p13n.adapt.registry import AdapterNotFoundError
 from p13n.data import RECORD_TYPES
+from p13n.data.models import lone_surrogate
 from p13n.errors import IngestError, LLMError, P13nError, UnknownTenantError, UnknownUserError
 from p13n.server.state import (
     QueueFullError,
@@ -93,14 +94,13 @@ def _check_document(document: Any) -> None:
 
 
 def _check_string(document: Any, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
+    position = lone_surrogate(value)
+    if position is not None:
         raise BodyError(
             422,
             f"invalid request: {_locate(document, value)}: contains a lone UTF-16 surrogate "
-            f"(U+{ord(value[error.start]):04X}) at position {error.start}: not valid Unicode",
-        ) from None
+            f"(U+{ord(value[position]):04X}) at position {position}: not valid Unicode",
+        )
 
 
 def _locate(document: Any, target: str) -> str:

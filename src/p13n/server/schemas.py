@@ -25,9 +25,10 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from p13n.data import DEFAULT_MAX_TEXT_CHARS, FLOAT32_MAX
+from p13n.data import DEFAULT_MAX_ATTRIBUTE_CHARS, DEFAULT_MAX_TEXT_CHARS, FLOAT32_MAX
 from p13n.data.models import (
     END,
+    MAX_ATTRIBUTE_DEPTH,
     MAX_ID_CHARS,
     NO_NUL_PATTERN,
     Attributes,
@@ -42,11 +43,12 @@ from p13n.data.models import (
     text_pattern,
     whitespace_class,
 )
+from p13n.errors import StoreError
 from p13n.prompt import builders, templates
 from p13n.registry import Registry
 from p13n.retrieve import query_generators, retrievers
 from p13n.server.tenants import TenantSettings, integral
-from p13n.store.base import TENANT_PATTERN
+from p13n.store.base import TENANT_PATTERN, check_tenant
 
 
 # -------------------------------------------------------------------------------- errors
@@ -109,8 +111,9 @@ ApiAttributes = Annotated[
             "type": "object",
             "propertyNames": {"pattern": NO_NUL_PATTERN},
             "additionalProperties": {"$ref": "#/components/schemas/AttributeValue"},
-            "description": "Any JSON object: finite numbers, strings without NUL, nested at most "
-            "32 deep, at most 32,768 characters as JSON",
+            "description": "Any JSON object: finite numbers, strings without NUL, nested at "
+            f"most {MAX_ATTRIBUTE_DEPTH} deep, at most {DEFAULT_MAX_ATTRIBUTE_CHARS:,} characters "
+            "as JSON",
         }
     ),
 ]
@@ -403,9 +406,10 @@ _TENANT_NAME: JsonDict = {
 
 
 def _tenant_name(name: str) -> str:
-    if re.fullmatch(TENANT_PATTERN.removesuffix("$"), name) is None:
-        raise ValueError(f"tenant name {name!r} is not {_TENANT_NAME['description']}")
-    return name
+    try:
+        return check_tenant(name)
+    except StoreError as error:  # a ValueError is what pydantic reports as the field's problem
+        raise ValueError(str(error)) from None
 
 
 PathTenant = Annotated[str, Path(json_schema_extra=_TENANT_NAME)]
@@ -420,12 +424,15 @@ def _label(value: str) -> str:
     return check_unicode(value, "label")
 
 
+MAX_LABEL_CHARS = 200
+
+
 class KeyIn(Strict):
     label: Annotated[
         str,
-        Field(max_length=200),
+        Field(max_length=MAX_LABEL_CHARS),
         AfterValidator(_label),
-        WithJsonSchema({"type": "string", "maxLength": 200, "pattern": NO_NUL_PATTERN}),
+        WithJsonSchema({"type": "string", "maxLength": MAX_LABEL_CHARS, "pattern": NO_NUL_PATTERN}),
     ] = ""
 
 
