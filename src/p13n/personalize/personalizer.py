@@ -175,7 +175,8 @@ class PreparedPrompt:
 class Personalizer:
     """Composes φ_q, R, φ_p and an LLM from a ``PersonalizerConfig`` over one store.
 
-    The LLM and encoder may be passed in to share them (they are loaded once per process anyway);
+    The LLM, encoder and adapted model (for `adapter` methods) may be passed in to share them
+    (they are loaded once per process anyway);
     otherwise they are built from the config, the encoder only when the retriever needs one.
     """
 
@@ -187,6 +188,7 @@ class Personalizer:
         llm: LLM | None = None,
         encoder: Encoder | None = None,
         loader: CorpusLoader | None = None,
+        adapted: AdaptedLLM | None = None,
     ) -> None:
         self.store = store
         self.config = config = config or PersonalizerConfig()
@@ -210,7 +212,9 @@ class Personalizer:
         self.router = Router(store, self.loader, config.granularity)
         self.adapted: AdaptedLLM | None = None
         self._projector: tuple[str, Projector] | None = None
-        if config.adapter != "none":
+        if config.adapter != "none" and adapted is not None:
+            self.adapted = adapted
+        elif config.adapter != "none":
             from p13n.adapt.base import base_model
             from p13n.adapt.runtime import AdaptedLLM
 
