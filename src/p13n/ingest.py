@@ -16,7 +16,7 @@ from p13n.data import Document, Interaction, Item, Persona, Preference, Record, 
 from p13n.datasets.source import Sourced
 from p13n.encode import Encoder
 from p13n.errors import IngestError
-from p13n.store import Store, WriteSet
+from p13n.store import RecordStore, WriteSet
 from p13n.store.base import Vector
 
 Progress = Callable[[str, int, int], None]
@@ -93,7 +93,7 @@ def _implicit_users(batch: dict[str, dict[Any, Sourced]]) -> list[str]:
 
 
 def ingest(
-    store: Store,
+    store: RecordStore,
     sourced: Iterable[Sourced],
     *,
     encoder: Encoder | None,
@@ -151,7 +151,7 @@ def ingest(
 
 
 def _needing_vectors(
-    store: Store,
+    store: RecordStore,
     kind: str,
     batch: dict[str, dict[Any, Sourced]],
     changed: dict[str, list[Record]],

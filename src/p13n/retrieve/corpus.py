@@ -18,7 +18,7 @@ from p13n.data import Interaction, Item, User
 from p13n.encode import Encoder
 from p13n.errors import UnknownUserError
 from p13n.retrieve.base import LRUCache, UserCorpus
-from p13n.store import Store
+from p13n.store import RecordStore
 
 Source = Literal["documents", "interactions", "attributes"]
 ALL_SOURCES: tuple[Source, ...] = ("documents", "interactions", "attributes")
@@ -58,7 +58,7 @@ class CorpusLoader:
 
     def __init__(
         self,
-        store: Store,
+        store: RecordStore,
         encoder: Encoder | None = None,
         *,
         sources: Sequence[Source] = ALL_SOURCES,

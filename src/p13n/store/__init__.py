@@ -1,4 +1,6 @@
-"""Where user data lives: one ``Store`` protocol, ``sqlite`` and ``postgres`` backends."""
+"""Where user data lives: narrow store protocols (``RecordStore``, ``PersonaStore``,
+``ProfileStore``, ``AdapterStore``, ``AdminStore``), ``Store`` composing them all, and the
+``sqlite`` and ``postgres`` backends."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ from p13n.registry import Registry
 from p13n.store.base import (
     DEFAULT_TENANT,
     MAX_OFFSET,
+    AdapterStore,
+    AdminStore,
     EmbeddedDocuments,
+    PersonaStore,
+    ProfileStore,
+    RecordStore,
     Store,
     StoredAdapter,
     StoredProfile,
@@ -55,7 +62,12 @@ def open_store(url: str, *, tenant: str = DEFAULT_TENANT, migrate: bool = True) 
 __all__ = [
     "DEFAULT_TENANT",
     "MAX_OFFSET",
+    "AdapterStore",
+    "AdminStore",
     "EmbeddedDocuments",
+    "PersonaStore",
+    "ProfileStore",
+    "RecordStore",
     "SQLStore",
     "Store",
     "StoredAdapter",

@@ -1,4 +1,4 @@
-"""The ``Store`` protocol and the typed values it returns.
+"""The store protocols (``Store`` and the narrow ones it composes) and the values they return.
 
 Every read takes the user it is about (the store itself is bound to one tenant): there is no call
 that returns another user's rows. Tenant-wide reads exist only for tenant-wide data (the item
@@ -173,16 +173,16 @@ class WriteSet:
     item_vectors: dict[str, Vector] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Store(Protocol):
-    """Where user data lives. Implementations: ``sqlite`` and ``postgres`` (``p13n.store.sql``)."""
+class TenantScoped(Protocol):
+    """What every store protocol shares: the backend's name and the one tenant it is bound to."""
 
     backend: str
     tenant: str
 
-    def with_tenant(self, tenant: str) -> Store:
-        """The same database seen as another tenant (shares the connection pool)."""
-        ...
+
+@runtime_checkable
+class RecordStore(TenantScoped, Protocol):
+    """Users and their records: documents, interactions, preferences, items, vectors, versions."""
 
     def write(self, changes: WriteSet) -> None:
         """Upsert every row of ``changes`` in one transaction: all of it lands or none does."""
@@ -205,12 +205,6 @@ class Store(Protocol):
     def data_version(self, user_id: str) -> str | None:
         """A token that changes whenever the user's data changes; None for an unknown user.
         Caches of anything derived from a user's data (indexes, profiles) key on it."""
-        ...
-
-    def get_profile(self, user_id: str, profile_key: str) -> StoredProfile | None: ...
-
-    def put_profile(self, profile: StoredProfile) -> None:
-        """Store (replace) a profile; refused for a user the store does not know."""
         ...
 
     def user_counts(self, user_id: str) -> UserCounts: ...
@@ -238,8 +232,6 @@ class Store(Protocol):
 
     def preferences(self, user_id: str) -> list[Preference]: ...
 
-    def persona_preferences(self, persona_id: str) -> list[Preference]: ...
-
     def items(self, item_ids: Sequence[str]) -> list[Item]: ...
 
     def catalog(self) -> list[Item]:
@@ -252,6 +244,23 @@ class Store(Protocol):
 
     def item_vectors(self, item_ids: Sequence[str], encoder_id: str) -> dict[str, Vector]: ...
 
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        """Delete these catalog items with their vectors; returns how many were deleted. Users'
+        interactions with them stay: they are the users' history, not the catalog's."""
+        ...
+
+    def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
+        """Delete some of a user's documents (with their vectors), interactions or preferences in
+        one transaction; the user's data version moves. Returns how many records were deleted."""
+        ...
+
+
+@runtime_checkable
+class PersonaStore(TenantScoped, Protocol):
+    """Personas (written with ``RecordStore.write``): their members, preferences and deletion."""
+
+    def persona_preferences(self, persona_id: str) -> list[Preference]: ...
+
     def personas(self) -> list[Persona]: ...
 
     def personas_of(self, user_id: str) -> list[str]: ...
@@ -260,6 +269,22 @@ class Store(Protocol):
         """Delete these personas, their memberships (members get a new data version) and their
         adapters; returns how many personas were deleted."""
         ...
+
+
+@runtime_checkable
+class ProfileStore(TenantScoped, Protocol):
+    """LLM-written user profiles, keyed by user and profile key."""
+
+    def get_profile(self, user_id: str, profile_key: str) -> StoredProfile | None: ...
+
+    def put_profile(self, profile: StoredProfile) -> None:
+        """Store (replace) a profile; refused for a user the store does not know."""
+        ...
+
+
+@runtime_checkable
+class AdapterStore(TenantScoped, Protocol):
+    """The adapter registry: trained adapters' entries and their weights."""
 
     def put_adapter(self, adapter: StoredAdapter, weights: bytes) -> None:
         """Store (replace) an adapter and its weights in one transaction. Refused, storing
@@ -288,14 +313,13 @@ class Store(Protocol):
         """Delete these adapters; returns how many were deleted."""
         ...
 
-    def delete_items(self, item_ids: Sequence[str]) -> int:
-        """Delete these catalog items with their vectors; returns how many were deleted. Users'
-        interactions with them stay: they are the users' history, not the catalog's."""
-        ...
 
-    def delete_records(self, user_id: str, record_type: str, record_ids: Sequence[str]) -> int:
-        """Delete some of a user's documents (with their vectors), interactions or preferences in
-        one transaction; the user's data version moves. Returns how many records were deleted."""
+@runtime_checkable
+class AdminStore(TenantScoped, Protocol):
+    """The whole store's housekeeping: other tenants, the schema, erasure, closing."""
+
+    def with_tenant(self, tenant: str) -> Store:
+        """The same database seen as another tenant (shares the connection pool)."""
         ...
 
     def forget(self, user_id: str) -> dict[str, int]:
@@ -316,3 +340,9 @@ class Store(Protocol):
     def schema_revision(self) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Store(RecordStore, PersonaStore, ProfileStore, AdapterStore, AdminStore, Protocol):
+    """Where user data lives: every narrow protocol at once. Implementations: ``sqlite`` and
+    ``postgres`` (``p13n.store.sql``). A caller that needs less asks for the narrow one."""
