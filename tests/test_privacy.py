@@ -12,8 +12,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from p13n.data import Document, Interaction, Item, Preference, User
-from p13n.datasets.source import Sourced
+from p13n.data import Document, Interaction, Item, Preference, Sourced, User
 from p13n.errors import ConfigError, UnknownUserError
 from p13n.privacy import (
     DEFAULT_ENTITIES,

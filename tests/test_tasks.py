@@ -58,6 +58,7 @@ from p13n.datasets.tasks import (
     write_task,
 )
 from p13n.errors import IngestError
+from p13n.prompt import templates
 
 HUFFPOST = "huffpost-news-category-v3-head/News_Category_Dataset_v3_first10000.json"
 AMAZON = "amazon-reviews-2018-small-5core"
@@ -507,6 +508,14 @@ def test_rebuild_from_recipe_is_byte_identical(
     assert (mismatch, errors) == ([], []) and match == files
 
 
+def test_shipped_recipes_name_known_templates() -> None:
+    # build_task checks a template only when its caller passes the names (datasets sits below
+    # the prompt layer), so the shipped recipes are checked here once.
+    for name in shipped_tasks:
+        recipe = shipped_tasks.get(name)
+        assert isinstance(recipe, PairsRecipe) or recipe.spec.template in templates
+
+
 # --- recipes: validation and refusal --------------------------------------------------------------
 
 
@@ -585,7 +594,7 @@ def test_build_errors_name_the_record_or_source(tmp_path: Path) -> None:
         build_task(headline, tmp_path / "nowhere")
     spec = TaskSpec("headline", "no-such-template")
     with pytest.raises(TaskBuildError, match="unknown prompt template"):
-        build_task(headline.model_copy(update={"spec": spec}), data)
+        build_task(headline.model_copy(update={"spec": spec}), data, templates=templates.names())
     aeslc = write_lines(
         data / "mail.jsonl",
         [{"user": "u", "split": "train", "file": "u_sent_1", "email_body": "b", "subject": "s"}],

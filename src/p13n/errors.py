@@ -76,3 +76,22 @@ class LLMTimeoutError(LLMError, TimeoutError):
 
 class PromptTooLongError(P13nError, ValueError):
     """What a prompt may never lose (instructions, the user's input) does not fit the context."""
+
+
+# --- datasets and evaluation (moved from datasets/tasks.py, datasets/dsp.py, evaluate/metrics.py)
+
+
+class TaskBuildError(P13nError, ValueError):
+    """A task cannot be built: a bad recipe, a missing source, a record without a needed field."""
+
+
+class SourceChangedError(TaskBuildError):
+    """A recipe's sources are not the bytes it was built from, so a rebuild would differ."""
+
+
+class DspFormatError(P13nError, ValueError):
+    """A DSP file that cannot be read: names the file, the record and the problem."""
+
+
+class MetricUnavailableError(P13nError, RuntimeError):
+    """A metric cannot be computed faithfully here; the message names what is missing."""

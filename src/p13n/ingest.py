@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from p13n.data import Document, Interaction, Item, Persona, Preference, Record, User
-from p13n.datasets.source import Sourced
+from p13n.data import Document, Interaction, Item, Persona, Preference, Record, Sourced, User
 from p13n.encode import Encoder
 from p13n.errors import IngestError
 from p13n.store import RecordStore, WriteSet

@@ -17,6 +17,7 @@ from p13n.data.models import (
     parse_timestamp,
     stable_id,
 )
+from p13n.data.sourced import LoadOptions, Sourced
 
 __all__ = [
     "DEFAULT_MAX_ATTRIBUTE_CHARS",
@@ -26,9 +27,11 @@ __all__ = [
     "Document",
     "Interaction",
     "Item",
+    "LoadOptions",
     "Persona",
     "Preference",
     "Record",
+    "Sourced",
     "User",
     "check_id",
     "check_unicode",

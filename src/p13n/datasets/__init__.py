@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from p13n.data import LoadOptions, Sourced
 from p13n.datasets.amazon import load_amazon
 from p13n.datasets.dsp import DspQuery, PreferencePair, load_dsp, preference_pairs
 from p13n.datasets.generic import load_csv, load_jsonl
@@ -18,7 +19,6 @@ from p13n.datasets.lamp import (
     write_split,
 )
 from p13n.datasets.movielens import load_movielens
-from p13n.datasets.source import LoadOptions, Sourced
 from p13n.registry import Registry
 
 Loader = Callable[[Path, LoadOptions], Iterator[Sourced]]

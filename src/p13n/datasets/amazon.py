@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from p13n.data import Document, Interaction, stable_id
-from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_lines
+from p13n.data import Document, Interaction, LoadOptions, Sourced, stable_id
+from p13n.datasets.source import build, parse_object, read_lines
 from p13n.errors import IngestError
 
 _REQUIRED = ("reviewerID", "asin", "overall", "unixReviewTime")

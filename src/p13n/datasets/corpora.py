@@ -46,8 +46,10 @@ class CorpusRecord:
     line: int | None = None
 
 
-CorpusLoader = Callable[[Path], Iterator[CorpusRecord]]
-corpus_loaders: Registry[CorpusLoader] = Registry("corpus loader")
+CorpusReader = Callable[[Path], Iterator[CorpusRecord]]
+"""Reads a corpus file or folder into records (not ``retrieve.CorpusLoader``, which reads a
+user's stored data); registered in ``corpus_loaders`` under the name a recipe's ``loader`` gives."""
+corpus_loaders: Registry[CorpusReader] = Registry("corpus loader")
 
 
 def _files(path: Path, *patterns: str) -> list[Path]:
@@ -377,7 +379,7 @@ def load_documents(path: Path) -> Iterator[CorpusRecord]:
 
 __all__ = [
     "CONTEXT_UTTERANCES",
-    "CorpusLoader",
+    "CorpusReader",
     "CorpusRecord",
     "corpus_loaders",
     "load_aeslc",

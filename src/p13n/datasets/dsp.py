@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p13n.errors import P13nError, UnknownNameError
+from p13n.errors import DspFormatError, UnknownNameError
 
 DOMAINS = ("academy", "business", "entertainment", "literature")
 ALPACA = "alpaca"
@@ -34,10 +34,6 @@ _PERSONAS = {
     "literature": "A lover of literature and art who wants expressive, imaginative answers rich "
     "in imagery and elegant language.",
 }
-
-
-class DspFormatError(P13nError, ValueError):
-    """A DSP file that cannot be read: names the file, the record and the problem."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from p13n.data import RECORD_TYPES
-from p13n.datasets.source import LoadOptions, Sourced, build, parse_object, read_csv, read_lines
+from p13n.data import RECORD_TYPES, LoadOptions, Sourced
+from p13n.datasets.source import build, parse_object, read_csv, read_lines
 from p13n.errors import IngestError
 
 _NESTED = ("attributes", "metadata")

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from p13n.data import Document, Interaction, Item, User
-from p13n.datasets.source import LoadOptions, Sourced, build, read_csv, read_lines
+from p13n.data import Document, Interaction, Item, LoadOptions, Sourced, User
+from p13n.datasets.source import build, read_csv, read_lines
 from p13n.errors import IngestError
 
 # ml-1m's users.dat codes age and occupation (see its README).

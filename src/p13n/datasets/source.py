@@ -1,4 +1,5 @@
-"""What every loader yields: a validated record and where it came from (file and line)."""
+"""Shared parsing for the loaders: a record validated into a ``Sourced`` (naming its file and
+line on failure), numbered lines of plain or gzipped files, JSON-lines objects and CSV rows."""
 
 from __future__ import annotations
 
@@ -7,31 +8,13 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from p13n.data import DEFAULT_MAX_ATTRIBUTE_CHARS, DEFAULT_MAX_TEXT_CHARS, Record
+from p13n.data import LoadOptions, Record, Sourced
 from p13n.errors import IngestError
-
-
-@dataclass(frozen=True)
-class Sourced:
-    """A record and its origin, so that an error can name the file and line."""
-
-    record: Record
-    source: str
-    line: int | None = None
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """Limits applied while parsing."""
-
-    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
-    max_attribute_chars: int = DEFAULT_MAX_ATTRIBUTE_CHARS
 
 
 def build(

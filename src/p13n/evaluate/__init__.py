@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from p13n.errors import MetricUnavailableError
 from p13n.evaluate.degree import (
     EgisesResult,
     SwapResult,
@@ -25,7 +26,6 @@ from p13n.evaluate.metrics import (
     Metric,
     MetricKind,
     MetricResult,
-    MetricUnavailableError,
     accuracy,
     bertscore_minilm,
     bleu,
@@ -33,7 +33,7 @@ from p13n.evaluate.metrics import (
     macro_f1,
     mae,
     meteor,
-    metrics,
+    metric_registry,
     metrics_for,
     micro_f1,
     normalize_answer,
@@ -69,7 +69,7 @@ __all__ = [
     "macro_f1",
     "mae",
     "meteor",
-    "metrics",
+    "metric_registry",
     "metrics_for",
     "micro_f1",
     "normalize_answer",

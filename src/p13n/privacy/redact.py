@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from p13n.data import Document, Interaction, Preference, Record, User
-from p13n.datasets.source import Sourced
+from p13n.data import Document, Interaction, Preference, Record, Sourced, User
 from p13n.errors import ConfigError
 
 if TYPE_CHECKING:
