@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import p13n.cli_indirect  # noqa: F401  (registers `p13n bench indirect`)
 from p13n.cli import app
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, read_split, write_split
 from p13n.encode import Encoder

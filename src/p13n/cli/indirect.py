@@ -1,5 +1,6 @@
 """``p13n bench indirect``: indirect personalization (user data -> embeddings -> a predictor) on
-rating and label tasks and MovieLens, against the best non-personalized predictor."""
+rating and label tasks and MovieLens, against the best non-personalized predictor. The root wires
+it into ``bench``."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from p13n.cli import _fail, console
-from p13n.cli_bench import _split, bench_app
-from p13n.errors import ConfigError, P13nError
+from p13n.cli.common import comma_separated, console, handles_p13n_errors
+from p13n.errors import ConfigError
 
 if TYPE_CHECKING:
     from p13n.recommend.indirect_bench import TaskRun, TaskScore
@@ -155,7 +155,7 @@ def _load_llm() -> tuple[Any, Any]:
     return get_llm(LLMConfig()), GenerationCache(cache_dir() / "bench" / "indirect-llm.sqlite")
 
 
-@bench_app.command("indirect")
+@handles_p13n_errors
 def indirect(
     tasks_dir: Annotated[
         Path, typer.Option(help="Folder of built tasks (p13n tasks build).")
@@ -203,103 +203,98 @@ def indirect(
     )
 
     started = time.perf_counter()
+    names = comma_separated(task) or []
+    if not names and movielens is None:
+        raise ConfigError("nothing to run: name --task and/or --movielens")
+    if split not in SELECTION_SPLIT:
+        raise ConfigError(f"--split must be test or dev, not {split!r}")
+    if llm_limit is not None and not llm:
+        raise ConfigError("--llm-limit needs --llm")
+    scores: list[TaskScore] = []
+    model: Any = None
+    llm_cache: Any = None
+    table: EmbeddingTable | None = None
     try:
-        names = _split(task) or []
-        if not names and movielens is None:
-            raise ConfigError("nothing to run: name --task and/or --movielens")
-        if split not in SELECTION_SPLIT:
-            raise ConfigError(f"--split must be test or dev, not {split!r}")
-        if llm_limit is not None and not llm:
-            raise ConfigError("--llm-limit needs --llm")
-        scores: list[TaskScore] = []
-        model: Any = None
-        llm_cache: Any = None
-        table: EmbeddingTable | None = None
-        try:
-            with _progress() as progress:
-                table = EmbeddingTable(
-                    get_encoder(),
-                    cache=cache_dir() / "bench" / "indirect-embeddings.sqlite",
-                    progress=progress,
-                )
-                for name in names:
-                    folder = tasks_dir / name
-                    if (
-                        not (folder / f"{split}_questions.json").exists()
-                        and not (folder / split / f"{split}_questions.json").exists()
-                    ):
-                        raise IndirectDataError(
-                            f"{folder}: no {split} split; build it with `p13n tasks build {name} "
-                            f"--data ../shared/data --out {tasks_dir}`"
-                        )
-                    train = read_split(folder, "train")
-                    choose = read_split(folder, SELECTION_SPLIT[split])
-                    scored = read_split(folder, split)
-                    kind = scored.spec.output_kind
-                    run: TaskRun
-                    if kind == "rating":
-                        if llm and model is None:
-                            model, llm_cache = _load_llm()
-                        run = run_lamp_rating(
-                            train,
-                            choose,
-                            scored,
-                            table,
-                            limit=limit,
-                            llm=model if llm else None,
-                            llm_limit=llm_limit,
-                            llm_cache=llm_cache,
-                            progress=progress,
-                        )
-                    elif kind == "label":
-                        run = run_lamp_label(
-                            train, choose, scored, table, limit=limit, progress=progress
-                        )
-                    else:
-                        raise IndirectDataError(
-                            f"task {name!r} has {kind} outputs: indirect predictors need ratings "
-                            "or labels"
-                        )
-                    scores.append(_scored(run, resamples, seed, progress))
-                if movielens is not None:
-                    run = run_movielens(movielens, table, limit=limit, seed=seed, progress=progress)
-                    scores.append(_scored(run, resamples, seed, progress))
-        finally:
-            if table is not None:
-                table.close()
-            if llm_cache is not None:
-                llm_cache.close()
-        out.mkdir(parents=True, exist_ok=True)
-        results = out / "results.json"
-        results.write_text(
-            json.dumps(
-                {
-                    "command": {
-                        "tasks_dir": str(tasks_dir),
-                        "tasks": names,
-                        "movielens": None if movielens is None else str(movielens),
-                        "split": split,
-                        "limit": limit,
-                        "llm": llm,
-                        "llm_limit": llm_limit,
-                        "resamples": resamples,
-                        "seed": seed,
-                    },
-                    "encoder": table.encoder.id,
-                    "llm": None
-                    if model is None
-                    else {"backend": model.backend, "model": model.model},
-                    "tasks": [score_to_dict(score) for score in scores],
-                },
-                ensure_ascii=False,
-                indent=1,
+        with _progress() as progress:
+            table = EmbeddingTable(
+                get_encoder(),
+                cache=cache_dir() / "bench" / "indirect-embeddings.sqlite",
+                progress=progress,
             )
-            + "\n",
-            encoding="utf-8",
+            for name in names:
+                folder = tasks_dir / name
+                if (
+                    not (folder / f"{split}_questions.json").exists()
+                    and not (folder / split / f"{split}_questions.json").exists()
+                ):
+                    raise IndirectDataError(
+                        f"{folder}: no {split} split; build it with `p13n tasks build {name} "
+                        f"--data ../shared/data --out {tasks_dir}`"
+                    )
+                train = read_split(folder, "train")
+                choose = read_split(folder, SELECTION_SPLIT[split])
+                scored = read_split(folder, split)
+                kind = scored.spec.output_kind
+                run: TaskRun
+                if kind == "rating":
+                    if llm and model is None:
+                        model, llm_cache = _load_llm()
+                    run = run_lamp_rating(
+                        train,
+                        choose,
+                        scored,
+                        table,
+                        limit=limit,
+                        llm=model if llm else None,
+                        llm_limit=llm_limit,
+                        llm_cache=llm_cache,
+                        progress=progress,
+                    )
+                elif kind == "label":
+                    run = run_lamp_label(
+                        train, choose, scored, table, limit=limit, progress=progress
+                    )
+                else:
+                    raise IndirectDataError(
+                        f"task {name!r} has {kind} outputs: indirect predictors need ratings "
+                        "or labels"
+                    )
+                scores.append(_scored(run, resamples, seed, progress))
+            if movielens is not None:
+                run = run_movielens(movielens, table, limit=limit, seed=seed, progress=progress)
+                scores.append(_scored(run, resamples, seed, progress))
+    finally:
+        if table is not None:
+            table.close()
+        if llm_cache is not None:
+            llm_cache.close()
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.json"
+    results.write_text(
+        json.dumps(
+            {
+                "command": {
+                    "tasks_dir": str(tasks_dir),
+                    "tasks": names,
+                    "movielens": None if movielens is None else str(movielens),
+                    "split": split,
+                    "limit": limit,
+                    "llm": llm,
+                    "llm_limit": llm_limit,
+                    "resamples": resamples,
+                    "seed": seed,
+                },
+                "encoder": table.encoder.id,
+                "llm": None if model is None else {"backend": model.backend, "model": model.model},
+                "tasks": [score_to_dict(score) for score in scores],
+            },
+            ensure_ascii=False,
+            indent=1,
         )
-        plot = write_plot(scores, out / PLOT_NAME)
-    except P13nError as error:
-        raise _fail(error) from None
+        + "\n",
+        encoding="utf-8",
+    )
+    plot = write_plot(scores, out / PLOT_NAME)
     assert table is not None
     console.print(
         f"{table.encoded} texts embedded, {time.perf_counter() - started:.0f} s in all. "

@@ -1,43 +1,40 @@
-"""``p13n bench run``: methods side by side on LaMP-format tasks; tables, plots, a report."""
+"""``p13n bench run`` (methods side by side on LaMP-format tasks; tables, plots, a report) and
+``p13n bench coldstart`` (quality against profile size). The root wires them into ``bench``."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from p13n.cli import _fail, app, console
-from p13n.errors import P13nError
-from p13n.llm import LLMConfig
-
-bench_app = typer.Typer(help="Benchmarks: personalized methods against the baseline.")
-app.add_typer(bench_app, name="bench")
+from p13n.cli.common import comma_separated, console, handles_p13n_errors, one_of
+from p13n.datasets.lamp import SPLITS
+from p13n.evaluate.runner import methods as bench_methods
+from p13n.llm import LLMConfig, backends
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
-
-
-@bench_app.command("run")
+@handles_p13n_errors(value_errors="bad option: ")  # a malformed --k
 def run(
     config: Annotated[
-        Path | None, typer.Argument(help="TOML config ([bench] table); flags override it.")
+        Path | None, typer.Argument(help="TOML config (\\[bench] table); flags override it.")
     ] = None,
     task: Annotated[str | None, typer.Option(help="Tasks, comma-separated.")] = None,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of built tasks.")] = None,
     data: Annotated[
         Path | None, typer.Option(help="Data root: build missing shipped tasks from it.")
     ] = None,
-    split: Annotated[str | None, typer.Option(help="train, dev or test.")] = None,
+    split: Annotated[str | None, typer.Option(help=f"{one_of(SPLITS)}.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N examples of each task.")] = None,
     methods: Annotated[
-        str | None, typer.Option(help="none,bm25,tfidf,dense,hybrid,recency,profile")
+        str | None,
+        typer.Option(help=f"Methods, comma-separated: {', '.join(bench_methods.names())}."),
     ] = None,
     k: Annotated[str | None, typer.Option("--k", "-k", help="k values, e.g. 1,4.")] = None,
-    backend: Annotated[str | None, typer.Option(help="LLM backend: embedded, hf, openai.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help=f"LLM backend: {one_of(backends.names())}.")
+    ] = None,
     swap: Annotated[
         str | None, typer.Option(help="Methods to rerun with another user's profile.")
     ] = None,
@@ -52,38 +49,32 @@ def run(
     from p13n.evaluate.report import rich_table, write_outputs
     from p13n.evaluate.runner import BenchRunner, load_bench_config
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # rouge-score's absl sets root to DEBUG
+    overrides: dict[str, object] = {
+        "tasks": comma_separated(task),
+        "tasks_dir": tasks_dir,
+        "data": data,
+        "split": split,
+        "limit": limit,
+        "methods": comma_separated(methods),
+        "k": None if k is None else [int(v) for v in comma_separated(k) or []],
+        "swap": comma_separated(swap),
+        "select_k_on": select_k_on,
+        "workers": workers,
+        "out": out,
+        "cache": cache,
+    }
+    if backend is not None:
+        overrides["llm"] = LLMConfig(backend=backend)
+    settings = load_bench_config(config, **overrides)
+    started = time.perf_counter()
+    runner = BenchRunner(settings)
     try:
-        overrides: dict[str, object] = {
-            "tasks": _split(task),
-            "tasks_dir": tasks_dir,
-            "data": data,
-            "split": split,
-            "limit": limit,
-            "methods": _split(methods),
-            "k": None if k is None else [int(v) for v in _split(k) or []],
-            "swap": _split(swap),
-            "select_k_on": select_k_on,
-            "workers": workers,
-            "out": out,
-            "cache": cache,
-        }
-        if backend is not None:
-            overrides["llm"] = LLMConfig(backend=backend)
-        settings = load_bench_config(config, **overrides)
-        started = time.perf_counter()
-        runner = BenchRunner(settings)
-        try:
-            result = runner.run()
-        finally:
-            runner.close()
-        for task_result in result.tasks:
-            console.print(rich_table(task_result, result.llm, compact=console.width < 140))
-        paths = write_outputs(result, settings.out)
-    except P13nError as error:
-        raise _fail(error) from None
-    except ValueError as error:  # a malformed --k
-        raise _fail(P13nError(f"bad option: {error}")) from None
+        result = runner.run()
+    finally:
+        runner.close()
+    for task_result in result.tasks:
+        console.print(rich_table(task_result, result.llm, compact=console.width < 140))
+    paths = write_outputs(result, settings.out)
     console.print(
         f"{result.generated} generated, {result.reused} reused from the cache, "
         f"{time.perf_counter() - started:.0f} s. Wrote "
@@ -91,10 +82,10 @@ def run(
     )
 
 
-@bench_app.command("coldstart")
+@handles_p13n_errors
 def coldstart(
     config: Annotated[
-        Path | None, typer.Argument(help="TOML config ([coldstart] table); flags override it.")
+        Path | None, typer.Argument(help="TOML config (\\[coldstart] table); flags override it.")
     ] = None,
     task: Annotated[str | None, typer.Option(help="Tasks, comma-separated.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test examples per task.")] = None,
@@ -112,25 +103,21 @@ def coldstart(
     on dev; a table, results.json and a plot of quality against profile size."""
     from p13n.evaluate.coldstart import ColdStartStudy, load_coldstart_config, write_outputs
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # rouge-score's absl sets root to DEBUG
+    settings = load_coldstart_config(
+        config,
+        tasks=comma_separated(task),
+        limit=limit,
+        dev_limit=dev_limit,
+        discovery_users=discovery_users,
+        out=out,
+        cache=cache,
+    )
+    study = ColdStartStudy(settings)
     try:
-        settings = load_coldstart_config(
-            config,
-            tasks=_split(task),
-            limit=limit,
-            dev_limit=dev_limit,
-            discovery_users=discovery_users,
-            out=out,
-            cache=cache,
-        )
-        study = ColdStartStudy(settings)
-        try:
-            result = study.run()
-        finally:
-            study.close()
-        paths = write_outputs(result, settings.out)
-    except P13nError as error:
-        raise _fail(error) from None
+        result = study.run()
+    finally:
+        study.close()
+    paths = write_outputs(result, settings.out)
     console.print(paths["summary"].read_text(), markup=False, highlight=False)
     console.print(
         f"{result.generated} generated, {result.reused} reused from the cache, "

@@ -1,36 +1,37 @@
-"""``p13n recommend`` (serve from the store, with explanations) and ``p13n bench recsys``."""
+"""``p13n recommend`` (serve from the store, with explanations) and ``p13n bench recsys`` (the
+root wires it into ``bench``)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from p13n.cli import _fail, _open, _settings, app, console
-from p13n.cli_bench import bench_app
-from p13n.cli_generate import _llm_config
-from p13n.errors import P13nError
+from p13n.cli.common import (
+    comma_separated,
+    command_settings,
+    console,
+    handles_p13n_errors,
+    llm_config,
+    one_of,
+    tenant_store,
+)
+from p13n.datasets import loaders
+from p13n.llm import backends
 from p13n.paths import recommenders_dir
+from p13n.recommend.service import SERVABLE
 
 recommend_app = typer.Typer(
     help="Recommend items to a user from the store's interactions (fit once, then serve).",
     invoke_without_command=True,
 )
-app.add_typer(recommend_app, name="recommend")
 
-ModelOption = Annotated[
-    str, typer.Option(help="popularity, item-knn, als, bpr, content or hybrid.")
-]
+ModelOption = Annotated[str, typer.Option(help=f"{one_of(SERVABLE)}.")]
 KindsOption = Annotated[
     str | None, typer.Option(help="Interaction kinds to use, comma-separated (default: all).")
 ]
-
-
-def _kinds(value: str | None) -> list[str] | None:
-    return None if value is None else [k.strip() for k in value.split(",") if k.strip()]
 
 
 def _model_path(tenant: str, model: str) -> Path:
@@ -42,8 +43,8 @@ def _fitted(ctx: typer.Context, model: str, kinds: list[str] | None, refit: bool
     from p13n.recommend.service import FittedRecommender, data_from_store, fingerprint
     from p13n.recommend.service import fit_recommender as fit_model
 
-    settings = _settings(ctx)
-    store = _open(settings)
+    settings = command_settings(ctx)
+    store = tenant_store(settings)
     try:
         data = data_from_store(store, kinds)
     finally:
@@ -60,6 +61,7 @@ def _fitted(ctx: typer.Context, model: str, kinds: list[str] | None, refit: bool
 
 
 @recommend_app.callback()
+@handles_p13n_errors
 def recommend(
     ctx: typer.Context,
     user: Annotated[str | None, typer.Option(help="The user to recommend to.")] = None,
@@ -70,7 +72,8 @@ def recommend(
         False
     ),
     backend: Annotated[
-        str | None, typer.Option(help="LLM backend for explanations: embedded, hf, openai.")
+        str | None,
+        typer.Option(help=f"LLM backend for explanations: {one_of(backends.names())}."),
     ] = None,
     refit: Annotated[bool, typer.Option(help="Fit again even if a saved model is current.")] = (
         False
@@ -82,18 +85,15 @@ def recommend(
         return
     if user is None:
         raise typer.BadParameter("--user is required", param_hint="--user")
-    try:
-        fitted = _fitted(ctx, model, _kinds(kinds), refit)
-        texts = None
-        if explain:
-            from p13n.llm import get_llm
-            from p13n.recommend.llm import LLMTexts
+    fitted = _fitted(ctx, model, comma_separated(kinds), refit)
+    texts = None
+    if explain:
+        from p13n.llm import get_llm
+        from p13n.recommend.llm import LLMTexts
 
-            texts = LLMTexts(get_llm(_llm_config(_settings(ctx), backend)))
-        with console.status("recommending" + (" and explaining" if explain else "")):
-            result = fitted.recommend(user, k, texts=texts)
-    except P13nError as error:
-        raise _fail(error) from None
+        texts = LLMTexts(get_llm(llm_config(command_settings(ctx), backend)))
+    with console.status("recommending" + (" and explaining" if explain else "")):
+        result = fitted.recommend(user, k, texts=texts)
     title = f"{result.model} for {result.user_id} ({result.history} interactions)"
     if result.fallback:
         title += f" - fallback: {result.fallback}, most popular items"
@@ -120,21 +120,20 @@ def recommend(
 
 
 @recommend_app.command("fit")
+@handles_p13n_errors
 def fit(ctx: typer.Context, model: ModelOption = "hybrid", kinds: KindsOption = None) -> None:
     """Fit a model on the store's interactions and save it (``recommend`` reuses it until the
     interactions change)."""
-    try:
-        fitted = _fitted(ctx, model, _kinds(kinds), True)
-    except P13nError as error:
-        raise _fail(error) from None
-    for note in fitted.notes:
+    for note in _fitted(ctx, model, comma_separated(kinds), True).notes:
         console.print(note)
 
 
-@bench_app.command("recsys")
+@handles_p13n_errors(value_errors="")
 def recsys(
     data: Annotated[Path, typer.Option(help="Dataset folder (e.g. MovieLens 100K).")],
-    format: Annotated[str, typer.Option(help="Its loader: movielens or amazon.")] = "movielens",
+    format: Annotated[
+        str, typer.Option(help=f"Its loader: {one_of(loaders.names())}.")
+    ] = "movielens",
     split: Annotated[str, typer.Option(help="temporal (leave-last-out) or random.")] = "temporal",
     cold_fraction: Annotated[
         float, typer.Option(help="Share of users cut to 1-5 training items (simulated cold start).")
@@ -155,28 +154,22 @@ def recsys(
     from p13n.config import load_settings
     from p13n.recommend.bench import RecsysConfig, run_recsys, write_outputs
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    try:
-        config = RecsysConfig(
-            data=data,
-            format=format,
-            split=split,  # pydantic validates the literal
-            cold_fraction=cold_fraction,
-            users=users,
-            llm=llm,
-            rerank=rerank,
-            llm_config=_llm_config(load_settings(), backend),
-            seed=seed,
-            batch_size=batch_size,
-            out=out,
-            cache=cache,
-        )
-        result = run_recsys(config, report=lambda line: console.print(f"[dim]{line}[/dim]"))
-        paths = write_outputs(result, out)
-    except ValueError as error:
-        raise _fail(P13nError(str(error))) from None
-    except P13nError as error:
-        raise _fail(error) from None
+    config = RecsysConfig(
+        data=data,
+        format=format,
+        split=split,  # pydantic validates the literal
+        cold_fraction=cold_fraction,
+        users=users,
+        llm=llm,
+        rerank=rerank,
+        llm_config=llm_config(load_settings(), backend),
+        seed=seed,
+        batch_size=batch_size,
+        out=out,
+        cache=cache,
+    )
+    result = run_recsys(config, report=lambda line: console.print(f"[dim]{line}[/dim]"))
+    paths = write_outputs(result, out)
     console.print(recsys_table(paths["json"]))
     console.print(f"results: {paths['json']}\nplot: {paths['plot']}")
 

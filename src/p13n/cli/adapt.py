@@ -3,17 +3,25 @@ embedding projector); ``p13n feedback``: record a preference pair for DPO."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from p13n.cli import _fail, _open, _settings, app, console, progress_display
-from p13n.errors import ConfigError, P13nError
+from p13n.adapt import METHODS
+from p13n.cli.common import (
+    command_settings,
+    console,
+    handles_p13n_errors,
+    llm_config,
+    one_of,
+    progress_display,
+    run_ingest,
+    tenant_store,
+)
+from p13n.errors import ConfigError
 
 adapt_app = typer.Typer(help="Learned users: per-user LoRA, DPO adapters, user embeddings.")
-app.add_typer(adapt_app, name="adapt")
 
 
 def _users(store: Any, given: list[str]) -> list[str]:
@@ -29,9 +37,10 @@ def _users(store: Any, given: list[str]) -> list[str]:
 
 
 @adapt_app.command()
+@handles_p13n_errors
 def train(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option(help="lora, dpo or embedding.")] = "lora",
+    method: Annotated[str, typer.Option(help=f"{one_of(METHODS)}.")] = "lora",
     users: Annotated[
         list[str] | None,
         typer.Option(help="'all', or user ids (repeat the option or separate with commas)."),
@@ -58,40 +67,36 @@ def train(
 ) -> None:
     """Train adapters and register them in the store. Resumable: users whose adapter is current
     (same data, same settings) are skipped; each adapter is written in one transaction."""
-    from p13n.adapt import METHODS, DpoSettings, EmbeddingSettings, LoraSettings
+    from p13n.adapt import DpoSettings, EmbeddingSettings, LoraSettings
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    try:
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        settings = _settings(ctx)
-        store = _open(settings)
-        overrides: dict[str, Any] = {
-            "epochs": epochs,
-            "rank": rank,
-            "learning_rate": learning_rate,
-        }
-        if method == "lora":
-            overrides |= {"max_examples": max_examples, "min_examples": min_examples}
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if method == "lora":
-            chosen: Any = LoraSettings(**given)
-        elif method == "dpo":
-            chosen = DpoSettings(**given)
-        else:
-            given.pop("rank", None)
-            chosen = EmbeddingSettings(**given)
-        if persona is not None and method == "embedding":
-            raise ConfigError(
-                "the embedding projector is the tenant's, not a persona's: drop --persona"
-            )
-        if persona is not None or method == "embedding":
-            _train_in_process(store, settings, method, task, persona, users or ["all"], chosen)
-            return
-        _train_batch(store, settings, method, task, users or [], chosen, workers, ray_address,
-                     from_persona, force)  # fmt: skip
-    except P13nError as error:
-        raise _fail(error) from None
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    settings = command_settings(ctx)
+    store = tenant_store(settings)
+    overrides: dict[str, Any] = {
+        "epochs": epochs,
+        "rank": rank,
+        "learning_rate": learning_rate,
+    }
+    if method == "lora":
+        overrides |= {"max_examples": max_examples, "min_examples": min_examples}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if method == "lora":
+        chosen: Any = LoraSettings(**given)
+    elif method == "dpo":
+        chosen = DpoSettings(**given)
+    else:
+        given.pop("rank", None)
+        chosen = EmbeddingSettings(**given)
+    if persona is not None and method == "embedding":
+        raise ConfigError(
+            "the embedding projector is the tenant's, not a persona's: drop --persona"
+        )
+    if persona is not None or method == "embedding":
+        _train_in_process(store, settings, method, task, persona, users or ["all"], chosen)
+        return
+    _train_batch(store, settings, method, task, users or [], chosen, workers, ray_address,
+                 from_persona, force)  # fmt: skip
 
 
 def _train_in_process(
@@ -105,10 +110,9 @@ def _train_in_process(
 ) -> None:
     from p13n.adapt import LoraTrainer, base_model
     from p13n.adapt.train import train_owner_dpo, train_persona_lora, train_projector
-    from p13n.cli_generate import _llm_config
     from p13n.encode import get_encoder
 
-    base = base_model(_llm_config(settings, None))
+    base = base_model(llm_config(settings, None))
     with progress_display() as progress:
         bar = progress.add_task(f"training {method}", total=None)
 
@@ -147,7 +151,6 @@ def _train_batch(
     force: bool,
 ) -> None:
     from p13n.adapt.batch import train_users
-    from p13n.cli_generate import _llm_config
 
     names = _users(store, users)
     with progress_display() as progress:
@@ -159,7 +162,7 @@ def _train_batch(
             method="lora" if method == "lora" else "dpo",
             task=task,
             settings=chosen,
-            llm=_llm_config(settings, None),
+            llm=llm_config(settings, None),
             workers=workers,
             ray_address=ray_address,
             from_persona=from_persona,
@@ -178,17 +181,14 @@ def _train_batch(
 
 
 @adapt_app.command("list")
+@handles_p13n_errors
 def list_adapters(
     ctx: typer.Context,
     user: Annotated[str | None, typer.Option(help="Only this user's adapters.")] = None,
     method: Annotated[str | None, typer.Option(help="Only this method's adapters.")] = None,
 ) -> None:
     """The adapter registry: owner, task, method, base model, data size, size, created."""
-    try:
-        store = _open(_settings(ctx))
-        entries = store.adapters(user_id=user, method=method)
-    except P13nError as error:
-        raise _fail(error) from None
+    entries = tenant_store(command_settings(ctx)).adapters(user_id=user, method=method)
     if not entries:
         console.print("[dim]no adapters: train some with `p13n adapt train`[/]")
         return
@@ -203,19 +203,17 @@ def list_adapters(
 
 
 @adapt_app.command()
+@handles_p13n_errors
 def delete(
     ctx: typer.Context,
     adapter_ids: Annotated[list[str], typer.Argument(help="Adapter ids (see `adapt list`).")],
 ) -> None:
     """Delete adapters from the registry."""
-    try:
-        deleted = _open(_settings(ctx)).delete_adapters(adapter_ids)
-    except P13nError as error:
-        raise _fail(error) from None
+    deleted = tenant_store(command_settings(ctx)).delete_adapters(adapter_ids)
     console.print(f"deleted {deleted} adapters", highlight=False)
 
 
-@app.command()
+@handles_p13n_errors(value_errors="")
 def feedback(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Option(help="What was asked.")],
@@ -225,27 +223,21 @@ def feedback(
     persona: Annotated[str | None, typer.Option(help="Or: the persona's preference.")] = None,
 ) -> None:
     """Record a preference pair (for `p13n adapt train --method dpo`)."""
-    from p13n.cli import run_ingest
     from p13n.data import Preference
     from p13n.datasets import Sourced
 
-    try:
-        if (user is None) == (persona is None):
-            raise ConfigError("give exactly one of --user or --persona")
-        settings = _settings(ctx)
-        store = _open(settings)
-        if user is not None and store.data_version(user) is None:
-            raise ConfigError(
-                f"unknown user {user!r} in tenant {store.tenant!r}: ingest the user first"
-            )
-        record = Preference(
-            user_id=user, persona_id=persona, prompt=prompt, chosen=chosen, rejected=rejected
+    if (user is None) == (persona is None):
+        raise ConfigError("give exactly one of --user or --persona")
+    settings = command_settings(ctx)
+    store = tenant_store(settings)
+    if user is not None and store.data_version(user) is None:
+        raise ConfigError(
+            f"unknown user {user!r} in tenant {store.tenant!r}: ingest the user first"
         )
-        run_ingest(store, [Sourced(record, "feedback")], settings)
-        owner = f"user {user}" if user else f"persona {persona}"
-        pairs = len(store.preferences(user) if user else store.persona_preferences(persona or ""))
-    except (P13nError, ValueError) as error:
-        if isinstance(error, P13nError):
-            raise _fail(error) from None
-        raise _fail(ConfigError(str(error))) from None
+    record = Preference(
+        user_id=user, persona_id=persona, prompt=prompt, chosen=chosen, rejected=rejected
+    )
+    run_ingest(store, [Sourced(record, "feedback")], settings)
+    owner = f"user {user}" if user else f"persona {persona}"
+    pairs = len(store.preferences(user) if user else store.persona_preferences(persona or ""))
     console.print(f"recorded; {owner} has {pairs} preference pairs", highlight=False)

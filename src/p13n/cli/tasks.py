@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from p13n.cli import _fail, app, console, errors
+from p13n.cli.common import console, handles_p13n_errors, stderr
 from p13n.datasets.lamp import SPLITS
 from p13n.datasets.tasks import (
     BuiltTask,
@@ -25,7 +25,6 @@ from p13n.errors import P13nError
 tasks_app = typer.Typer(
     help="Benchmark tasks in the LaMP format, built from per-user corpora.", no_args_is_help=True
 )
-app.add_typer(tasks_app, name="tasks")
 
 DataOption = Annotated[
     Path, typer.Option(help="Data root holding the corpora (e.g. ../shared/data).")
@@ -63,6 +62,7 @@ def _counts_table(built: Sequence[BuiltTask]) -> Table:
 
 
 @tasks_app.command("build")
+@handles_p13n_errors
 def build(
     names: Annotated[
         list[str] | None, typer.Argument(help="Tasks to build (default: every shipped task).")
@@ -71,22 +71,19 @@ def build(
     out: Annotated[Path, typer.Option(help="Folder of task folders.")] = Path("tasks"),
 ) -> None:
     """Build shipped tasks into OUT/<name>/: recipe.json and {train,dev,test} files."""
-    try:
-        recipes = [shipped_tasks.get(name) for name in (names or shipped_tasks.names())]
-        if any(r.root == "data" for r in recipes) and not data.is_dir():
-            raise TaskBuildError(
-                f"data folder {data} does not exist: pass --data with the folder holding the "
-                "corpora (e.g. ../shared/data)"
-            )
-    except P13nError as error:
-        raise _fail(error) from None
+    recipes = [shipped_tasks.get(name) for name in (names or shipped_tasks.names())]
+    if any(r.root == "data" for r in recipes) and not data.is_dir():
+        raise TaskBuildError(
+            f"data folder {data} does not exist: pass --data with the folder holding the "
+            "corpora (e.g. ../shared/data)"
+        )
     built: list[BuiltTask] = []
     failed = 0
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=errors,
+        console=stderr,
         transient=True,
     ) as progress:
         bar = progress.add_task("building", total=len(recipes))
@@ -96,7 +93,7 @@ def build(
                 built.append(write_task(recipe, data, out / recipe.name))
             except P13nError as error:
                 failed += 1
-                errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+                stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             progress.advance(bar)
     if built:
         console.print(_counts_table(built))
@@ -105,14 +102,11 @@ def build(
 
 
 @tasks_app.command("rebuild")
+@handles_p13n_errors
 def rebuild(
     folder: Annotated[Path, typer.Argument(help="A built task folder (holding recipe.json).")],
     data: DataOption = Path("../shared/data"),
     out: Annotated[Path | None, typer.Option(help="Write here instead of into FOLDER.")] = None,
 ) -> None:
     """Build a task again from its recipe.json; refused if its sources changed."""
-    try:
-        built = rebuild_task(folder, data, out)
-    except P13nError as error:
-        raise _fail(error) from None
-    console.print(_counts_table([built]))
+    console.print(_counts_table([rebuild_task(folder, data, out)]))

@@ -10,15 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from p13n.cli import _fail, _settings, app, console
-from p13n.cli_generate import _config
-from p13n.errors import ConfigError, P13nError
+from p13n.cli.common import command_settings, console, handles_p13n_errors, personalizer_config
 
 tenants_app = typer.Typer(help="Tenants of the service and their API keys.")
-app.add_typer(tenants_app, name="tenants")
 
 
-@app.command()
+@handles_p13n_errors(value_errors="")  # pydantic's message names the setting
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -56,38 +53,33 @@ def serve(
     from p13n.server.app import create_app
     from p13n.server.state import ServerConfig
 
-    try:
-        settings = _settings(ctx)
-        defaults = _config(
-            settings,
-            task="chat",
-            retriever=retriever,
-            k=k,
-            prompt=prompt,
-            query="identity",
-            backend=None,
-            max_new_tokens=max_new_tokens,
-        )
-        key = os.environ.get("P13N_ADMIN_KEY")
-        config = ServerConfig(
-            store=settings.store,
-            environment="development" if dev else "production",
-            admin_key=SecretStr(key) if key else None,
-            llm=defaults.llm,
-            encoder=settings.encoder,
-            embed=settings.embed,
-            generation_slots=slots,
-            generation_queue=queue,
-            write_concurrency=writes,
-            rate_limit_redis=rate_limit_redis,
-            reports_dir=reports,
-            defaults=defaults,
-        ).checked()
-        application = create_app(config)
-    except P13nError as error:
-        raise _fail(error) from None
-    except ValueError as error:  # pydantic's message names the setting
-        raise _fail(ConfigError(str(error))) from None
+    settings = command_settings(ctx)
+    defaults = personalizer_config(
+        settings,
+        task="chat",
+        retriever=retriever,
+        k=k,
+        prompt=prompt,
+        query="identity",
+        backend=None,
+        max_new_tokens=max_new_tokens,
+    )
+    key = os.environ.get("P13N_ADMIN_KEY")
+    config = ServerConfig(
+        store=settings.store,
+        environment="development" if dev else "production",
+        admin_key=SecretStr(key) if key else None,
+        llm=defaults.llm,
+        encoder=settings.encoder,
+        embed=settings.embed,
+        generation_slots=slots,
+        generation_queue=queue,
+        write_concurrency=writes,
+        rate_limit_redis=rate_limit_redis,
+        reports_dir=reports,
+        defaults=defaults,
+    ).checked()
+    application = create_app(config)
     console.print(
         f"p13n serving {settings.store} at http://{host}:{port}  (docs: /docs, "
         f"dashboard: /dashboard)"
@@ -101,39 +93,35 @@ def _registry(ctx: typer.Context):  # type: ignore[no-untyped-def]
     from p13n.server.tenants import TenantRegistry
     from p13n.store import open_store
 
-    store = open_store(_settings(ctx).store)
+    store = open_store(command_settings(ctx).store)
     return TenantRegistry(store.engine)  # type: ignore[attr-defined]
 
 
 @tenants_app.command("create")
+@handles_p13n_errors
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Tenant name.")],
     key: Annotated[bool, typer.Option(help="Also create an API key (printed once).")] = True,
 ) -> None:
     """Create a tenant (and a first API key)."""
-    try:
-        registry = _registry(ctx)
-        registry.create_tenant(name)
-        console.print(f"created tenant {name!r}")
-        if key:
-            secret, _ = registry.create_key(name, "created by p13n tenants create")
-            console.print(f"API key (shown once): {secret}", highlight=False)
-    except P13nError as error:
-        raise _fail(error) from None
+    registry = _registry(ctx)
+    registry.create_tenant(name)
+    console.print(f"created tenant {name!r}")
+    if key:
+        secret, _ = registry.create_key(name, "created by p13n tenants create")
+        console.print(f"API key (shown once): {secret}", highlight=False)
 
 
 @tenants_app.command("key")
+@handles_p13n_errors
 def new_key(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Tenant name.")],
     label: Annotated[str, typer.Option(help="What the key is for.")] = "",
 ) -> None:
     """Create another API key for a tenant (printed once)."""
-    try:
-        secret, _ = _registry(ctx).create_key(name, label)
-    except P13nError as error:
-        raise _fail(error) from None
+    secret, _ = _registry(ctx).create_key(name, label)
     console.print(f"API key (shown once): {secret}", highlight=False)
 
 

@@ -1,0 +1,330 @@
+"""CLI commands that generate: ``generate``, ``chat``, ``serve-llm`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from p13n.adapt import METHODS
+from p13n.cli.common import (
+    BackendOption,
+    ItemTokensOption,
+    KOption,
+    PromptOption,
+    QueryOption,
+    RetrieverOption,
+    TaskOption,
+    TokensOption,
+    command_settings,
+    console,
+    excerpt,
+    handles_p13n_errors,
+    llm_config,
+    one_of,
+    personalizer_config,
+    print_personas,
+    print_report,
+    run_ingest,
+    show_users,
+    tenant_store,
+)
+from p13n.config import Settings
+from p13n.errors import ConfigError, UnknownUserError
+from p13n.personalize import Generation, Personalizer
+from p13n.store import Store
+
+
+def parse_attributes(values: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` flags as a mapping; a malformed one is a ``ConfigError`` naming it."""
+    parsed: dict[str, str] = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--attr {value!r}: expected KEY=VALUE")
+        parsed[key.strip()] = text.strip()
+    return parsed
+
+
+def print_retrieved(generation: Generation) -> None:
+    """The items the answer was given, with their scores."""
+    retrieved = generation.trace.retrieved
+    if retrieved is None or not retrieved.items:
+        console.print("[dim]nothing retrieved[/]")
+        return
+    table = Table(
+        title=f"retrieved by {retrieved.retriever} for query {excerpt(retrieved.query, 60)!r}",
+        title_justify="left",
+    )
+    for column in ("#", "score", "source", "kind", "text", "id"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for rank, item in enumerate(retrieved.items, start=1):
+        text = f"{item.title}: {item.text}" if item.title else item.text
+        table.add_row(
+            str(rank), f"{item.score:.3f}", item.source, item.kind, excerpt(text), item.id[:12]
+        )
+    console.print(table)
+
+
+def print_trace(generation: Generation) -> None:
+    """One dim line of how the answer was made: level, adapter, model, prompt, timings."""
+    trace, t = generation.trace, generation.trace.timings
+    prompt = trace.prompt
+    if trace.granularity is not None:
+        console.print(
+            f"[dim]served at {trace.granularity.level} level: {trace.granularity.reason}[/]",
+            highlight=False,
+        )
+    if trace.adapter is not None:
+        console.print(
+            f"[dim]adapter {escape(trace.adapter['adapter_id'])} "
+            f"({trace.adapter['weights_sha256'][:12]}), "
+            f"swapped in {trace.adapter['swap_ms']} ms[/]",
+            highlight=False,
+        )
+    console.print(
+        f"[dim]{trace.backend}:{trace.model} · builder {prompt.builder} · task {trace.task} · "
+        f"prompt {trace.prompt_tokens} tokens (budget {prompt.budget}, {len(prompt.items)} items "
+        f"in, {prompt.dropped} dropped) · answer {trace.completion_tokens} tokens · "
+        f"query {t.query_ms:.1f} ms, retrieval {t.retrieve_ms:.1f} ms, prompt {t.prompt_ms:.1f} "
+        f"ms, generation {t.generate_ms:.0f} ms[/]"
+    )
+
+
+def print_comparison(user: str, baseline: Generation, personalized: Generation) -> None:
+    """The two answers side by side, then what the personalized one used."""
+    table = Table(title=f"user {user}", title_justify="left", show_lines=True)
+    table.add_column("non-personalized", ratio=1)
+    table.add_column(f"personalized ({personalized.trace.prompt.builder})", ratio=1)
+    table.add_row(baseline.text, personalized.text)
+    console.print(table)
+    print_retrieved(personalized)
+    print_trace(personalized)
+
+
+@handles_p13n_errors
+def generate(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The input x.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")],
+    task: TaskOption = "chat",
+    retriever: RetrieverOption = "bm25",
+    k: KOption = 4,
+    prompt: PromptOption = "contextual",
+    query: QueryOption = "identity",
+    backend: BackendOption = None,
+    max_new_tokens: TokensOption = 128,
+    max_item_tokens: ItemTokensOption = 256,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Also answer without personalization, side by side.")
+    ] = False,
+    personalize: Annotated[
+        bool, typer.Option(help="--no-personalize gives the baseline (same model and template).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
+    show_prompt: Annotated[bool, typer.Option(help="Print the exact prompt.")] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (the router: user, persona or global by data), user, persona, "
+            "global. Default: the configured level (auto)."
+        ),
+    ] = None,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attr",
+            help="KEY=VALUE attribute of the request (repeatable): places "
+            "a user without data in a declared persona.",
+        ),
+    ] = None,
+    adapter: Annotated[
+        str,
+        typer.Option(
+            help=f"{one_of(('none', *METHODS))}: answer with the user's learned adapter "
+            "(see `p13n adapt train`); with --prompt none, the adapter alone."
+        ),
+    ] = "none",
+) -> None:
+    """Answer TEXT for a user, personalized with their own data, with its trace."""
+    settings = command_settings(ctx)
+    config = personalizer_config(
+        settings,
+        task=task,
+        retriever=retriever,
+        k=k,
+        prompt=prompt,
+        query=query,
+        backend=backend,
+        max_new_tokens=max_new_tokens,
+        max_item_tokens=max_item_tokens,
+        level=level,
+        adapter=adapter,
+    )
+    attributes = parse_attributes(attr)
+    personalizer = Personalizer(tenant_store(settings), config)
+    if compare:
+        baseline, personalized = personalizer.compare(user, text, attributes=attributes)
+        if as_json:
+            console.print_json(
+                json.dumps({"baseline": baseline.to_dict(), "personalized": personalized.to_dict()})
+            )
+            return
+        print_comparison(user, baseline, personalized)
+        result = personalized
+    else:
+        result = personalizer.generate(user, text, personalize=personalize, attributes=attributes)
+        if as_json:
+            console.print_json(json.dumps(result.to_dict()))
+            return
+        console.print(result.text, highlight=False, markup=False)
+        print_retrieved(result)
+        print_trace(result)
+    if show_prompt:
+        console.rule("prompt")
+        console.print(result.trace.prompt.text(), highlight=False, markup=False)
+
+
+def store_chat_turn(store: Store, settings: Settings, user: str, said: str, answer: str) -> None:
+    """Keep what the user said as their own document (the answer rides along as metadata), so
+    the next turn can retrieve it."""
+    from p13n.data import Document
+    from p13n.datasets import Sourced
+    from p13n.encode import get_encoder
+    from p13n.ingest import ingest
+
+    turn = Document(
+        user_id=user,
+        kind="chat",
+        text=said,
+        timestamp=datetime.now(UTC),
+        metadata={"reply": answer},
+    )
+    encoder = get_encoder(settings.encoder) if settings.embed else None
+    ingest(store, [Sourced(turn, "chat")], encoder=encoder)
+
+
+@handles_p13n_errors
+def chat(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")],
+    retriever: RetrieverOption = "bm25",
+    k: KOption = 4,
+    prompt: PromptOption = "contextual",
+    backend: BackendOption = None,
+    max_new_tokens: TokensOption = 192,
+    show_retrieved: Annotated[bool, typer.Option(help="Show what each answer used.")] = False,
+) -> None:
+    """Chat as a user; each turn is stored as their data, so later turns are personalized by the
+    conversation so far. An empty line or Ctrl-D ends the chat."""
+    settings = command_settings(ctx)
+    store = tenant_store(settings)
+    config = personalizer_config(
+        settings,
+        task="chat",
+        retriever=retriever,
+        k=k,
+        prompt=prompt,
+        query="identity",
+        backend=backend,
+        max_new_tokens=max_new_tokens,
+    )
+    personalizer = Personalizer(store, config)
+    if store.data_version(user) is None:
+        raise UnknownUserError(user, store.tenant)
+    console.print(f"[dim]chatting as {user}; an empty line ends[/]")
+    while True:
+        try:
+            said = console.input("[bold]you>[/] ").strip()
+        except EOFError:
+            break
+        if not said:
+            break
+        answer = personalizer.generate(user, said)
+        console.print(f"[bold]p13n>[/] {answer.text}", highlight=False)
+        if show_retrieved:
+            print_retrieved(answer)
+        store_chat_turn(store, settings, user, said, answer.text)
+
+
+@handles_p13n_errors
+def serve_llm(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    backend: BackendOption = None,
+) -> None:
+    """Serve an LLM backend (the embedded model by default) as an OpenAI-compatible API."""
+    import uvicorn
+
+    from p13n.llm import get_llm
+    from p13n.server.llm_api import create_llm_app
+
+    llm = get_llm(llm_config(command_settings(ctx), backend))
+    console.print(f"serving {llm.model} at http://{host}:{port}/v1")
+    uvicorn.run(create_llm_app(llm), host=host, port=port, log_level="warning")
+
+
+DEMO_USERS = ("ada", "bruno", "chloe")
+DEMO_INPUT = "Recommend one film for tonight and say why in two sentences."
+
+
+@handles_p13n_errors
+def demo(
+    ctx: typer.Context,
+    generate: Annotated[
+        bool, typer.Option(help="Also answer one input for demo users, with and without p13n.")
+    ] = True,
+    max_new_tokens: TokensOption = 64,
+) -> None:
+    """Ingest the bundled demo users (written for p13n), show them, and answer the same input
+    for several of them with and without personalization, with the trace."""
+    from p13n.datasets import load_jsonl
+
+    settings = command_settings(ctx)
+    store = tenant_store(settings)
+    with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
+        report = run_ingest(store, load_jsonl(path), settings)
+    print_report(report)
+    show_users(store, limit=20)
+    if not generate:
+        return
+    config = personalizer_config(
+        settings,
+        task="chat",
+        retriever="hybrid",
+        k=3,
+        prompt="contextual",
+        query="identity",
+        backend=None,
+        max_new_tokens=max_new_tokens,
+    )
+    with console.status("loading the model (the first run prepares it: ~30 s)"):
+        personalizer = Personalizer(store, config)
+    console.rule(f"the same input for {len(DEMO_USERS)} users: {DEMO_INPUT!r}")
+    for user in DEMO_USERS:
+        baseline, personalized = personalizer.compare(user, DEMO_INPUT)
+        print_comparison(user, baseline, personalized)
+    _demo_granularity(store, settings, personalizer)
+
+
+def _demo_granularity(store: Store, settings: Settings, personalizer: Personalizer) -> None:
+    """Discover personas, then serve a user the store has never seen: the router's global level."""
+    from p13n.encode import get_encoder
+    from p13n.personalize.personas import DiscoveryConfig, discover_personas
+
+    console.rule("personas discovered from the demo users (p13n personas discover)")
+    with console.status("clustering users and describing each group with the LLM"):
+        discover_personas(
+            store, get_encoder(settings.encoder), personalizer.llm, DiscoveryConfig(seed=0)
+        )
+    print_personas(store)
+    console.rule(f"a user the store has never seen: {DEMO_INPUT!r}")
+    newcomer = personalizer.generate("newcomer", DEMO_INPUT)
+    console.print(newcomer.text, highlight=False, markup=False)
+    print_trace(newcomer)
