@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from p13n.data import Document, Sourced, User
 from p13n.ingest import ingest
 from p13n.server.app import create_app
-from p13n.server.dashboard import report_file, report_folder
+from p13n.server.reports import report_file, report_folder
 from p13n.server.state import ServerConfig, ServerState
 from p13n.store import StoredAdapter, WriteSet
 from p13n.store.base import DEFAULT_TENANT
@@ -147,7 +147,7 @@ def test_every_page_without_a_tenant_key_redirects_to_the_login_form(
 
 
 def test_login_attempts_from_one_address_are_limited(client: TestClient, served: Served) -> None:
-    from p13n.server.dashboard import LOGIN_ATTEMPTS_PER_MINUTE
+    from p13n.server.routes.dashboard import LOGIN_ATTEMPTS_PER_MINUTE
 
     for _ in range(LOGIN_ATTEMPTS_PER_MINUTE):
         wrong = client.post("/dashboard/login", data={"key": "p13n_guess_secret"})

@@ -18,12 +18,11 @@ from fastapi.testclient import TestClient
 from openai import OpenAI
 from sqlalchemy import select
 
-from p13n.errors import ConfigError
+from p13n.errors import ConfigError, QueueFullError
 from p13n.server.app import create_app
 from p13n.server.state import (
     DEV_ADMIN_KEY,
     GenerationGate,
-    QueueFullError,
     ServerConfig,
 )
 from p13n.server.tenants import TenantSettings
@@ -675,6 +674,17 @@ def test_health_readiness_metrics_and_openapi(service: Service) -> None:
     assert "/v1/chat/completions" in schema_doc["paths"] and "/v1/generate" in schema_doc["paths"]
 
 
+def test_two_apps_in_one_process_never_share_a_counter(tmp_path: Path) -> None:
+    first = make_service(f"sqlite:///{tmp_path}/first.db")
+    second = make_service(f"sqlite:///{tmp_path}/second.db")
+    for _ in range(3):
+        assert first.client.get("/v1/users", headers=first.headers("acme")).status_code == 200
+    counted = 'p13n_requests_total{method="GET",route="/v1/users",status="200"}'
+    assert f"{counted} 3.0" in first.client.get("/metrics").text
+    assert counted not in second.client.get("/metrics").text
+    assert first.state.metrics.registry is not second.state.metrics.registry
+
+
 @pytest.mark.postgres
 def test_the_service_runs_on_postgresql(postgres_url: str) -> None:
     service = make_service(postgres_url)
@@ -701,7 +711,7 @@ def test_serve_refuses_to_start_in_production_without_an_admin_key(
 
 
 def test_a_stream_is_made_and_closed_in_one_thread_and_ends_before_the_consumer_goes_on() -> None:
-    from p13n.server.app import _drained
+    from p13n.server.streaming import drained
 
     threads: list[int] = []
     closed: list[bool] = []
@@ -718,7 +728,7 @@ def test_a_stream_is_made_and_closed_in_one_thread_and_ends_before_the_consumer_
 
     async def take_three() -> list[int]:
         taken = []
-        stream = _drained(counting)
+        stream = drained(counting)
         async for n in stream:
             taken.append(n)
             if len(taken) == 3:
@@ -736,7 +746,7 @@ def test_a_stream_is_made_and_closed_in_one_thread_and_ends_before_the_consumer_
         raise ValueError("the model failed")
 
     async def take_all() -> list[int]:
-        return [n async for n in _drained(failing)]
+        return [n async for n in drained(failing)]
 
     with pytest.raises(ValueError, match="the model failed"):
         asyncio.run(take_all())

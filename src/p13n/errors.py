@@ -95,3 +95,31 @@ class DspFormatError(P13nError, ValueError):
 
 class MetricUnavailableError(P13nError, RuntimeError):
     """A metric cannot be computed faithfully here; the message names what is missing."""
+
+
+# ------------------------------------------------------------------------- the service (server/)
+class QueueFullError(P13nError, RuntimeError):
+    """Too many generations are waiting for the model."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the model's queue is full; retry in {retry_after} s")
+
+
+class RateLimitedError(P13nError, RuntimeError):
+    """An API key (or a dashboard login address) went over its rate limit."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limit reached; retry in {retry_after} s")
+
+
+class RateLimiterUnavailableError(P13nError, ConnectionError):
+    """The rate limiter's Redis did not answer (limits are never silently dropped)."""
+
+    def __init__(self, url: str, error: Exception) -> None:
+        super().__init__(f"the rate limiter's Redis at {url!r} did not answer: {error}")
+
+
+class TenantExistsError(P13nError, ValueError):
+    """A tenant of that name exists already."""

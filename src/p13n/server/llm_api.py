@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.errors import LLMError
-from p13n.llm import LLM, ChatMessage, Completion, GenerationOptions
+from p13n.llm import LLM, ChatMessage, GenerationOptions
 from p13n.llm.base import streamed_finish_reason
+from p13n.server.schemas.chat import ChatCompletionOut, ServedModelOut, ServedModelsOut
 
 
 class Message(BaseModel):
@@ -66,7 +67,9 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 
 def create_llm_app(llm: LLM) -> FastAPI:
     """The app serving ``llm`` under its model name."""
-    app = FastAPI(title="p13n LLM server", version="1")
+    # Responses written by Python's json, as before they had models (pydantic's writer spells
+    # some floats and characters differently).
+    app = FastAPI(title="p13n LLM server", version="1", default_response_class=JSONResponse)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -80,14 +83,11 @@ def create_llm_app(llm: LLM) -> FastAPI:
         return _error(422, f"invalid request: {problems}", "invalid_request_error")
 
     @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": llm.model, "object": "model", "created": 0, "owned_by": "p13n"}],
-        }
+    def models() -> ServedModelsOut:
+        return ServedModelsOut(data=[ServedModelOut(id=llm.model, created=0, owned_by="p13n")])
 
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    @app.post("/v1/chat/completions", response_model=ChatCompletionOut)
+    async def chat_completions(request: ChatRequest) -> ChatCompletionOut | StreamingResponse:
         if request.model != llm.model:
             raise HTTPException(404, f"model {request.model!r} is not served here: {llm.model!r}")
         options, messages = request.options(), request.chat()
@@ -108,31 +108,9 @@ def create_llm_app(llm: LLM) -> FastAPI:
             completion = await run_in_threadpool(llm.generate, messages, options)
         except LLMError as error:
             raise HTTPException(502, str(error)) from error
-        return completion_object(completion_id, created, completion)
+        return ChatCompletionOut.of(completion_id, created, completion)
 
     return app
-
-
-def completion_object(completion_id: str, created: int, completion: Completion) -> dict[str, Any]:
-    """OpenAI's ``chat.completion`` object for ``completion``."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": completion.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": completion.text},
-                "finish_reason": completion.finish_reason,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-        },
-    }
 
 
 def chunk_event(

@@ -1,10 +1,11 @@
 """Prometheus metrics: requests by route template and status, latency, the model's queue,
-redactions, and the process's memory. Labels never carry ids (no user or tenant leaks)."""
+redactions, and the process's memory. Labels never carry ids (no user or tenant leaks).
+
+Each app has its own ``Metrics`` (built by ``create_app``), in a registry of its own: two apps
+in one process never share a counter."""
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -16,80 +17,58 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from p13n.server.http import error_response
 
 if TYPE_CHECKING:
-    from p13n.server.state import ServerState
+    from p13n.server.state import GenerationGate
 
-logger = logging.getLogger(__name__)
-
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-REQUESTS = Counter(
-    "p13n_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
-)
-LATENCY = Histogram(
-    "p13n_request_seconds",
-    "HTTP request latency",
-    ["route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-    registry=REGISTRY,
-)
-QUEUE = Gauge("p13n_generation_waiting", "Generations waiting for the model", registry=REGISTRY)
-ADMITTED = Gauge("p13n_generation_admitted", "Generations running or waiting", registry=REGISTRY)
-REDACTIONS = Counter(
-    "p13n_redactions_total", "PII spans redacted at ingest", ["entity"], registry=REGISTRY
-)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+"""Seconds; generations take seconds to minutes, the rest milliseconds."""
 
 
-def record_redactions(counts: dict[str, int]) -> None:
-    for entity, count in counts.items():
-        REDACTIONS.labels(entity).inc(count)
+class Metrics:
+    """One app's registry and the metrics in it."""
 
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter(
+            "p13n_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "p13n_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue = Gauge(
+            "p13n_generation_waiting", "Generations waiting for the model", registry=self.registry
+        )
+        self.admitted = Gauge(
+            "p13n_generation_admitted", "Generations running or waiting", registry=self.registry
+        )
+        self.redactions = Counter(
+            "p13n_redactions_total",
+            "PII spans redacted at ingest",
+            ["entity"],
+            registry=self.registry,
+        )
 
-class Observer:
-    """Counts every request by route template and status, and times it to its last byte. An
-    unhandled error is logged, counted as a 500 and answered in the API's error shape (were it
-    left to the server, it would bypass the counters and answer in plain text)."""
+    def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request, by its route's template (never the path: it holds ids)."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def record_redactions(self, counts: dict[str, int]) -> None:
+        for entity, count in counts.items():
+            self.redactions.labels(entity).inc(count)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status: int | None = None
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed_send)
-        except Exception:
-            logger.exception("unhandled error in %s %s", scope["method"], _template(scope))
-            if status is not None:  # the response had started: all that can be done is end it
-                raise
-            status = 500
-            response = error_response(500, "internal error (logged on the server)", "server_error")
-            await response(scope, receive, send)
-        finally:
-            template = _template(scope)
-            REQUESTS.labels(scope["method"], template, str(status or 500)).inc()
-            LATENCY.labels(template).observe(time.perf_counter() - started)
-
-
-def _template(scope: Scope) -> str:
-    return getattr(scope.get("route"), "path", None) or "unmatched"
-
-
-def exposition(state: ServerState) -> tuple[bytes, str]:
-    QUEUE.set(state.gate.waiting)
-    ADMITTED.set(state.gate.admitted)
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    def exposition(self, gate: GenerationGate) -> tuple[bytes, str]:
+        """The registry in Prometheus's text format (the queue's gauges read now), and its
+        content type."""
+        self.queue.set(gate.waiting)
+        self.admitted.set(gate.admitted)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -46,12 +46,12 @@ PRELOAD: tuple[str, ...] = (
 starts no thread, so forking after it is safe; the fork server checks the threads. Not
 onnxruntime: its import starts a thread (and takes milliseconds once numpy is there)."""
 
-# The fork server's process: ``_serve_forks`` returns only in a child, which then runs the CLI at
+# The fork server's process: ``run_fork_server`` returns only in a child, which then runs the CLI at
 # top level, as ``python -m p13n ARGS`` would.
 _FORK_SERVER = (
     "import runpy, sys\n"
-    "from p13n.server.process import _serve_forks\n"
-    "sys.argv = ['p13n', *_serve_forks(sys.argv[1:])]\n"
+    "from p13n.server.process import run_fork_server\n"
+    "sys.argv = ['p13n', *run_fork_server(sys.argv[1:])]\n"
     "runpy.run_module('p13n', run_name='__main__', alter_sys=True)\n"
 )
 
@@ -289,7 +289,7 @@ def serve_in_subprocess(
                 process.wait(timeout=30)
 
 
-def _serve_forks(preload: Sequence[str]) -> list[str]:
+def run_fork_server(preload: Sequence[str]) -> list[str]:
     """The fork server: import ``preload``, then fork on each request line from stdin (JSON:
     ``args``, ``log``), reporting ``started PID`` and ``exited PID CODE``; at the end of stdin,
     stop the children still running and exit. In a child, returns its arguments."""

@@ -13,15 +13,21 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from anyio import CapacityLimiter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from p13n.errors import ConfigError, P13nError
+from p13n.errors import (
+    ConfigError,
+    QueueFullError,
+    RateLimitedError,
+    RateLimiterUnavailableError,
+)
 from p13n.llm import LLM, LLMConfig, get_llm
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.privacy.redact import RedactionConfig, Redactor
+from p13n.server.metrics import Metrics
 from p13n.server.tenants import TenantRegistry, TenantSettings
 from p13n.store import Store, StoredAdapter, open_store
 
@@ -88,14 +94,6 @@ class ServerConfig(BaseModel):
         return self
 
 
-class QueueFullError(P13nError):
-    """Too many generations are waiting for the model."""
-
-    def __init__(self, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"the model's queue is full; retry in {retry_after} s")
-
-
 class GenerationGate:
     """At most ``slots`` generations at once; up to ``queue`` more wait, first come first served
     (asyncio's semaphore wakes waiters in order); beyond that, ``QueueFullError`` at once."""
@@ -159,12 +157,6 @@ class Admission:
         if not self._released:
             self._released = True
             self._gate._admitted -= 1
-
-
-class RateLimitedError(P13nError):
-    def __init__(self, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"rate limit reached; retry in {retry_after} s")
 
 
 class RateLimiter:
@@ -249,11 +241,6 @@ return {allowed, tostring(tokens)}
             raise RateLimitedError(max(1, math.ceil((1.0 - float(tokens)) / rate)))
 
 
-class RateLimiterUnavailableError(P13nError):
-    def __init__(self, url: str, error: Exception) -> None:
-        super().__init__(f"the rate limiter's Redis at {url!r} did not answer: {error}")
-
-
 @dataclass
 class TenantCaches:
     """Per-tenant objects built on demand and dropped by ``ServerState.forget_caches``."""
@@ -266,8 +253,11 @@ class TenantCaches:
 class ServerState:
     """Everything the app's handlers share. One model, loaded on first use."""
 
-    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, store: Store | None = None, *, metrics: Metrics
+    ) -> None:
         self.config = config.checked()
+        self.metrics = metrics
         self.store = store or open_store(self.config.store)
         engine = getattr(self.store, "engine", None)
         if engine is None:
@@ -306,6 +296,11 @@ class ServerState:
     def admin_key(self) -> str:
         assert self.config.admin_key is not None  # checked() sets one
         return self.config.admin_key.get_secret_value()
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the model is loaded (it is on first use, or by ``warm_up``)."""
+        return self._llm is not None
 
     @property
     def llm(self) -> LLM:
@@ -411,15 +406,3 @@ class ServerState:
 
     def close(self) -> None:
         self.store.close()
-
-
-def describe(state: ServerState) -> dict[str, Any]:
-    """What /healthz reports."""
-    return {
-        "status": "ok",
-        "uptime_s": round(time.time() - state.started, 1),
-        "environment": state.config.environment,
-        "model_loaded": state._llm is not None,
-        "warmed_up": state.warmed,
-        "generation": {"admitted": state.gate.admitted, "waiting": state.gate.waiting},
-    }

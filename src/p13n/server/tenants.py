@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from p13n.errors import P13nError, UnknownTenantError
+from p13n.errors import TenantExistsError, UnknownTenantError
 from p13n.privacy.redact import RedactionConfig
 from p13n.store import schema as s
 from p13n.store.base import check_tenant
@@ -52,10 +52,6 @@ class ApiKey:
     label: str
     created_at: datetime
     revoked_at: datetime | None
-
-
-class TenantExistsError(P13nError):
-    """A tenant of that name exists already."""
 
 
 def _digest(secret: str) -> str:

@@ -1,198 +1,28 @@
-"""The service's request models and error shape, and the JSON Schema of what it accepts.
-
-Fields are the data model's own types (``p13n.data``: ids, texts, kinds, attributes,
-timestamps), so a request is checked by the same rules as a record of ``p13n ingest``. Each
-type's published schema states those rules (its patterns computed from the same Unicode
-properties), so that ``/openapi.json`` describes exactly what is accepted: what it allows is
-accepted, and what it refuses is refused. The few rules JSON Schema cannot state are named in
-the operations' descriptions.
-"""
+"""The service's request models (``*In``): what each operation accepts, and its JSON Schema."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    JsonValue,
-    WithJsonSchema,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.config import JsonDict
 
-from p13n.data import DEFAULT_MAX_ATTRIBUTE_CHARS, DEFAULT_MAX_TEXT_CHARS, FLOAT32_MAX
-from p13n.data.models import (
-    END,
-    MAX_ATTRIBUTE_DEPTH,
-    MAX_ID_CHARS,
-    NO_NUL_PATTERN,
-    Attributes,
-    Id,
-    Kind,
-    OptionalText,
-    Text,
-    Timestamp,
-    check_unicode,
-    id_pattern,
-    kind_pattern,
-    text_pattern,
-    whitespace_class,
-)
-from p13n.errors import StoreError
+from p13n.data.models import END, NO_NUL_PATTERN, check_unicode, whitespace_class
 from p13n.prompt import builders, templates
 from p13n.registry import Registry
 from p13n.retrieve import query_generators, retrievers
-from p13n.server.tenants import TenantSettings, integral
-from p13n.store.base import TENANT_PATTERN, check_tenant
-
-
-# -------------------------------------------------------------------------------- errors
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    code: int
-
-
-class ErrorOut(BaseModel):
-    """Every error: OpenAI's shape (OpenAI clients show it) and FastAPI's ``detail``."""
-
-    error: ErrorDetail
-    detail: str
-
-
-_MEANINGS = {
-    400: "The body is not UTF-8 JSON (or nests too deep), the path holds an encoded '/', or "
-    "the request asks for something this server cannot do",
-    401: "No valid API key (Authorization: Bearer <key>)",
-    403: "The key is not allowed here (the admin key manages tenants; a tenant key reaches data)",
-    404: "No such user, record, item or key (in this tenant)",
-    409: "Conflicts with what is stored (a tenant that exists, an adapter that does not)",
-    422: "A field or record is invalid; the message names it (nothing of the request is stored)",
-    429: "Over the key's rate limit (Retry-After says when to retry)",
-    500: "An internal error (logged on the server)",
-    502: "The model backend failed",
-    503: "The model's queue is full, the server is warming up, or a dependency is unavailable",
-}
-
-
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these error statuses, in the shape of ``ErrorOut``."""
-    return {status: {"model": ErrorOut, "description": _MEANINGS[status]} for status in statuses}
-
-
-COMMON_ERRORS = (400, 422, 429, 500)
-"""What any authenticated operation may answer."""
-AUTH_ERRORS = (401, 403)
-
-
-# ----------------------------------------------------------------- content rules, as schema
-def _schema(**rules: Any) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", **rules})
-
-
-ApiId = Annotated[Id, _schema(minLength=1, maxLength=MAX_ID_CHARS, pattern=id_pattern())]
-"""An id: one URL path segment (no '/', control, bidi or zero-width characters), 1-200 long."""
-ApiText = Annotated[
-    Text, _schema(minLength=1, maxLength=DEFAULT_MAX_TEXT_CHARS, pattern=text_pattern())
-]
-ApiOptionalText = Annotated[
-    OptionalText, _schema(maxLength=DEFAULT_MAX_TEXT_CHARS, pattern=NO_NUL_PATTERN)
-]
-ApiKind = Annotated[Kind, _schema(pattern=kind_pattern())]
-ApiAttributes = Annotated[
-    Attributes,
-    WithJsonSchema(
-        {
-            "type": "object",
-            "propertyNames": {"pattern": NO_NUL_PATTERN},
-            "additionalProperties": {"$ref": "#/components/schemas/AttributeValue"},
-            "description": "Any JSON object: finite numbers, strings without NUL, nested at "
-            f"most {MAX_ATTRIBUTE_DEPTH} deep, at most {DEFAULT_MAX_ATTRIBUTE_CHARS:,} characters "
-            "as JSON",
-        }
-    ),
-]
-ATTRIBUTE_VALUE: dict[str, Any] = {
-    "anyOf": [
-        {"type": "null"},
-        {"type": "boolean"},
-        {"type": "number"},
-        {"type": "string", "pattern": NO_NUL_PATTERN},
-        {"type": "array", "items": {"$ref": "#/components/schemas/AttributeValue"}},
-        {
-            "type": "object",
-            "propertyNames": {"pattern": NO_NUL_PATTERN},
-            "additionalProperties": {"$ref": "#/components/schemas/AttributeValue"},
-        },
-    ]
-}
-"""The recursive component ``ApiAttributes`` refers to (added to the OpenAPI document)."""
-
-FIRST_UNIX_SECOND, LAST_UNIX_SECOND = -62_135_596_800, 253_402_300_799
-"""Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z."""
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+from p13n.server.schemas.fields import (
+    ApiAttributes,
+    ApiId,
+    ApiInt,
+    ApiKind,
+    ApiOptionalText,
+    ApiText,
+    ApiTimestamp,
+    ApiValue,
+    TenantName,
 )
-
-
-def _rfc3339(value: Any) -> Any:
-    """Over HTTP a timestamp string is an RFC 3339 date-time, zone included, as the schema says
-    (files may also hold dates, zone-less times and Unix seconds as text)."""
-    if isinstance(value, str) and _RFC3339.fullmatch(value) is None:
-        raise ValueError(
-            f"timestamp {value!r} is not an RFC 3339 date-time with a zone (e.g. "
-            "2024-05-01T12:00:00Z); Unix seconds are sent as a JSON number"
-        )
-    return value
-
-
-ApiTimestamp = Annotated[
-    Timestamp,
-    BeforeValidator(_rfc3339),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "string",
-                    "format": "date-time",
-                    # The first and last day only in zones whose UTC time stays in years 1-9999.
-                    "pattern": r"^(?!0001-01-01[Tt][^Zz+-]*\+[0-9]|9999-12-31[Tt][^Zz+-]*-[0-9])",
-                },
-                {"type": "number", "minimum": FIRST_UNIX_SECOND, "maximum": LAST_UNIX_SECOND},
-                {"type": "null"},
-            ],
-            "description": "ISO 8601 / RFC 3339 date-time (UTC if no zone), or Unix seconds",
-        }
-    ),
-]
-
-
-def _float32(value: float) -> float:
-    if not abs(value) <= FLOAT32_MAX:  # also NaN
-        raise ValueError(f"{value!r} is not a finite number within ±{FLOAT32_MAX:.4g} (float32)")
-    return value
-
-
-ApiValue = Annotated[
-    float,
-    AfterValidator(_float32),
-    WithJsonSchema({"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}),
-]
-
-
-PathId = Annotated[
-    str,
-    Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": id_pattern()}),
-]
-"""An id in a path: only what ``ApiId`` accepts can exist, so anything else is not found."""
-
-
-ApiInt = Annotated[int, BeforeValidator(integral)]
+from p13n.server.tenants import TenantSettings
 
 
 class Strict(BaseModel):
@@ -398,25 +228,8 @@ class FeedbackIn(Strict):
 
 
 # ------------------------------------------------------------------------------- tenants
-_TENANT_NAME: JsonDict = {
-    "type": "string",
-    "pattern": TENANT_PATTERN.removesuffix("$") + END,
-    "description": "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-}
-
-
-def _tenant_name(name: str) -> str:
-    try:
-        return check_tenant(name)
-    except StoreError as error:  # a ValueError is what pydantic reports as the field's problem
-        raise ValueError(str(error)) from None
-
-
-PathTenant = Annotated[str, Path(json_schema_extra=_TENANT_NAME)]
-
-
 class TenantIn(Strict):
-    name: Annotated[str, AfterValidator(_tenant_name), WithJsonSchema(_TENANT_NAME)]
+    name: TenantName
     settings: TenantSettings = TenantSettings()
 
 

@@ -8,146 +8,54 @@ the login form."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
-from p13n.errors import LLMError, P13nError, UnknownUserError
+from p13n.errors import LLMError, P13nError, QueueFullError, RateLimitedError, UnknownUserError
 from p13n.personalize import Generation, PersonalizerConfig
 from p13n.prompt import builders, templates
 from p13n.retrieve import retrievers
-from p13n.server.auth import COOKIE, TenantScope, get_state, tenant_scope
-from p13n.server.state import QueueFullError, RateLimitedError
+from p13n.server.auth import COOKIE, TenantScope, get_state
+from p13n.server.pages import (
+    STATIC,
+    base_url,
+    bounded_int,
+    not_found,
+    page_scope,
+    render,
+    to_login,
+)
+from p13n.server.reports import (
+    REPORT_FILES,
+    find_reports,
+    markdown_html,
+    read_report,
+    report_file,
+    report_folder,
+    reports_root,
+)
 from p13n.store import StoredAdapter, UserSummary
 
-HERE = Path(__file__).resolve().parent
-STATIC = HERE / "static"
 PAGE_SIZE = 25
 LIST_LIMIT = 50
 """Documents, interactions and preferences shown on a user's page (newest first)."""
-TEXT_CHARS = 400
 PLAYGROUND_TOKENS = 48
 PLAYGROUND_MAX_TOKENS = 128
 PLAYGROUND_MAX_INPUT = 4000
 LEVELS = ("user", "auto", "persona", "global")
-REPORT_FILES = {
-    ".png": "image/png",
-    ".json": "application/json",
-    ".md": "text/plain; charset=utf-8",
-    ".csv": "text/plain; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
-"""What the reports route serves (by suffix); anything else, HTML included, is refused."""
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
-_jinja = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
-
-dashboard = APIRouter(prefix="/dashboard", include_in_schema=False)
-
-
-# ------------------------------------------------------------------------------- helpers
-def _base(request: Request) -> str:
-    root: str = request.scope.get("root_path", "")
-    return f"{root}/dashboard"
-
-
-def _scope(request: Request) -> TenantScope | None:
-    """The tenant the request's key (cookie or bearer) belongs to; None without a valid one."""
-    try:
-        return tenant_scope(request, cookie=True)
-    except HTTPException:
-        return None
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"{_base(request)}/login", status_code=303)
-
-
-def _render(
-    request: Request,
-    template: str,
-    scope: TenantScope | None,
-    *,
-    status: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    """A page of the layout: the template rendered with the base URL, tenant and page name."""
-    html = _jinja.get_template(template).render(
-        base=_base(request),
-        tenant=scope.tenant if scope is not None else None,
-        page=template.removesuffix(".html"),
-        **context,
-    )
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-
-
-def _not_found(request: Request, scope: TenantScope, what: str) -> HTMLResponse:
-    return _render(request, "not_found.html", scope, status=404, what=what)
-
-
-def _clip(text: str, limit: int = TEXT_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _when(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _int(raw: object, default: int, low: int, high: int) -> int:
-    try:
-        number = int(str(raw))
-    except ValueError:
-        return default
-    return max(low, min(high, number))
-
-
-_jinja.filters.update(clip=_clip, when=_when, size=_size, value=_value)
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 
 # ------------------------------------------------------------------------------- login
-@dashboard.get("/static/{name}", name="dashboard_static")
+@router.get("/static/{name}", name="dashboard_static")
 def static(name: str) -> Response:
     """The stylesheet (no login needed; only files that ship in ``static/``)."""
     files = {path.name: path for path in STATIC.iterdir() if path.is_file()}
@@ -156,9 +64,9 @@ def static(name: str) -> Response:
     return FileResponse(files[name], headers={"Cache-Control": "max-age=3600"})
 
 
-@dashboard.get("/login", name="dashboard_login")
+@router.get("/login", name="dashboard_login")
 def login_form(request: Request) -> HTMLResponse:
-    return _render(request, "login.html", None, error=None)
+    return render(request, "login.html", None, error=None)
 
 
 LOGIN_ATTEMPTS_PER_MINUTE = 20
@@ -166,7 +74,7 @@ LOGIN_ATTEMPTS_PER_MINUTE = 20
 when it is on Redis): guessing keys from one address gets 20 tries a minute."""
 
 
-@dashboard.post("/login")
+@router.post("/login")
 async def login(request: Request) -> Response:
     """Checks a tenant key and keeps it in an HttpOnly, SameSite=Strict cookie."""
     state = get_state(request)
@@ -176,7 +84,7 @@ async def login(request: Request) -> Response:
             state.limiter.take, f"dashboard-login:{address}", LOGIN_ATTEMPTS_PER_MINUTE
         )
     except RateLimitedError as limited:
-        page = _render(
+        page = render(
             request,
             "login.html",
             None,
@@ -191,12 +99,12 @@ async def login(request: Request) -> Response:
     record = await run_in_threadpool(state.tenants.authenticate, key) if key else None
     if record is None:
         error = "That is not a live tenant API key." if key else "Enter a tenant API key."
-        return _render(request, "login.html", None, status=401, error=error)
-    response = RedirectResponse(_base(request), status_code=303)
+        return render(request, "login.html", None, status=401, error=error)
+    response = RedirectResponse(base_url(request), status_code=303)
     response.set_cookie(
         COOKIE,
         key,
-        path=_base(request),
+        path=base_url(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -204,23 +112,23 @@ async def login(request: Request) -> Response:
     return response
 
 
-@dashboard.get("/logout", name="dashboard_logout")
+@router.get("/logout", name="dashboard_logout")
 def logout(request: Request) -> Response:
-    response = _to_login(request)
-    response.delete_cookie(COOKIE, path=_base(request), httponly=True, samesite="strict")
+    response = to_login(request)
+    response.delete_cookie(COOKIE, path=base_url(request), httponly=True, samesite="strict")
     return response
 
 
 # ------------------------------------------------------------------------------- users
-@dashboard.get("", name="dashboard_users")
+@router.get("", name="dashboard_users")
 def users(request: Request) -> Response:
     """The tenant's users with their counts, a page at a time; ``q`` filters by id prefix."""
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     store = scope.store
     query = request.query_params.get("q", "").strip()[:200]
-    page = _int(request.query_params.get("page"), 1, 1, 1_000_000)
+    page = bounded_int(request.query_params.get("page"), 1, 1, 1_000_000)
     offset = (page - 1) * PAGE_SIZE
     if query:
         # The store pages users by id without a filter; a prefix search reads the list once.
@@ -234,7 +142,7 @@ def users(request: Request) -> Response:
         total = store.count_users()
         summaries = store.list_users(limit=PAGE_SIZE, offset=offset)
     pages = max(1, math.ceil(total / PAGE_SIZE))
-    return _render(
+    return render(
         request,
         "users.html",
         scope,
@@ -253,16 +161,16 @@ class AdapterRow:
     """``user`` or ``persona <id>``."""
 
 
-@dashboard.get("/users/{user_id:path}", name="dashboard_user")
+@router.get("/users/{user_id:path}", name="dashboard_user")
 def user_page(request: Request, user_id: str) -> Response:
     """Everything stored about one user of the tenant."""
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     store = scope.store
     user = store.get_user(user_id)
     if user is None:
-        return _not_found(request, scope, f"user {user_id!r}")
+        return not_found(request, scope, f"user {user_id!r}")
     interactions = store.interactions(user_id, limit=LIST_LIMIT)
     items = store.items(sorted({i.item_id for i in interactions}))
     persona_ids = store.personas_of(user_id)
@@ -272,7 +180,7 @@ def user_page(request: Request, user_id: str) -> Response:
         adapters += [
             AdapterRow(a, f"persona {persona_id}") for a in store.adapters(persona_id=persona_id)
         ]
-    return _render(
+    return render(
         request,
         "user.html",
         scope,
@@ -326,10 +234,10 @@ class PlaygroundForm:
             input=text("input", "", PLAYGROUND_MAX_INPUT),
             task=text("task", defaults.task),
             retriever=text("retriever", defaults.retriever),
-            k=_int(form.get("k"), defaults.k, 0, 20),
+            k=bounded_int(form.get("k"), defaults.k, 0, 20),
             prompt=text("prompt", defaults.prompt),
             level=text("level", defaults.level),
-            max_tokens=_int(form.get("max_tokens"), PLAYGROUND_TOKENS, 1, cap),
+            max_tokens=bounded_int(form.get("max_tokens"), PLAYGROUND_TOKENS, 1, cap),
         )
 
     def config(self, base: PersonalizerConfig) -> PersonalizerConfig:
@@ -356,7 +264,7 @@ def _playground(
     result: tuple[Generation, Generation] | None = None,
 ) -> HTMLResponse:
     users = scope.store.list_users(limit=200)
-    return _render(
+    return render(
         request,
         "playground.html",
         scope,
@@ -373,24 +281,24 @@ def _playground(
     )
 
 
-@dashboard.get("/playground", name="dashboard_playground")
+@router.get("/playground", name="dashboard_playground")
 def playground_form(request: Request) -> Response:
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     defaults = PlaygroundForm.defaults(
         scope.state.config.defaults, request.query_params.get("user", "")
     )
     return _playground(request, scope, defaults)
 
 
-@dashboard.post("/playground")
+@router.post("/playground")
 async def playground(request: Request) -> Response:
     """The same input answered without and with the user's data, side by side, with what was
     retrieved, the level that served and the timings. Runs on the shared model's queue."""
-    scope = await run_in_threadpool(_scope, request)  # key lookups read the store
+    scope = await run_in_threadpool(page_scope, request)  # key lookups read the store
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     state = scope.state
     defaults = PlaygroundForm.defaults(state.config.defaults)
     form = PlaygroundForm.parse(await request.form(), defaults, _token_cap(scope))
@@ -426,101 +334,36 @@ def _status(error: P13nError) -> int:
 
 
 # ------------------------------------------------------------------------------- reports
-@dataclass(frozen=True)
-class Report:
-    name: str
-    modified: datetime
-    files: list[str]
-    """Every file in the run folder, by name."""
-
-    @property
-    def plots(self) -> list[str]:
-        return [f for f in self.files if f.endswith(".png")]
-
-
-def markdown_html(text: str) -> str:
-    """Markdown (tables included) as HTML; raw HTML in it is escaped, and column alignment
-    becomes a class, since the pages' content security policy allows no inline styles."""
-    tokens = _markdown.parse(text)
-    for token in tokens:
-        if token.type in ("th_open", "td_open"):
-            style = str(token.attrs.pop("style", ""))
-            if style.startswith("text-align:"):
-                token.attrSet("class", f"align-{style.removeprefix('text-align:')}")
-    html: str = _markdown.renderer.render(tokens, _markdown.options, {})
-    return html
-
-
-def reports_root(scope: TenantScope) -> Path:
-    return scope.state.config.reports_dir.resolve()
-
-
-def find_reports(root: Path) -> list[Report]:
-    """Run folders directly under ``root`` holding a summary.md, results.json or plot; newest
-    first."""
-    if not root.is_dir():
-        return []
-    found = [_report(folder) for folder in root.iterdir() if folder.is_dir()]
-    shown = [r for r in found if {"summary.md", "results.json"} & set(r.files) or r.plots]
-    return sorted(shown, key=lambda r: (r.modified, r.name), reverse=True)
-
-
-def _report(folder: Path) -> Report:
-    files = sorted(p.name for p in folder.iterdir() if p.is_file())
-    stamp = max([folder.stat().st_mtime, *((folder / f).stat().st_mtime for f in files)])
-    return Report(folder.name, datetime.fromtimestamp(stamp), files)
-
-
-def report_folder(root: Path, name: str) -> Path | None:
-    """The run folder ``name`` directly under ``root``; None for anything else."""
-    folder = (root / name).resolve()
-    if folder.parent != root or not folder.is_dir():
-        return None
-    return folder
-
-
-def report_file(root: Path, name: str, relative: str) -> Path | None:
-    """A servable file inside run folder ``name`` (resolved: ``..`` and links that lead out of
-    ``root`` are refused); None for anything else."""
-    folder = report_folder(root, name)
-    if folder is None:
-        return None
-    path = (folder / relative).resolve()
-    if not path.is_relative_to(folder) or not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path if path.suffix.lower() in REPORT_FILES else None
-
-
-@dashboard.get("/reports", name="dashboard_reports")
+@router.get("/reports", name="dashboard_reports")
 def reports(request: Request) -> Response:
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     root = reports_root(scope)
-    return _render(request, "reports.html", scope, reports=find_reports(root), root=str(root))
+    return render(request, "reports.html", scope, reports=find_reports(root), root=str(root))
 
 
-@dashboard.get("/reports/{name}", name="dashboard_report")
+@router.get("/reports/{name}", name="dashboard_report")
 def report(request: Request, name: str) -> Response:
     """A run's summary.md as HTML (tables included; raw HTML in it is escaped) with its plots."""
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     folder = report_folder(reports_root(scope), name)
     if folder is None:
-        return _not_found(request, scope, f"report {name!r}")
-    found = _report(folder)
+        return not_found(request, scope, f"report {name!r}")
+    found = read_report(folder)
     summary = folder / "summary.md"
     body = markdown_html(summary.read_text(encoding="utf-8")) if summary.is_file() else None
-    return _render(request, "report.html", scope, report=found, summary=body)
+    return render(request, "report.html", scope, report=found, summary=body)
 
 
-@dashboard.get("/reports/{name}/files/{relative:path}", name="dashboard_report_file")
+@router.get("/reports/{name}/files/{relative:path}", name="dashboard_report_file")
 def report_file_route(request: Request, name: str, relative: str) -> Response:
     """A plot or data file of a run, only from inside ``reports_dir``."""
-    scope = _scope(request)
+    scope = page_scope(request)
     if scope is None:
-        return _to_login(request)
+        return to_login(request)
     path = report_file(reports_root(scope), name, relative)
     if path is None:
         return Response("not found", status_code=404, media_type="text/plain")
