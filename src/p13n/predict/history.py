@@ -1,5 +1,6 @@
 """A case's own history as text vectors, for the indirect predictors: each text encoded once
-(``EmbeddingTable``) and a case's history ranked by similarity to its target (``SimilarHistory``)."""
+(``EmbeddingTable``), and a case's history ranked by similarity to its target
+(``SimilarHistory``)."""
 
 from __future__ import annotations
 

@@ -270,7 +270,12 @@ def _tuned(inputs: FitInputs, names: Sequence[str]) -> dict[str, Recommender]:
     return tuned
 
 
+def _classic(inputs: FitInputs) -> Recommender:
+    return _tuned(inputs, [inputs.name])[inputs.name]
+
+
 def _hybrid(inputs: FitInputs) -> Recommender:
+    """The four classic models, tuned, and content, weighted on the validation split."""
     assert inputs.split is not None
     tuned = _tuned(inputs, CLASSIC)
     hybrid = LearnedHybrid([*tuned.values(), ContentRecommender("content", inputs.vectors)])
@@ -286,7 +291,7 @@ servable: Registry[ServableModel] = Registry("servable recommender")
 """The models ``fit_recommender`` serves (in ``SERVABLE`` order)."""
 servable.register("popularity", ServableModel(lambda inputs: inputs.popularity))
 for _name in CLASSIC[1:]:
-    servable.register(_name, ServableModel(lambda i: _tuned(i, [i.name])[i.name], tuned=True))
+    servable.register(_name, ServableModel(_classic, tuned=True))
 servable.register("content", ServableModel(lambda i: ContentRecommender("content", i.vectors)))
 servable.register("hybrid", ServableModel(_hybrid, tuned=True))
 
