@@ -15,18 +15,11 @@ from typer.testing import CliRunner
 from p13n.cli import app
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, read_split, write_split
 from p13n.encode import Encoder
-from p13n.recommend import classify, rating
-from p13n.recommend.classify import KnnPersonalLabel, Majority, UserMajority, VoteParams
-from p13n.recommend.embeddings import EmbeddingTable
-from p13n.recommend.indirect import Case, History, IndirectDataError, Observations
-from p13n.recommend.indirect_bench import (
-    ArmOutput,
-    TaskRun,
-    run_lamp_label,
-    run_lamp_rating,
-    score_run,
-)
-from p13n.recommend.indirect_data import (
+from p13n.errors import IndirectDataError
+from p13n.predict import classify, rating
+from p13n.predict.base import Case, History, Observations
+from p13n.predict.classify import KnnPersonalLabel, Majority, UserMajority, VoteParams
+from p13n.predict.data import (
     input_text,
     lamp_rating_cases,
     movielens_cases,
@@ -34,13 +27,21 @@ from p13n.recommend.indirect_data import (
     per_user_holdout,
     read_movielens_fold,
 )
-from p13n.recommend.rating import (
+from p13n.predict.history import EmbeddingTable
+from p13n.predict.rating import (
     BiasBaseline,
     GlobalMean,
     KnnParams,
     KnnPersonalRating,
     LLMExpectedRating,
     UserMean,
+)
+from p13n.recommend.indirect_bench import (
+    ArmOutput,
+    TaskRun,
+    run_lamp_label,
+    run_lamp_rating,
+    score_run,
 )
 
 RATING_SPEC = TaskSpec(

@@ -15,15 +15,16 @@ from typer.testing import CliRunner
 from p13n.cli import app
 from p13n.data import Interaction, Item, User
 from p13n.encode import Encoder
+from p13n.errors import RecDataError
 from p13n.evaluate.metrics import ranking_metrics_per_query
 from p13n.llm import LLM
 from p13n.recommend.bench import RecsysConfig, load_recdata, run_recsys
 from p13n.recommend.content import ContentRecommender, item_vectors
-from p13n.recommend.data import RecData, RecDataError
-from p13n.recommend.evaluate import evaluate, score_ranking, validation_ndcg
+from p13n.recommend.data import RecData
 from p13n.recommend.hybrid import LearnedHybrid, coordinate_ascent, ndcg_at
 from p13n.recommend.llm import LLMReranker, LLMTexts, explain, history_lines
 from p13n.recommend.models import ALS, BPR, ItemKNN, Popularity
+from p13n.recommend.ranking import evaluate, score_ranking, validation_ndcg
 from p13n.recommend.service import FittedRecommender, data_from_store, fit_recommender
 from p13n.recommend.split import (
     COLD_START_MAX,

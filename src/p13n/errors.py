@@ -123,3 +123,31 @@ class RateLimiterUnavailableError(P13nError, ConnectionError):
 
 class TenantExistsError(P13nError, ValueError):
     """A tenant of that name exists already."""
+
+
+# --- recommend / predict (the indirect stream) -----------------------------------------------
+
+
+class RecDataError(P13nError, ValueError):
+    """Interactions that cannot make a recommendation dataset (names the record and problem)."""
+
+
+class UnknownItemError(P13nError, LookupError):
+    """An item id the catalog does not hold."""
+
+    def __init__(self, item_id: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"no item {item_id!r} in the catalog")
+
+
+class NotFittedError(P13nError, RuntimeError):
+    """A recommender was asked to score before it was fitted (the message names the model)."""
+
+
+class SavedRecommenderError(P13nError, ValueError):
+    """A saved recommender folder cannot be loaded: written in another format version, or one of
+    its files is missing or altered (the message names the folder and the file)."""
+
+
+class IndirectDataError(P13nError, ValueError):
+    """Data an indirect predictor cannot use (a malformed rating or label): names the example."""

@@ -8,13 +8,15 @@ from the catalog text or from LLM-enriched descriptions (LLM-Rec).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from p13n.encode import Encoder
+from p13n.errors import NotFittedError
 from p13n.recommend.data import RecData, item_text
-from p13n.recommend.models import Scores
+from p13n.recommend.models import ModelState, Recommender, RecommenderConfig, Scores
 
 Vectors = npt.NDArray[np.float32]
 
@@ -56,6 +58,8 @@ class ContentRecommender:
     centroid of each user's liked training items is used. Rows without a vector score 0.
     """
 
+    kind: ClassVar[str] = "content"
+
     def __init__(
         self,
         name: str,
@@ -78,5 +82,32 @@ class ContentRecommender:
 
     def scores(self, rows: Sequence[int]) -> Scores:
         if self._users is None:
-            raise RuntimeError(f"{self.name} is not fitted: call fit() first")
+            raise NotFittedError(f"{self.name} is not fitted: call fit() first")
         return np.asarray(self._users[list(rows)] @ self.vectors.T, dtype=np.float32)
+
+    def state(self) -> ModelState:
+        if self._users is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit() first")
+        arrays = {"vectors": self.vectors, "users": self._users}
+        if self.fixed_users is not None:
+            rows = list(self.fixed_users)
+            arrays["fixed.rows"] = np.array(rows, dtype=np.int64)
+            fixed = [np.asarray(self.fixed_users[row], dtype=np.float32) for row in rows]
+            arrays["fixed.vectors"] = (
+                np.stack(fixed) if fixed else np.zeros((0, self.vectors.shape[1]), np.float32)
+            )
+        return ModelState(self.kind, self.name, {}, arrays)
+
+    @classmethod
+    def from_state(cls, state: ModelState, parts: Sequence[Recommender] = ()) -> Self:
+        RecommenderConfig.from_saved(state.config, state.name)  # content has no settings
+        names = ["vectors", "users"]
+        if "fixed.rows" in state.arrays:
+            names += ["fixed.rows", "fixed.vectors"]
+        arrays = state.expect(*names)
+        fixed = None
+        if len(arrays) == 4:
+            fixed = {int(row): vector for row, vector in zip(arrays[2], arrays[3], strict=True)}
+        model = cls(state.name, arrays[0], fixed)
+        model._users = arrays[1]
+        return model

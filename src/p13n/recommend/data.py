@@ -12,22 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from p13n.data import FLOAT32_MAX, Interaction, Item, User
-from p13n.errors import P13nError
+from p13n.errors import RecDataError, UnknownItemError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
-
-
-class RecDataError(P13nError, ValueError):
-    """Interactions that cannot make a recommendation dataset (names the record and problem)."""
-
-
-class UnknownItemError(P13nError, LookupError):
-    """An item id the catalog does not hold."""
-
-    def __init__(self, item_id: str) -> None:
-        self.item_id = item_id
-        super().__init__(f"no item {item_id!r} in the catalog")
 
 
 def item_text(item: Item) -> str:

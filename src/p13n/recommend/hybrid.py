@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import PositiveInt
 
+from p13n.errors import NotFittedError, SavedRecommenderError
 from p13n.recommend.data import RecData
-from p13n.recommend.models import Recommender, Scores
+from p13n.recommend.models import (
+    ModelState,
+    Recommender,
+    RecommenderConfig,
+    Saveable,
+    Scores,
+)
 from p13n.recommend.split import COLD_START_MAX
 
 
@@ -42,8 +50,15 @@ class HybridWeights:
         return f"warm: {fmt(self.warm)}; cold: {fmt(self.cold)}"
 
 
+class HybridConfig(RecommenderConfig):
+    objective_k: PositiveInt = 20
+    """Weights maximise NDCG at this depth."""
+
+
 class LearnedHybrid:
     """Weighted sum of standardised component scores; ``learn`` sets the weights."""
+
+    kind: ClassVar[str] = "hybrid"
 
     def __init__(
         self,
@@ -75,7 +90,7 @@ class LearnedHybrid:
         items, by coordinate ascent (Metzler & Croft 2007), separately for warm and cold users."""
         users = sorted(held_out) if rows is None else [r for r in rows if r in held_out]
         if self._counts is None:
-            raise RuntimeError(f"{self.name} is not fitted: call fit() first")
+            raise NotFittedError(f"{self.name} is not fitted: call fit() first")
         z = np.stack([standardised(c.scores(users)) for c in self.components], axis=-1)
         for i, row in enumerate(users):
             z[i, train.seen(row)] = -np.inf  # seen items are never candidates
@@ -96,9 +111,9 @@ class LearnedHybrid:
 
     def scores(self, rows: Sequence[int]) -> Scores:
         if self.weights is None:
-            raise RuntimeError(f"{self.name} has no weights: call learn() on validation data")
+            raise NotFittedError(f"{self.name} has no weights: call learn() on validation data")
         if self._counts is None:
-            raise RuntimeError(f"{self.name} is not fitted: call fit() first")
+            raise NotFittedError(f"{self.name} is not fitted: call fit() first")
         names = [c.name for c in self.components]
         warm = np.array([self.weights.warm[n] for n in names], dtype=np.float32)
         cold = np.array([self.weights.cold[n] for n in names], dtype=np.float32)
@@ -108,6 +123,49 @@ class LearnedHybrid:
         for j, component in enumerate(self.components):
             total += weights[:, j : j + 1] * standardised(component.scores(rows))
         return total
+
+    def state(self) -> ModelState:
+        """The weights, the training counts and each component's state (all must be saveable)."""
+        if self.weights is None:
+            raise NotFittedError(f"{self.name} has no weights: call learn() on validation data")
+        if self._counts is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit() first")
+        names = [c.name for c in self.components]
+        parts = []
+        for component in self.components:
+            if not isinstance(component, Saveable):
+                raise SavedRecommenderError(
+                    f"{self.name}: component {component.name!r} cannot be saved"
+                )
+            parts.append(component.state())
+        arrays = {
+            "weights.warm": np.array([self.weights.warm[n] for n in names], dtype=np.float64),
+            "weights.cold": np.array([self.weights.cold[n] for n in names], dtype=np.float64),
+            "counts": self._counts,
+            "n_items": np.array(self._counts_items, dtype=np.int64),
+        }
+        config = HybridConfig(objective_k=self.objective_k).model_dump()
+        return ModelState(self.kind, self.name, config, arrays, tuple(parts))
+
+    @classmethod
+    def from_state(cls, state: ModelState, parts: Sequence[Recommender] = ()) -> Self:
+        config = HybridConfig.from_saved(state.config, state.name)
+        warm, cold, counts, n_items = state.expect(
+            "weights.warm", "weights.cold", "counts", "n_items"
+        )
+        names = [part.name for part in parts]
+        if not len(names) == len(warm) == len(cold):
+            raise SavedRecommenderError(
+                f"saved hybrid {state.name!r} has {len(names)} components but "
+                f"{len(warm)} and {len(cold)} weights"
+            )
+        model = cls(parts, name=state.name, objective_k=config.objective_k)
+        model.weights = HybridWeights(
+            warm={n: float(w) for n, w in zip(names, warm, strict=True)},
+            cold={n: float(w) for n, w in zip(names, cold, strict=True)},
+        )
+        model._counts, model._counts_items = counts, int(n_items)
+        return model
 
 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)

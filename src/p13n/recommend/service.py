@@ -4,33 +4,50 @@ A user the fitted model has never seen, or one without interactions, gets the do
 fallback: the most popular items, and the result says so (``fallback``). So does everyone when
 the tenant has too little data for the requested model to choose its settings, where the caller
 asks for that (the service does) rather than an error.
+
+A fitted recommender is saved as a folder of plain arrays and a JSON document
+(``recommend.artifact``), never pickled; ``delete_saved`` removes a tenant's saved models.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from p13n.data import Item
 from p13n.encode import Encoder
+from p13n.errors import RecDataError, SavedRecommenderError
+from p13n.recommend.artifact import (
+    CONFIG,
+    SavedData,
+    SavedDocument,
+    SavedModel,
+    data_entry,
+    read_folder,
+    remove,
+    restore_data,
+    restore_model,
+    saved_model,
+    write_folder,
+)
 from p13n.recommend.content import ContentRecommender, Vectors, item_vectors
-from p13n.recommend.data import RecData, RecDataError
-from p13n.recommend.evaluate import tune_classic
+from p13n.recommend.data import RecData
 from p13n.recommend.hybrid import LearnedHybrid
 from p13n.recommend.llm import Explanation, LLMTexts, explain
-from p13n.recommend.models import Popularity, Recommender, classic
-from p13n.recommend.split import leave_last_out
+from p13n.recommend.models import Array, Popularity, Recommender
+from p13n.recommend.ranking import tune_classic
+from p13n.recommend.split import Split, leave_last_out
+from p13n.registry import Registry
 from p13n.store import Store
 
 CLASSIC = ("popularity", "item-knn", "als", "bpr")
 SERVABLE = (*CLASSIC, "content", "hybrid")
-FORMAT = 2
 Fallback = Literal["unknown user", "no interactions", "too little data"]
 
 
@@ -133,25 +150,150 @@ class FittedRecommender:
         )
 
     def save(self, path: Path) -> Path:
+        """Save into the folder ``path`` (plain arrays and ``config.json``), atomically: a reader
+        never sees half a model."""
+        arrays: dict[str, Array] = {"vectors.npy": self.vectors}
+        document = {
+            "model_name": self.model_name,
+            "encoder_id": self.encoder_id,
+            "fingerprint": self.fingerprint,
+            "notes": list(self.notes),
+            "fallback": self.fallback,
+            "data": data_entry(self.data, arrays),
+            "model": saved_model(self.model, "model", arrays),
+            "popularity": saved_model(self.popularity, "popularity", arrays),
+            "vectors": "vectors.npy",
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        with partial.open("wb") as handle:
-            pickle.dump({"format": FORMAT, "fitted": self}, handle)
-        partial.replace(path)  # atomic: a reader never sees half a model
-        return path
+        return write_folder(path, document, arrays)
 
     @staticmethod
     def load(path: Path) -> FittedRecommender | None:
-        """The saved model, or None when there is none or it has an older format."""
-        if not path.exists():
+        """The model saved at ``path``, scoring exactly as when it was saved; None when nothing
+        is there. Another format version, or a missing or altered file, is a
+        ``SavedRecommenderError`` (refit to replace it)."""
+        read = read_folder(path, SavedRecommender)
+        if read is None:
             return None
-        # Only files this module wrote, under the user's own model folder, are unpickled.
-        with path.open("rb") as handle:
-            saved = pickle.load(handle)
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-            return None
-        fitted = saved["fitted"]
-        return fitted if isinstance(fitted, FittedRecommender) else None
+        document, folder = read
+        data = restore_data(document.data, folder)
+        if fingerprint(data) != document.fingerprint:
+            raise SavedRecommenderError(
+                f"{path}: the saved interactions do not match their fingerprint"
+            )
+        popularity = restore_model(document.popularity, folder)
+        if not isinstance(popularity, Popularity):
+            raise SavedRecommenderError(f"{path}: the fallback model is not popularity")
+        return FittedRecommender(
+            document.model_name,
+            data,
+            restore_model(document.model, folder),
+            popularity,
+            folder.array(document.vectors, "vectors"),
+            document.encoder_id,
+            document.fingerprint,
+            list(document.notes),
+            document.fallback,
+        )
+
+
+class SavedRecommender(SavedDocument):
+    """``config.json`` of a saved ``FittedRecommender``."""
+
+    model_name: str
+    encoder_id: str
+    fingerprint: str
+    notes: list[str] = Field(default_factory=list)
+    fallback: Fallback | None = None
+    data: SavedData
+    model: SavedModel
+    popularity: SavedModel
+    vectors: str
+    """The file of the item vectors (explanations read them)."""
+
+
+def saved_path(directory: Path, name: str) -> Path:
+    """Where ``FittedRecommender.save`` keeps the model ``name`` under ``directory`` (a folder;
+    for the CLI, ``paths.recommenders_dir(tenant)``)."""
+    return directory / name
+
+
+def delete_saved(directory: Path) -> list[Path]:
+    """Delete every saved recommender under ``directory`` (``p13n forget`` calls this: saved
+    models hold the tenant's user ids), with half-written ``.partial``/``.old`` folders and models
+    pickled by older versions (``*.pkl``). Returns what was deleted, models only."""
+    if not directory.is_dir():
+        return []
+    deleted = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix in (".partial", ".old"):  # half-written or being replaced
+            remove(path)
+        elif (path.is_dir() and (path / CONFIG).exists()) or path.suffix == ".pkl":
+            remove(path)
+            deleted.append(path)
+    return deleted
+
+
+# --- Fitting: one registered fit per servable model -----------------------------------------
+
+
+@dataclass
+class FitInputs:
+    """What fitting a servable model reads: the tenant's data, its item vectors, the popularity
+    model, the leave-last-out split (models that choose settings on it), and the notes so far."""
+
+    name: str
+    data: RecData
+    vectors: Vectors
+    popularity: Popularity
+    split: Split | None
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class ServableModel:
+    """How ``fit_recommender`` builds one model before it is refitted on all the data."""
+
+    build: Callable[[FitInputs], Recommender]
+    tuned: bool = False
+    """Chooses its settings on each user's last interactions (needs a leave-last-out split)."""
+
+
+def _tuned(inputs: FitInputs, names: Sequence[str]) -> dict[str, Recommender]:
+    """Each classic model at its best grid point on the validation split, noted."""
+    assert inputs.split is not None  # a tuned model always gets a split
+    rows = sorted(inputs.split.valid)
+    tuned: dict[str, Recommender] = {}
+    for name in names:
+        tuned[name], params, _ = tune_classic(name, inputs.split, rows)
+        inputs.notes.append(f"{name}: {params} chosen on leave-last-out validation")
+    return tuned
+
+
+def _classic(inputs: FitInputs) -> Recommender:
+    return _tuned(inputs, [inputs.name])[inputs.name]
+
+
+def _hybrid(inputs: FitInputs) -> Recommender:
+    """The four classic models, tuned, and content, weighted on the validation split."""
+    assert inputs.split is not None
+    tuned = _tuned(inputs, CLASSIC)
+    hybrid = LearnedHybrid([*tuned.values(), ContentRecommender("content", inputs.vectors)])
+    hybrid.fit(inputs.split.train)
+    weights = hybrid.learn(inputs.split.train, inputs.split.valid)
+    inputs.notes.append(
+        "hybrid weights learned on leave-last-out validation: " + weights.describe()
+    )
+    return hybrid
+
+
+servable: Registry[ServableModel] = Registry("servable recommender")
+"""The models ``fit_recommender`` serves (in ``SERVABLE`` order)."""
+servable.register("popularity", ServableModel(lambda inputs: inputs.popularity))
+for _name in CLASSIC[1:]:
+    servable.register(_name, ServableModel(_classic, tuned=True))
+servable.register("content", ServableModel(lambda i: ContentRecommender("content", i.vectors)))
+servable.register("hybrid", ServableModel(_hybrid, tuned=True))
 
 
 def fit_recommender(
@@ -165,7 +307,7 @@ def fit_recommender(
     temporal leave-last-out validation split of the same data, then the model is refitted on all.
     Data too thin for that (or no interaction at all) is an error, or with
     ``thin_data="popularity"`` serves the popularity fallback to everyone, saying so."""
-    if model_name not in SERVABLE:
+    if model_name not in servable:
         raise RecDataError(f"unknown model {model_name!r}; servable: {', '.join(SERVABLE)}")
     notes = [
         f"left out {count} interaction{'s' * (count != 1)}: {reason}"
@@ -191,15 +333,12 @@ def fit_recommender(
 
     if len(data) == 0:
         return too_thin("the store has no interactions to fit a recommender on")
+    entry = servable.get(model_name)
     vectors = item_vectors(data, encoder)
     popularity = Popularity()
     popularity.fit(data)
-    model: Recommender
-    if model_name == "popularity":
-        model = popularity
-    elif model_name == "content":
-        model = ContentRecommender("content", vectors)
-    else:
+    split = None
+    if entry.tuned:
         try:
             split = leave_last_out(data)
         except RecDataError:
@@ -207,21 +346,7 @@ def fit_recommender(
                 f"{model_name} chooses its settings on each user's last interactions, and no "
                 "user has the 3 it needs (use the popularity or content model meanwhile)"
             )
-        rows = sorted(split.valid)
-        tuned: dict[str, Recommender] = {}
-        for name in (model_name,) if model_name in classic else CLASSIC:
-            tuned[name], params, _ = tune_classic(name, split, rows)
-            notes.append(f"{name}: {params} chosen on leave-last-out validation")
-        if model_name in classic:
-            model = tuned[model_name]
-        else:
-            hybrid = LearnedHybrid([*tuned.values(), ContentRecommender("content", vectors)])
-            hybrid.fit(split.train)
-            weights = hybrid.learn(split.train, split.valid)
-            notes.append(
-                "hybrid weights learned on leave-last-out validation: " + weights.describe()
-            )
-            model = hybrid
+    model = entry.build(FitInputs(model_name, data, vectors, popularity, split, notes))
     model.fit(data)
     return FittedRecommender(
         model_name, data, model, popularity, vectors, encoder.id, fingerprint(data), notes

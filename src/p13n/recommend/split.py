@@ -8,7 +8,8 @@ from typing import Literal
 
 import numpy as np
 
-from p13n.recommend.data import RecData, RecDataError
+from p13n.errors import RecDataError
+from p13n.recommend.data import RecData
 
 COLD_START_MAX = 5
 """A user with at most this many training interactions counts as cold-start (the issue's rule)."""

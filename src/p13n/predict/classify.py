@@ -14,18 +14,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from p13n.recommend.embeddings import EmbeddingTable, SimilarHistory
-from p13n.recommend.indirect import (
+from p13n.errors import IndirectDataError
+from p13n.predict.base import (
     KNN_KS,
     KNN_POWERS,
     Flags,
     Floats,
-    IndirectDataError,
     LabelCase,
     LabelPredictions,
     Observations,
     first_best,
 )
+from p13n.predict.history import EmbeddingTable, SimilarHistory
 
 
 class LabelPredictor(Protocol):

@@ -19,21 +19,21 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
+from p13n.errors import IndirectDataError
 from p13n.llm import ChatMessage
-from p13n.recommend.embeddings import EmbeddingTable, SimilarHistory
-from p13n.recommend.indirect import (
+from p13n.predict.base import (
     KNN_KS,
     KNN_POWERS,
     RATING_SCALE,
     Flags,
     Floats,
-    IndirectDataError,
     Observations,
     Progress,
     RatingCase,
     RatingPredictions,
     first_best,
 )
+from p13n.predict.history import EmbeddingTable, SimilarHistory
 
 RATING_CHOICES = ("1", "2", "3", "4", "5")
 

@@ -139,7 +139,7 @@ def tune_classic(
     parameters and fit time."""
     best: tuple[float, Recommender, dict[str, Any], float] | None = None
     for params in CLASSIC_GRIDS[name]:
-        model = classic.get(name)(**params)
+        model = classic.get(name).make(params)
         started = time.perf_counter()
         model.fit(split.train)
         seconds = time.perf_counter() - started

@@ -1,5 +1,6 @@
-"""Embedded texts for the indirect predictors: each text encoded once (``EmbeddingTable``) and a
-case's own history ranked by similarity to its target (``SimilarHistory``)."""
+"""A case's own history as text vectors, for the indirect predictors: each text encoded once
+(``EmbeddingTable``), and a case's history ranked by similarity to its target
+(``SimilarHistory``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from p13n.encode import Encoder
-from p13n.recommend.indirect import Case, Floats, History, Progress
+from p13n.predict.base import Case, Floats, History, Progress
 
 
 class EmbeddingTable:

@@ -1,10 +1,10 @@
-"""What the indirect predictors share: their data types, error, dev search grid and tie rule.
+"""What the indirect predictors share: their data types, dev search grid and tie rule.
 
 The survey's indirect stream (§5, §8.2): instead of putting the user's data into a prompt, the
 user's own history becomes vectors and statistics that a downstream predictor uses. Rating
-predictors (``p13n.recommend.rating``) and label predictors (``p13n.recommend.classify``) fit on
-``Observations`` and predict ``Case`` objects that ``p13n.recommend.indirect_data`` reads;
-``p13n.recommend.indirect_bench`` runs them side by side.
+predictors (``p13n.predict.rating``) and label predictors (``p13n.predict.classify``) fit on
+``Observations`` and predict ``Case`` objects that ``p13n.predict.data`` reads;
+``p13n.benchmarks.indirect`` runs them side by side.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-
-from p13n.errors import P13nError
 
 Floats = npt.NDArray[np.float64]
 Flags = npt.NDArray[np.bool_]
@@ -30,10 +28,6 @@ RATING_SCALE = (1.0, 5.0)
 # all) and the exponent applied to their similarities.
 KNN_KS: tuple[int | None, ...] = (1, 2, 3, 5, 10, 20, 50, None)
 KNN_POWERS = (0.0, 1.0, 3.0, 10.0)
-
-
-class IndirectDataError(P13nError, ValueError):
-    """Data an indirect predictor cannot use (a malformed rating or label): names the example."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from p13n.datasets.lamp import LampSplit, profile_text
+from p13n.errors import IndirectDataError
 from p13n.evaluate.metrics import parse_rating
-from p13n.recommend.indirect import (
+from p13n.predict.base import (
     RATING_SCALE,
     Case,
     History,
-    IndirectDataError,
     LabelCase,
     Observations,
     RatingCase,
