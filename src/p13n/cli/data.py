@@ -25,6 +25,7 @@ from p13n.datasets import LoadOptions, loaders
 from p13n.datasets.generic import load_csv
 from p13n.errors import UnknownUserError
 from p13n.paths import recommenders_dir
+from p13n.recommend.service import delete_saved
 
 # The choices are the registered loaders; mypy cannot see members built at run time.
 DatasetFormat = StrEnum(  # type: ignore[misc]
@@ -136,9 +137,7 @@ def forget(
         typer.confirm(f"Forget user {user!r} in tenant {store.tenant!r}?", abort=True)
     deleted = store.forget(user)
     left = store.scrub()
-    saved = sorted(recommenders_dir(store.tenant).glob("*.pkl"))
-    for path in saved:
-        path.unlink()
+    saved = delete_saved(recommenders_dir(store.tenant))
     console.print(
         f"forgot {user!r}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n)
     )

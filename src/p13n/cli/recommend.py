@@ -21,7 +21,7 @@ from p13n.cli.common import (
 from p13n.datasets import loaders
 from p13n.llm import backends
 from p13n.paths import recommenders_dir
-from p13n.recommend.service import SERVABLE
+from p13n.recommend.service import SERVABLE, saved_path
 
 recommend_app = typer.Typer(
     help="Recommend items to a user from the store's interactions (fit once, then serve).",
@@ -35,7 +35,7 @@ KindsOption = Annotated[
 
 
 def _model_path(tenant: str, model: str) -> Path:
-    return recommenders_dir(tenant) / f"{model}.pkl"
+    return saved_path(recommenders_dir(tenant), model)
 
 
 def _fitted(ctx: typer.Context, model: str, kinds: list[str] | None, refit: bool) -> Any:
