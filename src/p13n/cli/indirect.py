@@ -192,9 +192,9 @@ def indirect(
     rating and label predictors, each against the best non-personalized one."""
     from p13n.datasets.lamp import read_split
     from p13n.encode import get_encoder
+    from p13n.errors import IndirectDataError
     from p13n.paths import cache_dir
-    from p13n.recommend.embeddings import EmbeddingTable
-    from p13n.recommend.indirect import IndirectDataError
+    from p13n.predict.history import EmbeddingTable
     from p13n.recommend.indirect_bench import (
         run_lamp_label,
         run_lamp_rating,
