@@ -21,6 +21,7 @@ from p13n.datasets.tasks import (
     write_task,
 )
 from p13n.errors import P13nError
+from p13n.prompt import templates
 
 tasks_app = typer.Typer(
     help="Benchmark tasks in the LaMP format, built from per-user corpora.", no_args_is_help=True
@@ -90,7 +91,9 @@ def build(
         for recipe in recipes:
             progress.update(bar, description=f"building {recipe.name}")
             try:
-                built.append(write_task(recipe, data, out / recipe.name))
+                built.append(
+                    write_task(recipe, data, out / recipe.name, templates=templates.names())
+                )
             except P13nError as error:
                 failed += 1
                 stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
@@ -109,4 +112,4 @@ def rebuild(
     out: Annotated[Path | None, typer.Option(help="Write here instead of into FOLDER.")] = None,
 ) -> None:
     """Build a task again from its recipe.json; refused if its sources changed."""
-    console.print(_counts_table([rebuild_task(folder, data, out)]))
+    console.print(_counts_table([rebuild_task(folder, data, out, templates=templates.names())]))
