@@ -49,7 +49,9 @@ def prepare(url: str) -> None:
     store = open_store(url)
     with resources.as_file(resources.files("p13n.demo") / "demo.jsonl") as path:
         ingest(store, load_jsonl(path), encoder=None)
-    settings = LoraSettings(epochs=1, batch_size=4, max_input_tokens=48, max_answer_tokens=16)
+    settings = LoraSettings(
+        epochs=1, batch_size=4, max_examples=4, max_input_tokens=48, max_answer_tokens=16
+    )
     train_user_lora(store, USER, "chat", LoraTrainer(base_model(), settings))
     store.close()
 
@@ -122,10 +124,11 @@ def main() -> None:
             else child(url, "copy", Path(src) if src else None)
         )
         after = child(url, "shared", Path(src) if src else None)
-    label = str(args.before_src) if args.before_src else "second base-model copy"
-    print(f"{'':28} {'RSS MB':>9} {'peak MB':>9}")
-    print(f"{'before (' + label + ')':28.28} {before['rss_mb']:>9.1f} {before['peak_mb']:>9.1f}")
-    print(f"{'after (shared weights)':28} {after['rss_mb']:>9.1f} {after['peak_mb']:>9.1f}")
+    label = f"before ({args.before_src or 'a second base-model copy'})"
+    width = max(len(label), 22)
+    print(f"{'':{width}} {'RSS MB':>9} {'peak MB':>9}")
+    print(f"{label:{width}} {before['rss_mb']:>9.1f} {before['peak_mb']:>9.1f}")
+    print(f"{'after (shared weights)':{width}} {after['rss_mb']:>9.1f} {after['peak_mb']:>9.1f}")
     print(
         f"after / before: RSS {after['rss_mb'] / before['rss_mb']:.2f}, "
         f"peak {after['peak_mb'] / before['peak_mb']:.2f}; "
