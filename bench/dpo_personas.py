@@ -30,8 +30,8 @@ from rich.progress import track
 from rich.table import Table
 
 from p13n.adapt import DpoSettings, base_model, train_dpo
+from p13n.adapt.adapters import register
 from p13n.adapt.dpo import Pair, PairScorer, likelihood_accuracy, reward_accuracy
-from p13n.adapt.registry import register
 from p13n.data import Persona
 from p13n.datasets import Sourced
 from p13n.datasets.dsp import ALPACA, DOMAINS, DspQuery, load_dsp, persona_description

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from p13n.adapt import (
@@ -17,13 +18,15 @@ from p13n.adapt import (
     InsufficientDataError,
     LoraSettings,
     LoraTrainer,
+    TrainedWeights,
+    adapters,
     base_model,
+    methods,
     pool_history,
     train_dpo,
 )
-from p13n.adapt import registry as adapters
 from p13n.adapt.dpo import Pair, PairScorer, likelihood_accuracy, reward_accuracy
-from p13n.adapt.lora import deserialize
+from p13n.adapt.lora import deserialize, serialize
 from p13n.adapt.runtime import AdaptedLLM
 from p13n.adapt.train import (
     train_owner_dpo,
@@ -35,9 +38,10 @@ from p13n.cli import app
 from p13n.data import Document, Persona
 from p13n.datasets import Sourced
 from p13n.encode import Encoder
-from p13n.errors import UnknownUserError
+from p13n.errors import ConfigError, UnknownUserError
 from p13n.ingest import ingest
 from p13n.llm import LLM, GenerationOptions
+from p13n.llm.hf import HFLLM
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.prompt import NON_PERSONALIZED, templates
 from p13n.store import Store
@@ -106,6 +110,62 @@ def test_a_users_lora_adapter_is_trained_registered_and_swapped(
     adapted.unload(entry)
     assert adapted.active is None
     assert adapted.generate(messages, SHORT).text == embedded_llm.generate(messages, SHORT).text
+
+
+def test_adapter_methods_are_named_once_in_their_registry() -> None:
+    assert methods.names(none=True) == ["none", "dpo", "embedding", "lora"]
+    assert methods.names("per_user") == methods.names("batch") == ["dpo", "lora"]
+    assert methods.names("choices") == ["dpo", "lora"]
+    assert methods.get("embedding").needs_encoder and methods.get("embedding").owner == "tenant"
+    assert methods.check("dpo", purpose="batch") == "dpo"
+    with pytest.raises(ConfigError, match="'embedding' cannot be batch-trained: choose from dpo"):
+        methods.check("embedding", purpose="batch")
+    with pytest.raises(ValidationError, match="unknown adapter method 'magic': choose from none"):
+        PersonalizerConfig(adapter="magic")
+    assert PersonalizerConfig(adapter="embedding").needs_encoder()
+    assert not PersonalizerConfig(adapter="lora").needs_encoder()
+    schema = PersonalizerConfig.model_json_schema()["properties"]["adapter"]
+    assert schema["enum"] == ["none", "dpo", "embedding", "lora"]
+
+
+def test_adapters_run_on_the_plain_models_weights_and_leave_its_answers_exactly_alone(
+    demo: Store, trainer: LoraTrainer, adapted: AdaptedLLM, embedded_llm: LLM
+) -> None:
+    assert isinstance(embedded_llm, HFLLM)
+    assert adapted.torch_model is embedded_llm.torch_model  # one copy of the weights
+    messages = _messages("Suggest a title for my note about the weekend.")
+    choices = ["Weekend plans", "Standup summary", "A lazy Sunday"]
+    plain = embedded_llm.generate(messages, SHORT)
+    plain_scores = embedded_llm.score_choices(messages, choices)
+
+    entry = train_user_lora(demo, "ada", "chat", trainer)
+    adapted.activate(demo, entry)
+    ada_scores = adapted.score_choices(messages, choices)
+    assert ada_scores != pytest.approx(plain_scores, abs=1e-3)
+    # While ada's adapter is active, and after it answered, plain answers are bit for bit
+    # the same: same tokens, same log-probabilities.
+    assert embedded_llm.generate(messages, SHORT) == plain
+    assert embedded_llm.score_choices(messages, choices) == plain_scores
+    assert embedded_llm.generate_batch([messages], SHORT) == [plain]
+
+    # A second adapted model over the same weights shares the LoRA slot; each answers with its
+    # own adapter even when the other swapped in between.
+    state = deserialize(adapters.weights(demo, entry))
+    doubled = serialize({name: tensor * 2 for name, tensor in state.items()})
+    other_weights = TrainedWeights(doubled, dict(entry.config), entry.data_size, {})
+    other_entry = adapters.register(demo, other_weights, kind="user", owner="bruno",
+                                    task="chat", method="lora", base=trainer.base,
+                                    data_version="v", settings=TINY)  # fmt: skip
+    other = AdaptedLLM(base_model())
+    other.activate(demo, other_entry)
+    other_scores = other.score_choices(messages, choices)
+    assert other_scores != pytest.approx(ada_scores, abs=1e-3)
+    assert adapted.score_choices(messages, choices) == pytest.approx(ada_scores, abs=1e-5)
+    assert other.score_choices(messages, choices) == pytest.approx(other_scores, abs=1e-5)
+    other.unload(other_entry)
+    adapted.deactivate()
+    assert adapted.generate(messages, SHORT) == plain
+    assert embedded_llm.score_choices(messages, choices) == plain_scores
 
 
 def test_too_little_data_says_how_much_is_needed(demo: Store, trainer: LoraTrainer) -> None:

@@ -35,8 +35,7 @@ from p13n.evaluate.coldstart import (
     write_outputs,
 )
 from p13n.evaluate.runner import BenchConfig, BenchRunner
-from p13n.llm import LLM
-from p13n.llm.hf import BatchGenerator
+from p13n.llm import LLM, BatchGenerator
 from p13n.store import open_store
 from tests.helpers import run_bench
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from p13n.errors import ConfigError, LLMError, LLMTimeoutError, LLMUnavailableError
 from p13n.llm import ChatMessage, Completion, GenerationOptions, LLMConfig, backends, get_llm
-from p13n.llm.hf import EMBEDDED_MODEL, EmbeddedLLM
+from p13n.llm.embedded import EMBEDDED_MODEL, EmbeddedLLM
 from p13n.llm.openai import OpenAILLM
 from p13n.server.llm_api import create_llm_app
 from tests.llm_server import free_port, serve
@@ -464,7 +464,8 @@ def test_a_request_beyond_the_context_is_refused_with_its_reason(
 def test_a_tokenizer_directory_without_weights_is_enough(
     embedded: EmbeddedLLM, tmp_path: Path
 ) -> None:
-    from p13n.llm.hf import HFTokenizer, embedded_model_dir
+    from p13n.llm.embedded import embedded_model_dir
+    from p13n.llm.hf import HFTokenizer
 
     folder = tmp_path / "tokenizer-only"
     folder.mkdir()

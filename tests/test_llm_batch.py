@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import pytest
 
-from p13n.llm import LLM, ChatMessage, Completion, GenerationOptions
-from p13n.llm.hf import HFLLM, BatchGenerator, generate_many
+from p13n.llm import LLM, BatchGenerator, ChatMessage, Completion, GenerationOptions, generate_many
+from p13n.llm.hf import HFLLM
 
 CONVERSATIONS: list[list[ChatMessage]] = [
     [{"role": "user", "content": "What is the capital of France?"}],

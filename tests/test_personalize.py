@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -146,6 +148,17 @@ def test_the_encoder_is_loaded_exactly_when_some_retriever_needs_it() -> None:
     assert needs(name="dense") and needs(name="bm25", collaborative_neighbours=2)
     assert not needs(name="bm25", inner="dense")  # inner only matters to recency
     assert not needs(name="hybrid", components=("bm25", "tfidf"))
+
+
+def test_importing_the_personalizer_loads_no_model_library() -> None:
+    heavy = ("torch", "transformers", "peft", "trl", "bm25s", "scipy")
+    code = (
+        "import sys, p13n.personalize, p13n.adapt, p13n.retrieve\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 runner = CliRunner()

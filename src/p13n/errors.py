@@ -151,3 +151,22 @@ class SavedRecommenderError(P13nError, ValueError):
 
 class IndirectDataError(P13nError, ValueError):
     """Data an indirect predictor cannot use (a malformed rating or label): names the example."""
+
+
+# Learning the user (p13n.adapt) and personas (p13n.personalize).
+
+
+class InsufficientDataError(P13nError, ValueError):
+    """Too little data to train on: says how much is there and how much is needed."""
+
+
+class AdapterNotFoundError(P13nError, LookupError):
+    """No adapter of this kind is registered for the owner: says how to train one."""
+
+
+class AdapterMismatchError(P13nError, ValueError):
+    """An adapter was trained on another base model (or another config) than the one in use."""
+
+
+class DiscoveryError(P13nError, ValueError):
+    """Persona discovery cannot run on this data (too few users with data, bad settings)."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p13n.data import Document
-from p13n.errors import ConfigError, P13nError
-from p13n.llm import LLMConfig
+from p13n.errors import ConfigError, InsufficientDataError, UnknownNameError
+from p13n.llm import LLMConfig, local_weights
 from p13n.llm.base import ChatMessage, Tokenizer
 from p13n.prompt import NON_PERSONALIZED, templates
 
@@ -22,10 +22,6 @@ T = TypeVar("T")
 
 IGNORE = -100
 """Label of a token the loss skips (the prompt, the padding): PyTorch's cross-entropy default."""
-
-
-class InsufficientDataError(P13nError, ValueError):
-    """Too little data to train on: says how much is there and how much is needed."""
 
 
 @dataclass(frozen=True)
@@ -66,24 +62,21 @@ def weights_sha256(directory: Path) -> str:
 
 
 def base_model(config: LLMConfig | None = None) -> BaseModelInfo:
-    """The local torch model behind an LLM config (``embedded`` or ``hf``); adapters, soft
-    prompts and DPO need its weights, so a remote (``openai``) backend is refused."""
-    from p13n.llm.hf import EMBEDDED_MODEL, embedded_model_dir
-
+    """The local torch model behind an LLM config (a backend in ``llm.local_weights``:
+    ``embedded`` or ``hf``); adapters, soft prompts and DPO need its weights, so a remote
+    (``openai``) backend is refused."""
     config = config or LLMConfig()
-    if config.backend == "embedded":
-        path, name = embedded_model_dir(), EMBEDDED_MODEL
-    elif config.backend == "hf":
-        assert config.path is not None  # checked by LLMConfig
-        path = Path(config.path).expanduser().resolve()
-        name = path.name
-    else:
+    try:
+        locate = local_weights.get(config.backend)
+    except UnknownNameError:
+        local = " or ".join(repr(name) for name in local_weights.names())
         raise ConfigError(
-            f"learning the user needs a local torch model (backend 'embedded' or 'hf'), "
+            f"learning the user needs a local torch model (backend {local}), "
             f"not {config.backend!r}: adapters and soft prompts change the model's weights "
             "or inputs"
-        )
-    return BaseModelInfo(name, path, weights_sha256(path))
+        ) from None
+    weights = locate(config)
+    return BaseModelInfo(weights.name, weights.path, weights_sha256(weights.path))
 
 
 def load_torch_model(path: Path) -> Any:
@@ -103,6 +96,16 @@ def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+@dataclass(frozen=True)
+class TrainedWeights:
+    """What a trainer returns: the weights as safetensors bytes, their config and metrics."""
+
+    weights: bytes
+    config: dict[str, Any]
+    data_size: int
+    metrics: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from p13n.adapt.base import InsufficientDataError, base_model
+from pydantic import BaseModel
+
+from p13n.adapt import methods
+from p13n.adapt.adapters import find, is_current
+from p13n.adapt.base import base_model
 from p13n.adapt.dpo import DpoSettings
-from p13n.adapt.lora import LoraSettings
-from p13n.adapt.registry import find, is_current
-from p13n.errors import P13nError
+from p13n.adapt.lora import LoraSettings, LoraTrainer
+from p13n.adapt.methods import MethodName
+from p13n.adapt.train import train_owner_dpo, train_user_lora
+from p13n.errors import InsufficientDataError, P13nError
 from p13n.llm import LLMConfig
 from p13n.store import Store, open_store
-
-BatchMethod = Literal["lora", "dpo"]
 
 
 @dataclass
@@ -35,8 +38,8 @@ class BatchReport:
     """user → why (e.g. too little data)."""
 
 
-def _settings_for(method: BatchMethod, raw: dict[str, Any]) -> LoraSettings | DpoSettings:
-    return LoraSettings.model_validate(raw) if method == "lora" else DpoSettings.model_validate(raw)
+def _settings_for(method: MethodName, raw: dict[str, Any]) -> BaseModel:
+    return methods.get(method).settings.model_validate(raw)
 
 
 class _Worker:
@@ -47,7 +50,7 @@ class _Worker:
         store_url: str,
         tenant: str,
         llm: str,
-        method: BatchMethod,
+        method: MethodName,
         settings: str,
         threads: int,
     ) -> None:
@@ -63,9 +66,6 @@ class _Worker:
         self.trainer: Any = None
 
     def train(self, user_id: str, task: str, from_persona: str | None) -> tuple[str, Any, str]:
-        from p13n.adapt.lora import LoraTrainer
-        from p13n.adapt.train import train_owner_dpo, train_user_lora
-
         try:
             if self.method == "lora":
                 if self.trainer is None:
@@ -91,7 +91,7 @@ class _Worker:
 
 
 def pending_users(
-    store: Store, users: Sequence[str], task: str, method: BatchMethod, settings: Any
+    store: Store, users: Sequence[str], task: str, method: MethodName, settings: Any
 ) -> tuple[list[str], list[str]]:
     """(users to train, users whose stored adapter is current)."""
     todo, current = [], []
@@ -110,7 +110,7 @@ def train_users(
     tenant: str,
     users: Sequence[str],
     *,
-    method: BatchMethod,
+    method: MethodName,
     task: str,
     settings: LoraSettings | DpoSettings,
     llm: LLMConfig | None = None,
@@ -120,11 +120,13 @@ def train_users(
     force: bool = False,
     on_done: Callable[[str, str], None] | None = None,
 ) -> BatchReport:
-    """Train ``method`` adapters for ``users`` on a pool of Ray actors; ``on_done(user,
-    outcome)`` is called as each finishes (for a progress display)."""
+    """Train ``method`` adapters (one that ``methods`` says can be batch-trained) for ``users``
+    on a pool of Ray actors; ``on_done(user, outcome)`` is called as each finishes (for a
+    progress display)."""
     import ray
     from ray.util import ActorPool
 
+    methods.check(method, purpose="batch")
     report = BatchReport()
     store = open_store(store_url, tenant=tenant)
     try:

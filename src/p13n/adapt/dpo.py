@@ -16,23 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from p13n.adapt.base import BaseModelInfo, load_tokenizer, load_torch_model
-from p13n.adapt.lora import LoraSettings, _lora_config, deserialize, serialize
-from p13n.adapt.registry import AdapterMismatchError, TrainedWeights
+from p13n.adapt.base import BaseModelInfo, TrainedWeights, load_tokenizer, load_torch_model
+from p13n.adapt.lora import LoraSettings, LoraShape, deserialize, serialize
+from p13n.errors import AdapterMismatchError
 from p13n.llm.base import ChatMessage
 
 
-class DpoSettings(BaseModel):
+class DpoSettings(LoraShape):
     """The LoRA shape DPO trains and its schedule (TRL's ``DPOConfig`` names)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rank: int = Field(8, ge=1, le=256)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     beta: float = Field(0.1, gt=0)
     epochs: int = Field(1, ge=1)
     learning_rate: float = Field(5e-4, gt=0)
@@ -102,7 +96,7 @@ def train_dpo(
     settings = settings or DpoSettings()
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
-    model = get_peft_model(load_torch_model(base.path), _lora_config(settings.lora()))
+    model = get_peft_model(load_torch_model(base.path), settings.peft_config())
     if init is not None:
         result: Any = set_peft_model_state_dict(model, deserialize(init))
         if result.unexpected_keys:
@@ -158,11 +152,11 @@ def train_dpo(
 class PairScorer:
     """Summed log-probabilities of answers under the base model and under LoRA adapters."""
 
-    def __init__(self, base: BaseModelInfo, settings: LoraSettings, *, max_length: int) -> None:
+    def __init__(self, base: BaseModelInfo, settings: LoraShape, *, max_length: int) -> None:
         from peft import get_peft_model
 
         self.tokenizer = load_tokenizer(base.path)
-        self.model = get_peft_model(load_torch_model(base.path), _lora_config(settings)).eval()
+        self.model = get_peft_model(load_torch_model(base.path), settings.peft_config()).eval()
         self.max_length = max_length
 
     def _encode(self, prompt: str | Sequence[ChatMessage], answer: str) -> tuple[list[int], int]:

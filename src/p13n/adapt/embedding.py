@@ -21,6 +21,7 @@ from p13n.adapt.base import (
     IGNORE,
     BaseModelInfo,
     EncodedExample,
+    TrainedWeights,
     TrainingExample,
     encode_example,
     load_tokenizer,
@@ -29,7 +30,7 @@ from p13n.adapt.base import (
     pad_id,
 )
 from p13n.adapt.lora import Progress, deserialize, serialize
-from p13n.adapt.registry import AdapterMismatchError, TrainedWeights
+from p13n.errors import AdapterMismatchError
 
 Vectors = npt.NDArray[np.float32]
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.adapt.base import (
     BaseModelInfo,
+    TrainedWeights,
     TrainingExample,
     encode_example,
     load_tokenizer,
@@ -24,14 +25,18 @@ from p13n.adapt.base import (
     pad_id,
     padded_batch,
 )
-from p13n.adapt.registry import AdapterMismatchError, TrainedWeights
+from p13n.errors import AdapterMismatchError
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in all) after each optimiser step."""
 
 
-class LoraSettings(BaseModel):
-    """The adapter's shape and its training schedule."""
+class LoraShape(BaseModel):
+    """A LoRA adapter's shape: what LoRA and DPO settings share, and what a slot is built from.
+
+    The settings *extend* it rather than nest it, so their fields (and so the settings JSON and
+    digest stamped on every stored adapter) stay flat, as adapters already in stores have them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,14 +44,6 @@ class LoraSettings(BaseModel):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    epochs: int = Field(2, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(8, ge=1)
-    max_input_tokens: int = Field(192, ge=8, description="each document's text is cut to this")
-    max_answer_tokens: int = Field(64, ge=1)
-    max_examples: int = Field(100, ge=1, description="the user's newest documents trained on")
-    min_examples: int = Field(4, ge=1, description="fewer usable documents: refused")
-    seed: int = 0
 
     def shape(self) -> dict[str, Any]:
         """What must match for one adapter's weights to load into another's slot."""
@@ -56,17 +53,35 @@ class LoraSettings(BaseModel):
             "target_modules": sorted(self.target_modules),
         }
 
+    def peft_config(self) -> Any:
+        """PEFT's ``LoraConfig`` for a causal LM of this shape."""
+        from peft import LoraConfig
 
-def _lora_config(settings: LoraSettings) -> Any:
-    from peft import LoraConfig
+        return LoraConfig(
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+        )
 
-    return LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
-        task_type="CAUSAL_LM",
-    )
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> LoraShape:
+        """The shape a stored adapter's config records (its flat settings)."""
+        return cls.model_validate({k: v for k, v in config.items() if k in cls.model_fields})
+
+
+class LoraSettings(LoraShape):
+    """The adapter's shape and its training schedule."""
+
+    epochs: int = Field(2, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_input_tokens: int = Field(192, ge=8, description="each document's text is cut to this")
+    max_answer_tokens: int = Field(64, ge=1)
+    max_examples: int = Field(100, ge=1, description="the user's newest documents trained on")
+    min_examples: int = Field(4, ge=1, description="fewer usable documents: refused")
+    seed: int = 0
 
 
 def serialize(state: dict[str, Any]) -> bytes:
@@ -90,7 +105,7 @@ class LoraTrainer:
         self.base = base
         self.settings = settings = settings or LoraSettings()
         self.tokenizer = load_tokenizer(base.path)
-        self.model = get_peft_model(load_torch_model(base.path), _lora_config(settings))
+        self.model = get_peft_model(load_torch_model(base.path), settings.peft_config())
 
     def _reset(self, init: dict[str, Any] | None) -> None:
         import torch

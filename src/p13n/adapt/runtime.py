@@ -1,9 +1,13 @@
-"""Generation with learned users: LoRA adapters swapped in and out of one copy of the base model,
-and soft tokens (a projected user embedding) prepended to the prompt.
+"""Generation with learned users: LoRA adapters swapped in and out of the base model that plain
+generation already holds (no second copy), and soft tokens (a projected user embedding)
+prepended to the prompt.
 
-Adapters of one shape share one PEFT slot: swapping a user in copies their LoRA tensors into the
-slot (a few MB), so no module is rebuilt. Deserialized adapters are kept in a small LRU cache;
-``unload`` drops one, ``deactivate`` returns the model to the plain base."""
+The LoRA slot is built into the shared model's modules once per process and per model, and is
+switched off except while an adapted answer runs, under the model's lock: a plain answer from the
+same weights runs through the untouched base layers, whatever adapters were used before. Adapters
+of one shape share the slot: swapping a user in copies their LoRA tensors into it (a few MB), so
+no module is rebuilt. Deserialized adapters are kept in a small LRU cache; ``unload`` drops one,
+``deactivate`` returns to the plain base."""
 
 from __future__ import annotations
 
@@ -13,20 +17,48 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from p13n.adapt.base import BaseModelInfo, load_torch_model
-from p13n.adapt.lora import LoraSettings, _lora_config, deserialize
-from p13n.adapt.registry import AdapterMismatchError, check_base, weights
-from p13n.errors import LLMError
+import numpy as np
+
+from p13n.adapt.adapters import check_base, weights
+from p13n.adapt.base import BaseModelInfo
+from p13n.adapt.embedding import Projector, pool_history
+from p13n.adapt.lora import LoraShape, deserialize
+from p13n.encode import Encoder
+from p13n.errors import AdapterMismatchError, LLMError, UnknownUserError
 from p13n.llm.base import ChatMessage, Completion, GenerationOptions
-from p13n.llm.hf import HFLLM, HFTokenizer, _Loaded
+from p13n.llm.hf import HFLLM, HFTokenizer, load_model
 from p13n.store import Store, StoredAdapter
+
+
+@dataclass
+class _Slot:
+    """The LoRA slot of one shared model: built on first use, shared by every ``AdaptedLLM``
+    over that model. ``lock`` is held across a swap and the answers that use it."""
+
+    peft: Any = None
+    shape: dict[str, Any] | None = None
+    holds: str | None = None
+    """sha256 of the weights in the slot."""
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_slots: dict[Path, _Slot] = {}
+_slots_lock = threading.Lock()
+
+
+def _slot_for(path: Path) -> _Slot:
+    with _slots_lock:
+        return _slots.setdefault(path.expanduser().resolve(), _Slot())
 
 
 class AdaptedLLM(HFLLM):
     """The base model with a user's adapter or soft prompt, usable wherever an ``LLM`` is.
 
+    It runs on the process's one copy of the base model (the one ``get_llm`` answers with).
     ``model`` names the active adapter (``SmolLM2-135M-Instruct+lora:<sha256 prefix>``) so that
     caches keyed on the model never mix a user's answers with the base model's."""
 
@@ -34,28 +66,20 @@ class AdaptedLLM(HFLLM):
     supports_streaming: ClassVar[bool] = True
 
     def __init__(self, base: BaseModelInfo, *, backend: str = "embedded", cache_size: int = 8):
-        from peft import get_peft_model
-
-        from p13n.adapt.base import load_tokenizer
-
         self.base = base
         self.backend = backend
         self.path = base.path
-        tokenizer = load_tokenizer(base.path)
-        self._plain = load_torch_model(base.path)
-        self._peft: Any = None
-        self._get_peft_model = get_peft_model
-        self._loaded = _Loaded(self._plain, tokenizer)
-        self.tokenizer = HFTokenizer(tokenizer, base.name)
-        self.context_window = int(getattr(self._plain.config, "max_position_embeddings", 2048))
-        self._shape: dict[str, Any] | None = None
+        self._loaded = load_model(base.path)
+        self._slot = _slot_for(base.path)
+        self.tokenizer = HFTokenizer(self._loaded.tokenizer, base.name)
+        config = self._loaded.model.config
+        self.context_window = int(getattr(config, "max_position_embeddings", 2048))
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         self._active: StoredAdapter | None = None
-        self._in_slot: str | None = None  # sha256 of the weights the LoRA slot holds
+        self._active_state: dict[str, Any] | None = None
         self._prefix: Any = None
         self._prefix_id = ""
-        self._lock = threading.RLock()
 
     @property
     def model(self) -> str:  # type: ignore[override]
@@ -67,8 +91,9 @@ class AdaptedLLM(HFLLM):
 
     @property
     def lock(self) -> threading.RLock:
-        """Held across a swap and the generation that uses it (re-entrant)."""
-        return self._lock
+        """Held across a swap and the generation that uses it (re-entrant; shared by every
+        ``AdaptedLLM`` over the same base model, since they share its LoRA slot)."""
+        return self._slot.lock
 
     @property
     def active(self) -> StoredAdapter | None:
@@ -77,12 +102,9 @@ class AdaptedLLM(HFLLM):
     def activate(self, store: Store, entry: StoredAdapter) -> float:
         """Swap ``entry``'s LoRA weights in (from the cache, or read from the store); returns
         the milliseconds the swap took."""
-        import torch
-        from peft import set_peft_model_state_dict
-
         started = time.perf_counter()
         check_base(entry, self.base)
-        with self._lock:
+        with self.lock:
             state = self._cache.get(entry.weights_sha256)
             if state is None:
                 state = deserialize(weights(store, entry))
@@ -91,81 +113,105 @@ class AdaptedLLM(HFLLM):
                     self._cache.popitem(last=False)
             self._cache.move_to_end(entry.weights_sha256)
             self._ensure_slot(entry)
-            with torch.no_grad():
-                result: Any = set_peft_model_state_dict(self._peft, state)
-            if result.unexpected_keys:
-                raise AdapterMismatchError(
-                    f"adapter {entry.adapter_id!r} does not fit the loaded LoRA slot: "
-                    f"unexpected {result.unexpected_keys[:3]}"
-                )
-            self._active, self._prefix, self._prefix_id = entry, None, ""
-            self._in_slot = entry.weights_sha256
-            self._loaded = _Loaded(self._peft, self._loaded.tokenizer)
+            self._fill_slot(entry, state)
+            self._active, self._active_state = entry, state
+            self._prefix, self._prefix_id = None, ""
         return (time.perf_counter() - started) * 1000
 
     def _ensure_slot(self, entry: StoredAdapter) -> None:
-        shape = LoraSettings.model_validate(
-            {k: v for k, v in entry.config.items() if k in LoraSettings.model_fields}
-        )
+        from peft import get_peft_model
+
+        shape = LoraShape.of(entry.config)
         wanted = shape.shape()
-        if self._peft is None:
-            self._peft = self._get_peft_model(self._plain, _lora_config(shape))
-            self._peft.eval()
-            self._shape = wanted
-        elif wanted != self._shape:
+        slot = self._slot
+        if slot.peft is None:
+            # Modules are replaced by LoRA wrappers: no forward pass may run meanwhile.
+            with self._loaded.lock:
+                peft = get_peft_model(self._loaded.model, shape.peft_config())
+                peft.eval()
+                peft.base_model.disable_adapter_layers()
+            slot.peft, slot.shape = peft, wanted
+        elif wanted != slot.shape:
             raise AdapterMismatchError(
                 f"adapter {entry.adapter_id!r} has LoRA shape {wanted}, the loaded slot "
-                f"{self._shape}: serve adapters of one shape per process"
+                f"{slot.shape}: serve adapters of one shape per process"
             )
+
+    def _fill_slot(self, entry: StoredAdapter, state: dict[str, Any]) -> None:
+        """Copy ``state`` into the slot. The slot is switched off for plain answers, which
+        therefore never read it, so this needs the slot's lock only."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        with torch.no_grad():
+            result: Any = set_peft_model_state_dict(self._slot.peft, state)
+        if result.unexpected_keys:
+            raise AdapterMismatchError(
+                f"adapter {entry.adapter_id!r} does not fit the loaded LoRA slot: "
+                f"unexpected {result.unexpected_keys[:3]}"
+            )
+        self._slot.holds = entry.weights_sha256
+
+    def _refill(self) -> None:
+        """Put the active adapter back in the slot if another ``AdaptedLLM`` over the same
+        model (or ``unload``) changed it since ``activate``. Called with the slot's lock held."""
+        entry, state = self._active, self._active_state
+        if entry is not None and state is not None and self._slot.holds != entry.weights_sha256:
+            self._fill_slot(entry, state)
+
+    @contextmanager
+    def model_in_use(self) -> Iterator[Any]:
+        """The shared model under its lock: with the LoRA slot switched on for the time of the
+        call when an adapter is active, else the plain base model."""
+        with self._loaded.lock:
+            peft = self._slot.peft
+            if self._active is None or peft is None:
+                yield self._loaded.model
+                return
+            peft.base_model.enable_adapter_layers()
+            try:
+                yield peft
+            finally:
+                peft.base_model.disable_adapter_layers()
 
     def deactivate(self) -> None:
         """Back to the plain base model (no adapter, no soft prompt)."""
-        with self._lock:
-            self._active, self._prefix, self._prefix_id = None, None, ""
-            self._loaded = _Loaded(self._plain, self._loaded.tokenizer)
+        with self.lock:
+            self._active, self._active_state = None, None
+            self._prefix, self._prefix_id = None, ""
 
     def unload(self, entry: StoredAdapter) -> bool:
         """Drop an adapter's weights from memory: from the cache and, when the LoRA slot still
         holds them, from the slot (zeroed). Returns whether anything was held."""
         import torch
 
-        with self._lock:
+        with self.lock:
             held = self._cache.pop(entry.weights_sha256, None) is not None
             if self._active is not None and self._active.adapter_id == entry.adapter_id:
                 self.deactivate()
-            if self._in_slot == entry.weights_sha256 and self._peft is not None:
+            slot = self._slot
+            if slot.holds == entry.weights_sha256 and slot.peft is not None:
                 with torch.no_grad():
-                    for name, parameter in self._peft.named_parameters():
+                    for name, parameter in slot.peft.named_parameters():
                         if "lora_" in name:
                             parameter.zero_()
-                self._in_slot, held = None, True
+                slot.holds, held = None, True
             return held
 
     def use_prefix(self, prefix: Any) -> None:
         """Prepend these soft tokens (a [tokens, hidden] tensor) to every prompt until changed."""
-        with self._lock:
+        with self.lock:
             self.deactivate()
-            self._prefix = prefix.detach().to(dtype=self._plain.dtype)
+            self._prefix = prefix.detach().to(dtype=self._loaded.model.dtype)
             digest = hashlib.sha256(self._prefix.numpy().tobytes()).hexdigest()
             self._prefix_id = digest[:16]
 
-    @contextmanager
-    def _without_adapter(self) -> Iterator[None]:
-        """The LoRA slot lives inside the base model's modules: switch it off for base answers."""
-        if self._peft is None:
-            yield
-        else:
-            with self._peft.disable_adapter():
-                yield
-
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
-        with self._lock:
-            if self._active is not None:
-                return super().generate(messages, options)
-            with self._without_adapter():
-                if self._prefix is not None:
-                    return self._generate_with_prefix(messages, options)
-                return super().generate(messages, options)
+        with self.lock:
+            if self._prefix is not None:
+                return self._generate_with_prefix(messages, options)
+            self._refill()
+            return super().generate(messages, options)
 
     def _generate_with_prefix(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
@@ -173,9 +219,8 @@ class AdaptedLLM(HFLLM):
         import torch
 
         inputs = self._inputs(messages)
-        model = self._plain
         kwargs = self._generate_kwargs(options)
-        with torch.inference_mode():
+        with self.model_in_use() as model, torch.inference_mode():
             embedded = model.get_input_embeddings()(inputs["input_ids"])
             prefix = self._prefix.unsqueeze(0)
             joined = torch.cat([prefix, embedded], dim=1)
@@ -189,13 +234,11 @@ class AdaptedLLM(HFLLM):
         return self._completion(output[0].tolist(), int(joined.shape[1]), options)
 
     def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
-        with self._lock:
+        with self.lock:
             if self._prefix is not None:
                 raise LLMError("choices cannot be scored with soft tokens; generate instead")
-            if self._active is not None:
-                return super().score_choices(messages, choices)
-            with self._without_adapter():
-                return super().score_choices(messages, choices)
+            self._refill()
+            return super().score_choices(messages, choices)
 
     def generate_batch(
         self,
@@ -204,18 +247,37 @@ class AdaptedLLM(HFLLM):
         *,
         batch_size: int = 8,
     ) -> list[Completion]:
-        with self._lock:
+        with self.lock:
             if self._prefix is not None:
                 return [self.generate(c, options) for c in conversations]
-            if self._active is not None:
-                return super().generate_batch(conversations, options, batch_size=batch_size)
-            with self._without_adapter():
-                return super().generate_batch(conversations, options, batch_size=batch_size)
+            self._refill()
+            return super().generate_batch(conversations, options, batch_size=batch_size)
 
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
-        if self._active is None and (self._prefix is not None or self._peft is not None):
-            # Decoding from embeddings, or with the slot switched off for the whole decode:
-            # one piece.
+        if self._prefix is not None:  # decoding from embeddings: one piece
             yield self.generate(messages, options).text
             return
+        with self.lock:
+            self._refill()
         yield from super().stream(messages, options)
+
+
+def user_history(store: Store, user_id: str, encoder: Encoder) -> tuple[list[str], np.ndarray]:
+    """The user's document ids and stored vectors from ``encoder`` (L2-normalised rows)."""
+    embedded = store.document_embeddings(user_id, encoder.id)
+    return embedded.ids, np.asarray(embedded.vectors, dtype=np.float32)
+
+
+def user_soft_tokens(
+    store: Store, user_id: str, text: str, projector: Projector, encoder: Encoder
+) -> Any:
+    """The user's soft tokens for this input: their history pooled against it, projected."""
+    if encoder.id != projector.encoder_id:
+        raise ValueError(
+            f"the projector was trained on {projector.encoder_id} vectors, not {encoder.id}"
+        )
+    _, vectors = user_history(store, user_id, encoder)
+    if len(vectors) == 0:
+        raise UnknownUserError(user_id, store.tenant)
+    query = np.asarray(encoder.encode([text])[0], dtype=np.float32)
+    return projector.soft_tokens(pool_history(vectors, query, projector.settings.temperature))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from p13n.adapt.adapters import OwnerKind, register, require, weights
 from p13n.adapt.base import (
     BaseModelInfo,
     TrainingExample,
@@ -22,17 +22,11 @@ from p13n.adapt.dpo import DpoSettings, Pair, train_dpo
 from p13n.adapt.embedding import (
     EmbeddingExample,
     EmbeddingSettings,
-    Projector,
     ProjectorTrainer,
     pool_history,
 )
 from p13n.adapt.lora import LoraSettings, LoraTrainer, Progress
-from p13n.adapt.registry import (
-    OwnerKind,
-    register,
-    require,
-    weights,
-)
+from p13n.adapt.runtime import user_history
 from p13n.encode import Encoder
 from p13n.errors import ConfigError, UnknownUserError
 from p13n.llm.hf import HFTokenizer
@@ -67,8 +61,10 @@ def persona_members(store: Store, persona_id: str) -> list[str]:
     raise ConfigError(f"no persona {persona_id!r} in tenant {store.tenant!r}")
 
 
-def persona_version(store: Store, members: Sequence[str]) -> str:
-    versions = [f"{m}={store.data_version(m)}" for m in sorted(members)]
+def group_version(store: Store, users: Sequence[str]) -> str:
+    """One data version for a group of users (a persona's members, a projector's users): it
+    changes when any member's data does."""
+    versions = [f"{m}={store.data_version(m)}" for m in sorted(users)]
     return hashlib.sha256("\n".join(versions).encode()).hexdigest()[:32]
 
 
@@ -138,7 +134,7 @@ def train_persona_lora(
     return register(
         store,
         trained,
-        data_version=persona_version(store, members),
+        data_version=group_version(store, members),
         settings=trainer.settings,
         kind="persona",
         owner=persona_id,
@@ -170,7 +166,7 @@ def train_owner_dpo(
         if version is None:
             raise UnknownUserError(owner, store.tenant)
     else:
-        version = persona_version(store, persona_members(store, owner))
+        version = group_version(store, persona_members(store, owner))
     pairs = preference_pairs(store, kind, owner)
     require_examples(
         pairs, settings.min_pairs, owner=f"{kind} {owner!r}", task=task, what="preference pairs"
@@ -190,12 +186,6 @@ def train_owner_dpo(
         method="dpo",
         base=base,
     )
-
-
-def user_history(store: Store, user_id: str, encoder: Encoder) -> tuple[list[str], np.ndarray]:
-    """The user's document ids and stored vectors from ``encoder`` (L2-normalised rows)."""
-    embedded = store.document_embeddings(user_id, encoder.id)
-    return embedded.ids, np.asarray(embedded.vectors, dtype=np.float32)
 
 
 def embedding_examples(
@@ -250,13 +240,10 @@ def train_projector(
         what="examples (titled documents of users with at least two documents)",
     )
     _, trained = trainer.train(examples, encoder_id=encoder.id, progress=progress)
-    version = hashlib.sha256(
-        "\n".join(f"{u}={store.data_version(u)}" for u in sorted(users)).encode()
-    ).hexdigest()[:32]
     return register(
         store,
         trained,
-        data_version=version,
+        data_version=group_version(store, users),
         settings=settings,
         kind="tenant",
         owner=store.tenant,
@@ -264,18 +251,3 @@ def train_projector(
         method="embedding",
         base=base,
     )
-
-
-def user_soft_tokens(
-    store: Store, user_id: str, text: str, projector: Projector, encoder: Encoder
-) -> Any:
-    """The user's soft tokens for this input: their history pooled against it, projected."""
-    if encoder.id != projector.encoder_id:
-        raise ValueError(
-            f"the projector was trained on {projector.encoder_id} vectors, not {encoder.id}"
-        )
-    _, vectors = user_history(store, user_id, encoder)
-    if len(vectors) == 0:
-        raise UnknownUserError(user_id, store.tenant)
-    query = np.asarray(encoder.encode([text])[0], dtype=np.float32)
-    return projector.soft_tokens(pool_history(vectors, query, projector.settings.temperature))

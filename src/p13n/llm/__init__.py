@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from p13n.errors import ConfigError
 from p13n.llm.base import (
     LLM,
+    BatchGenerator,
     CharTokenizer,
     ChatMessage,
     ChoiceScorer,
     Completion,
     GenerationOptions,
     Tokenizer,
+    generate_many,
 )
 from p13n.registry import Registry
 
@@ -52,11 +56,31 @@ class LLMConfig(BaseModel):
 backends: Registry[Callable[[LLMConfig], LLM]] = Registry("llm backend")
 
 
+@dataclass(frozen=True)
+class LocalWeights:
+    """Where a backend's model lives on this machine: a transformers directory and its name."""
+
+    name: str
+    path: Path
+
+
+local_weights: Registry[Callable[[LLMConfig], LocalWeights]] = Registry("local model backend")
+"""Backends whose model runs here in torch, keyed like ``backends``: what adapters, soft prompts
+and training need (a remote backend has no entry)."""
+
+
 @backends.decorator("embedded")
 def _embedded(config: LLMConfig) -> LLM:
-    from p13n.llm.hf import EmbeddedLLM
+    from p13n.llm.embedded import EmbeddedLLM
 
     return EmbeddedLLM()
+
+
+@local_weights.decorator("embedded")
+def _embedded_weights(config: LLMConfig) -> LocalWeights:
+    from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
+
+    return LocalWeights(EMBEDDED_MODEL, embedded_model_dir())
 
 
 @backends.decorator("hf")
@@ -67,13 +91,22 @@ def _hf(config: LLMConfig) -> LLM:
     return HFLLM(config.path)
 
 
+@local_weights.decorator("hf")
+def _hf_weights(config: LLMConfig) -> LocalWeights:
+    assert config.path is not None  # checked by LLMConfig
+    path = Path(config.path).expanduser().resolve()
+    return LocalWeights(path.name, path)
+
+
 def _tokenizer(name: str) -> Tokenizer:
     if name == "bytes":
         return CharTokenizer()
-    from p13n.llm.hf import HFTokenizer, embedded_model_dir
+    from p13n.llm.hf import HFTokenizer
 
     if name == "embedded":
-        return HFTokenizer.from_directory(embedded_model_dir(), "SmolLM2-135M-Instruct")
+        from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
+
+        return HFTokenizer.from_directory(embedded_model_dir(), EMBEDDED_MODEL)
     return HFTokenizer.from_directory(name)
 
 
@@ -107,13 +140,17 @@ def get_llm(config: LLMConfig | None = None) -> LLM:
 
 __all__ = [
     "LLM",
+    "BatchGenerator",
     "CharTokenizer",
     "ChatMessage",
     "ChoiceScorer",
     "Completion",
     "GenerationOptions",
     "LLMConfig",
+    "LocalWeights",
     "Tokenizer",
     "backends",
+    "generate_many",
     "get_llm",
+    "local_weights",
 ]

@@ -100,6 +100,33 @@ class ChoiceScorer(Protocol):
     ) -> list[float]: ...
 
 
+@runtime_checkable
+class BatchGenerator(Protocol):
+    """A model that generates for many conversations at once (local transformers models)."""
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        options: GenerationOptions,
+        *,
+        batch_size: int = 8,
+    ) -> list[Completion]: ...
+
+
+def generate_many(
+    llm: LLM,
+    conversations: Sequence[Sequence[ChatMessage]],
+    options: GenerationOptions,
+    *,
+    batch_size: int = 8,
+) -> list[Completion]:
+    """One completion per conversation, in order: batched where the backend can batch
+    (``BatchGenerator``), else one ``generate`` call each, which is how such a backend works."""
+    if isinstance(llm, BatchGenerator):
+        return llm.generate_batch(conversations, options, batch_size=batch_size)
+    return [llm.generate(messages, options) for messages in conversations]
+
+
 @dataclass(frozen=True)
 class CharTokenizer:
     """An explicit estimate for servers whose tokenizer is not available locally: one token per

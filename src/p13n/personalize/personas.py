@@ -31,13 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from p13n.data import Persona
 from p13n.encode import Encoder
-from p13n.errors import P13nError
+from p13n.errors import DiscoveryError
 from p13n.llm import LLM, ChatMessage, GenerationOptions
 from p13n.prompt.templates import quote
 from p13n.store import Store, WriteSet
 
 GLOBAL_ID = "global"
-Source = Literal["declared", "discovered", "global"]
+PersonaSource = Literal["declared", "discovered", "global"]
+"""Where a persona came from: ingested, found by clustering, or the whole population."""
 Vector = npt.NDArray[np.float32]
 
 PERSONA_INSTRUCTION = (
@@ -52,16 +53,12 @@ GLOBAL_INSTRUCTION = (
 )
 
 
-class DiscoveryError(P13nError):
-    """Persona discovery cannot run on this data (too few users with data, bad settings)."""
-
-
 @dataclass(frozen=True, eq=False)
 class PersonaInfo:
     """A stored persona with its metadata read: where it came from and how to place users."""
 
     persona: Persona
-    source: Source
+    source: PersonaSource
     version: int
     centroid: Vector | None
     attributes: dict[str, JsonValue]

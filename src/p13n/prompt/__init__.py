@@ -1,15 +1,13 @@
-"""Prompt construction φ_p: task templates and builders that fit the user's data into a budget."""
+"""Prompt construction φ_p: task templates and builders that fit the user's data into a budget.
+Pure: no I/O and no model calls (stored profiles are written in ``p13n.personalize.profile``)."""
 
 from __future__ import annotations
 
 from p13n.prompt.builders import NON_PERSONALIZED, Prompt, PromptBuilder, PromptItem, builders
-from p13n.prompt.profile import ProfileResult, ProfileWriter
 from p13n.prompt.templates import TaskTemplate, quote, templates
 
 __all__ = [
     "NON_PERSONALIZED",
-    "ProfileResult",
-    "ProfileWriter",
     "Prompt",
     "PromptBuilder",
     "PromptItem",

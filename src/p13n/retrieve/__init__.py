@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,23 +76,32 @@ class RetrieverConfig(BaseModel):
             found |= self.used(part, (*_path, name))
         return found
 
+    def needs_encoder(self) -> bool:
+        """Whether building the retriever takes an encoder (some retriever it involves scores
+        with stored vectors)."""
+        return any(retrievers.get(name).needs_encoder for name in self.used())
+
 
 RetrieverFactory = Callable[[RetrieverConfig, Encoder | None], Retriever]
-retrievers: Registry[RetrieverFactory] = Registry("retriever")
 
 
-def _needs_encoder(encoder: Encoder | None, name: str) -> Encoder:
-    if encoder is None:
-        raise ConfigError(f"the {name!r} retriever needs an encoder")
-    return encoder
+@dataclass(frozen=True)
+class RetrieverKind:
+    """A registered retriever: how to build it, and whether it needs an encoder to score."""
+
+    build: RetrieverFactory
+    needs_encoder: bool = False
+    """``build`` is then always given one (``build_retriever`` refuses to build it without)."""
 
 
-retrievers.register("bm25", lambda config, _: BM25Retriever(k1=config.k1, b=config.b))
-retrievers.register("tfidf", lambda config, _: TfidfRetriever())
-retrievers.register("dense", lambda _, e: DenseRetriever(_needs_encoder(e, "dense")))
+retrievers: Registry[RetrieverKind] = Registry("retriever")
 
 
-@retrievers.decorator("hybrid")
+def _dense(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
+    assert encoder is not None  # build_retriever checks needs_encoder
+    return DenseRetriever(encoder)
+
+
 def _hybrid(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
     return HybridRetriever(
         tuple(build_retriever(config, encoder, name) for name in config.components),
@@ -99,18 +109,31 @@ def _hybrid(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
     )
 
 
-@retrievers.decorator("recency")
 def _recency(config: RetrieverConfig, encoder: Encoder | None) -> Retriever:
     return RecencyRetriever(
         build_retriever(config, encoder, config.inner), half_life_days=config.half_life_days
     )
 
 
+retrievers.register(
+    "bm25", RetrieverKind(lambda config, _: BM25Retriever(k1=config.k1, b=config.b))
+)
+retrievers.register("tfidf", RetrieverKind(lambda config, _: TfidfRetriever()))
+retrievers.register("dense", RetrieverKind(_dense, needs_encoder=True))
+# A hybrid or recency retriever needs an encoder when a part does: RetrieverConfig.used() says.
+retrievers.register("hybrid", RetrieverKind(_hybrid))
+retrievers.register("recency", RetrieverKind(_recency))
+
+
 def build_retriever(
     config: RetrieverConfig, encoder: Encoder | None = None, name: str | None = None
 ) -> Retriever:
     """The retriever ``name`` (default ``config.name``) configured by ``config``."""
-    return retrievers.get(name or config.name)(config, encoder)
+    name = name or config.name
+    kind = retrievers.get(name)
+    if kind.needs_encoder and encoder is None:
+        raise ConfigError(f"the {name!r} retriever needs an encoder")
+    return kind.build(config, encoder)
 
 
 QueryFactory = Callable[[LLM | None], QueryGenerator]
@@ -146,6 +169,8 @@ __all__ = [
     "RetrievedItem",
     "Retriever",
     "RetrieverConfig",
+    "RetrieverFactory",
+    "RetrieverKind",
     "TfidfRetriever",
     "UserCorpus",
     "build_query_generator",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -12,18 +13,25 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from bm25s.stopwords import STOPWORDS_EN
 
 Scores = npt.NDArray[np.float64]
 T = TypeVar("T")
 
 _WORD = re.compile(r"\w+")
-STOPWORDS = frozenset(STOPWORDS_EN)
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    """bm25s's English stopwords (loaded on first use: bm25s brings scipy)."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercased word tokens without English stopwords: what the sparse retrievers index."""
-    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    stop = stopwords()
+    return [w for w in _WORD.findall(text.lower()) if w not in stop]
 
 
 @dataclass(eq=False)

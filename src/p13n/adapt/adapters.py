@@ -1,4 +1,4 @@
-"""The adapter registry: trained adapters live in the store beside the data they were learned
+"""Adapters in the store: trained adapters live beside the data they were learned
 from (one row per adapter: owner, task, method, base model id and hash, config, training data
 size, metrics, creation time, and the safetensors bytes). A row is written in one transaction, so
 an adapter is stored whole or not at all, and ``forget(user)`` removes the user's adapters with
@@ -8,42 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
-from p13n.adapt.base import BaseModelInfo
-from p13n.errors import ConfigError, P13nError
+from p13n.adapt import methods
+from p13n.adapt.base import BaseModelInfo, TrainedWeights
+from p13n.errors import AdapterMismatchError, AdapterNotFoundError, ConfigError
 from p13n.store import Store, StoredAdapter
 
-Method = Literal["lora", "dpo", "embedding"]
 OwnerKind = Literal["user", "persona", "tenant"]
-METHODS: tuple[Method, ...] = ("lora", "dpo", "embedding")
-
-
-class AdapterNotFoundError(P13nError, LookupError):
-    """No adapter of this kind is registered for the owner: says how to train one."""
-
-
-class AdapterMismatchError(P13nError, ValueError):
-    """An adapter was trained on another base model (or another config) than the one in use."""
 
 
 def adapter_id(kind: OwnerKind, owner: str, task: str, method: str) -> str:
-    """The registry key: one adapter per owner, task and method (retraining replaces it)."""
+    """The store's key: one adapter per owner, task and method (retraining replaces it)."""
     return f"{kind}:{owner}:{task}:{method}"
-
-
-@dataclass(frozen=True)
-class TrainedWeights:
-    """What a trainer returns: the weights as safetensors bytes, their config and metrics."""
-
-    weights: bytes
-    config: dict[str, Any]
-    data_size: int
-    metrics: dict[str, Any]
 
 
 def settings_digest(settings: BaseModel) -> str:
@@ -68,13 +48,15 @@ def register(
     kind: OwnerKind,
     owner: str,
     task: str,
-    method: Method,
+    method: str,
     base: BaseModelInfo,
     data_version: str,
     settings: BaseModel,
 ) -> StoredAdapter:
     """Store a trained adapter (replacing the owner's previous one for this task and method),
-    stamped with the owner's data version and the settings it was trained with."""
+    stamped with the owner's data version and the settings it was trained with. ``method`` is a
+    name in ``p13n.adapt.methods``."""
+    methods.check(method)
     config = {**trained.config, "data_version": data_version, "settings": settings_digest(settings)}
     entry = StoredAdapter(
         adapter_id=adapter_id(kind, owner, task, method),
@@ -129,7 +111,7 @@ def check_base(entry: StoredAdapter, base: BaseModelInfo) -> None:
 
 
 def weights(store: Store, entry: StoredAdapter) -> bytes:
-    """The adapter's safetensors bytes, checked against the registry's sha256."""
+    """The adapter's safetensors bytes, checked against the sha256 stored with it."""
     blob = store.adapter_weights(entry.adapter_id)
     if blob is None:
         raise AdapterNotFoundError(f"adapter {entry.adapter_id!r} was deleted")
