@@ -10,11 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from p13n.adapt.base import InsufficientDataError
-from p13n.adapt.registry import AdapterNotFoundError
 from p13n.data import RECORD_TYPES
 from p13n.errors import (
+    AdapterNotFoundError,
     IngestError,
+    InsufficientDataError,
     LLMError,
     P13nError,
     QueueFullError,

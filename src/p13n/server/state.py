@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from anyio import CapacityLimiter
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
+from p13n.adapt import methods
 from p13n.errors import (
     ConfigError,
     QueueFullError,
@@ -68,8 +69,11 @@ class ServerConfig(BaseModel):
     )
     max_batch_records: int = Field(10_000, gt=0)
     reports_dir: Path = Path("bench/out")
-    chat_adapter: Literal["none", "lora", "dpo"] = Field(
+    chat_adapter: Annotated[
+        str, AfterValidator(lambda name: methods.check(name, purpose="per_user", none=True))
+    ] = Field(
         "lora",
+        json_schema_extra=methods.schema_enum("per_user", none=True),
         description="chat completions answer with the user's adapter of this method for the "
         "chat task when they have one (the trace says which); otherwise with the base model",
     )

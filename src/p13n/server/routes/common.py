@@ -11,8 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from p13n.data import Record
-from p13n.datasets.source import Sourced
+from p13n.data import Record, Sourced
 from p13n.errors import ConfigError, IngestError, UnknownUserError
 from p13n.ingest import ingest
 from p13n.personalize import PersonalizerConfig

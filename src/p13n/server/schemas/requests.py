@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.config import JsonDict
 
+from p13n.adapt import methods
 from p13n.data.models import END, NO_NUL_PATTERN, check_unicode, whitespace_class
 from p13n.prompt import builders, templates
 from p13n.registry import Registry
@@ -172,7 +173,11 @@ class GenerateIn(Strict):
     prompt: Annotated[str, _one_of(builders)] | None = None
     query: Annotated[str, _one_of(query_generators)] | None = None
     level: Literal["auto", "user", "persona", "global"] | None = None
-    adapter: Literal["none", "lora", "dpo", "embedding"] = "none"
+    adapter: Annotated[
+        str,
+        AfterValidator(lambda name: methods.check(name, none=True)),
+        Field(json_schema_extra=methods.schema_enum(none=True)),
+    ] = "none"
     attributes: dict[str, str] = {}
     max_tokens: ApiInt | None = Field(None, ge=1, le=4096)
     personalize: bool = True
