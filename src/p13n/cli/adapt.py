@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from p13n.adapt import METHODS
+from p13n.adapt import methods
 from p13n.cli.common import (
     command_settings,
     console,
@@ -40,7 +40,7 @@ def _users(store: Any, given: list[str]) -> list[str]:
 @handles_p13n_errors
 def train(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option(help=f"{one_of(METHODS)}.")] = "lora",
+    method: Annotated[str, typer.Option(help=f"{one_of(methods.names())}.")] = "lora",
     users: Annotated[
         list[str] | None,
         typer.Option(help="'all', or user ids (repeat the option or separate with commas)."),
@@ -69,8 +69,7 @@ def train(
     (same data, same settings) are skipped; each adapter is written in one transaction."""
     from p13n.adapt import DpoSettings, EmbeddingSettings, LoraSettings
 
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    methods.check(method)
     settings = command_settings(ctx)
     store = tenant_store(settings)
     overrides: dict[str, Any] = {

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from p13n.adapt import METHODS
+from p13n.adapt import methods
 from p13n.cli.common import (
     BackendOption,
     ItemTokensOption,
@@ -146,7 +146,7 @@ def generate(
     adapter: Annotated[
         str,
         typer.Option(
-            help=f"{one_of(('none', *METHODS))}: answer with the user's learned adapter "
+            help=f"{one_of(methods.names(none=True))}: answer with the user's learned adapter "
             "(see `p13n adapt train`); with --prompt none, the adapter alone."
         ),
     ] = "none",
