@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import p13n.cli_indirect  # noqa: F401  (registers `p13n bench indirect`)
+from p13n.benchmarks.indirect import ArmOutput, TaskRun, run_lamp_label, run_lamp_rating
+from p13n.benchmarks.indirect_scores import score_run
 from p13n.cli import app
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, read_split, write_split
 from p13n.encode import Encoder
@@ -20,13 +22,6 @@ from p13n.recommend import classify, rating
 from p13n.recommend.classify import KnnPersonalLabel, Majority, UserMajority, VoteParams
 from p13n.recommend.embeddings import EmbeddingTable
 from p13n.recommend.indirect import Case, History, IndirectDataError, Observations
-from p13n.recommend.indirect_bench import (
-    ArmOutput,
-    TaskRun,
-    run_lamp_label,
-    run_lamp_rating,
-    score_run,
-)
 from p13n.recommend.indirect_data import (
     input_text,
     lamp_rating_cases,

@@ -76,3 +76,10 @@ class LLMTimeoutError(LLMError, TimeoutError):
 
 class PromptTooLongError(P13nError, ValueError):
     """What a prompt may never lose (instructions, the user's input) does not fit the context."""
+
+
+# --- benchmark formats and runners -------------------------------------------------------------
+
+
+class TaskFormatError(P13nError, ValueError):
+    """A LaMP-format file that cannot be read: names the file, the example and the problem."""
