@@ -120,20 +120,9 @@ class AdapterArms:
     ) -> list[StoredAdapter]:
         """Each example's user's LoRA or DPO adapter: the stored one when current, else one
         trained now."""
-        if method == "lora":
-            return self._per_user(
-                "lora",
-                self.settings.lora,
-                store,
-                examples,
-                spec,
-                progress,
-                cost,
-                self._lora(store, spec),
-            )
-        return self._per_user(
-            "dpo", self.settings.dpo, store, examples, spec, progress, cost, self._dpo(store, spec)
-        )
+        settings: BaseModel = self.settings.lora if method == "lora" else self.settings.dpo
+        train = self._lora(store, spec) if method == "lora" else self._dpo(store, spec)
+        return self._per_user(method, settings, store, examples, spec, progress, cost, train)
 
     def _per_user(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from rich.progress import (
 from p13n.adapt.runtime import AdaptedLLM
 from p13n.benchmarks.config import BASELINE, Arm, BenchConfig, methods
 from p13n.benchmarks.generation import Generator
-from p13n.benchmarks.learned import AdapterArms
+from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
 from p13n.benchmarks.results import (
     ArmOutput,
     BenchResult,
@@ -75,6 +75,8 @@ class SplitRun:
     """Example i is also answered with example ``partners[i]``'s profile (the swap test)."""
     selecting: bool
     """A validation run for k: no profile swap, the primary metric only."""
+    training: dict[str, TrainingCost] = field(default_factory=dict)
+    """What training each learned arm's adapters cost."""
 
     @property
     def spec(self) -> TaskSpec:
@@ -203,11 +205,10 @@ class BenchRunner:
         if not examples:
             raise ConfigError(f"task {task!r} split {split_name!r} has no examples with golds")
         store, skipped = self._store(folder, split, examples, progress)
-        training: dict[str, TrainingCost] = {}
         try:
             run = self._start(task, folder, split, examples, store, selecting=selecting)
             for arm in self.config.arms():
-                self._run_arm(run, arm, progress, training)
+                self._run_arm(run, arm, progress)
         finally:
             store.close()
         result = TaskResult(
@@ -218,7 +219,7 @@ class BenchRunner:
             examples=run.records,
             primary=primary_metric(split.spec),
             skipped_profile_items=skipped,
-            training={name: cost.to_dict() for name, cost in training.items()},
+            training={name: cost.to_dict() for name, cost in run.training.items()},
         )
         task_metrics = metrics_for_task(split.spec, self.config, task)
         if selecting:
@@ -261,13 +262,11 @@ class BenchRunner:
             selecting=selecting,
         )
 
-    def _run_arm(
-        self, run: SplitRun, arm: Arm, progress: Progress, training: dict[str, TrainingCost]
-    ) -> None:
+    def _run_arm(self, run: SplitRun, arm: Arm, progress: Progress) -> None:
         """One arm's prompts, answers (and profile-swap answers) for every example."""
         started, before = time.perf_counter(), self.generator.generated
-        adapter = methods.get(arm.method).adapter
-        model = self.learned.answering(run.choices) if adapter is not None else None
+        learned = methods.get(arm.method).adapter is not None
+        model = self.learned.answering(run.choices) if learned else None
         personalizer = self._personalizer(
             run, arm, adapted=model.as_adapted() if model is not None else None
         )
@@ -276,15 +275,7 @@ class BenchRunner:
             for e in _tracked(progress, run.examples, f"{run.task}: prompts, {arm.label}")
         ]
         if model is not None:
-            cost = training.setdefault(arm.method, TrainingCost(arm.method))
-            self._train(run, arm, progress, cost)
-            answers = self.learned.answer(personalizer, model, prepared, cost)
-            for record, prompt, answer in zip(run.records, prepared, answers, strict=True):
-                fresh = answer.fresh
-                record.outputs[arm.label] = arm_output(answer.generation, prompt, cached=not fresh)
-            made = sum(answer.fresh for answer in answers)
-            self.generator.generated += made
-            self.generator.reused += len(prepared) - made
+            self._answer_learned(run, arm, personalizer, model, prepared, progress)
         else:
             self.answer(
                 run.records,
@@ -303,6 +294,28 @@ class BenchRunner:
             f"{time.perf_counter() - started:.0f} s",
             highlight=False,
         )
+
+    def _answer_learned(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM,
+        prepared: Sequence[PreparedPrompt],
+        progress: Progress,
+    ) -> None:
+        """A learned arm: train what is missing, then answer one user at a time through the
+        Personalizer (from the cache where it can)."""
+        cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
+        self._train(run, arm, progress, cost)
+        answers = self.learned.answer(personalizer, model, prepared, cost)
+        for record, prompt, answer in zip(run.records, prepared, answers, strict=True):
+            record.outputs[arm.label] = arm_output(
+                answer.generation, prompt, cached=not answer.fresh
+            )
+        made = sum(answer.fresh for answer in answers)
+        self.generator.generated += made
+        self.generator.reused += len(prepared) - made
 
     def _answer_swapped(
         self, run: SplitRun, arm: Arm, personalizer: Personalizer, progress: Progress
