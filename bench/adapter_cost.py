@@ -25,10 +25,10 @@ from rich.table import Table
 from p13n.adapt import LoraSettings, LoraTrainer, base_model
 from p13n.adapt.runtime import AdaptedLLM
 from p13n.adapt.train import train_user_lora
+from p13n.benchmarks.stores import profile_records
 from p13n.datasets.lamp import read_split
 from p13n.datasets.tasks import shipped_tasks, write_task
 from p13n.encode import get_encoder
-from p13n.evaluate.runner import profile_records
 from p13n.ingest import ingest
 from p13n.llm import GenerationOptions
 from p13n.prompt import NON_PERSONALIZED, templates

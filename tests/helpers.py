@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from p13n.benchmarks.config import BenchConfig
+from p13n.benchmarks.results import BenchResult
+from p13n.benchmarks.runner import BenchRunner
 from p13n.encode import Encoder
-from p13n.evaluate.runner import BenchConfig, BenchResult, BenchRunner
 from p13n.llm import LLM
 from p13n.store import SQLStore, Store
 from p13n.store import schema as s

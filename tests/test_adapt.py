@@ -385,9 +385,8 @@ def test_batch_training_on_ray_is_resumable_and_reports_users_without_enough_dat
 def test_the_runner_puts_learned_users_beside_retrieval(
     tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
-    from p13n.adapt.bench import AdaptSettings
+    from p13n.benchmarks.config import AdaptSettings, BenchConfig
     from p13n.datasets.lamp import LampSplit, write_recipe, write_split
-    from p13n.evaluate.runner import BenchConfig
     from tests.helpers import run_bench
     from tests.test_bench import SPEC, _examples
 

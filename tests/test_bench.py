@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p13n.benchmarks.config import BenchConfig, load_bench_config
+from p13n.benchmarks.runner import derangement
+from p13n.benchmarks.runner_report import markdown, write_outputs
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, write_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
-from p13n.evaluate.report import markdown, write_outputs
-from p13n.evaluate.runner import BenchConfig, _derangement, load_bench_config
 from p13n.evaluate.stats import (
     bootstrap_corpus,
     bootstrap_mean,
@@ -388,7 +389,7 @@ def test_corpus_paths_agree_with_the_decomposable_ones() -> None:
 @settings(max_examples=50, deadline=None)
 @given(st.integers(min_value=2, max_value=60), st.integers(min_value=0, max_value=10_000))
 def test_swap_partners_form_a_derangement(n: int, seed: int) -> None:
-    partner = _derangement(n, seed)
+    partner = derangement(n, seed)
     assert sorted(partner) == list(range(n))
     assert all(partner[i] != i for i in range(n))
-    assert partner == _derangement(n, seed)
+    assert partner == derangement(n, seed)

@@ -1,4 +1,4 @@
-"""The cold-start study (``p13n.evaluate.coldstart``) and the runner's batched generation, on a
+"""The cold-start study (``p13n.benchmarks.coldstart``) and the runner's batched generation, on a
 small LaMP-format task written here, with the embedded model, the real encoder and SQLite."""
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from p13n.benchmarks.coldstart import ColdStartStudy
+from p13n.benchmarks.coldstart_config import (
+    ColdStartConfig,
+    Policy,
+    choose_policy,
+    load_coldstart_config,
+)
+from p13n.benchmarks.coldstart_report import ColdStartResult, write_outputs
+from p13n.benchmarks.config import BenchConfig
+from p13n.benchmarks.runner import BenchRunner
 from p13n.datasets.lamp import (
     LampExample,
     LampSplit,
@@ -25,16 +35,6 @@ from p13n.datasets.lamp import (
 )
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
-from p13n.evaluate.coldstart import (
-    ColdStartConfig,
-    ColdStartResult,
-    ColdStartStudy,
-    Policy,
-    choose_policy,
-    load_coldstart_config,
-    write_outputs,
-)
-from p13n.evaluate.runner import BenchConfig, BenchRunner
 from p13n.llm import LLM, BatchGenerator
 from p13n.store import open_store
 from tests.helpers import run_bench

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from p13n.benchmarks.indirect import ArmOutput, TaskRun, run_lamp_label, run_lamp_rating
+from p13n.benchmarks.indirect_scores import score_run
 from p13n.cli import app
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, read_split, write_split
 from p13n.encode import Encoder
@@ -35,13 +37,6 @@ from p13n.predict.rating import (
     KnnPersonalRating,
     LLMExpectedRating,
     UserMean,
-)
-from p13n.recommend.indirect_bench import (
-    ArmOutput,
-    TaskRun,
-    run_lamp_label,
-    run_lamp_rating,
-    score_run,
 )
 
 RATING_SPEC = TaskSpec(

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from p13n.benchmarks.recsys import RecsysConfig, load_recdata, run_recsys
 from p13n.cli import app
 from p13n.data import Interaction, Item, User
 from p13n.encode import Encoder
 from p13n.errors import RecDataError
 from p13n.evaluate.metrics import ranking_metrics_per_query
 from p13n.llm import LLM
-from p13n.recommend.bench import RecsysConfig, load_recdata, run_recsys
 from p13n.recommend.content import ContentRecommender, item_vectors
 from p13n.recommend.data import RecData
 from p13n.recommend.hybrid import LearnedHybrid, coordinate_ascent, ndcg_at
-from p13n.recommend.llm import LLMReranker, LLMTexts, explain, history_lines
+from p13n.recommend.llm import LLMReranker, RecommendationTexts, explain, history_lines
 from p13n.recommend.models import ALS, BPR, ItemKNN, Popularity
 from p13n.recommend.ranking import evaluate, score_ranking, validation_ndcg
 from p13n.recommend.service import FittedRecommender, data_from_store, fit_recommender
@@ -304,7 +304,7 @@ def test_explanations_name_items_from_the_users_own_history(
 ) -> None:
     data = load_recdata(tiny_movielens(shared_data, tmp_path / "ml"), "movielens", ("rate",))
     vectors = item_vectors(data, encoder)
-    texts = LLMTexts(embedded_llm, batch_size=4)
+    texts = RecommendationTexts(embedded_llm, batch_size=4)
     row = data.user_index["1"]
     own = set(data.seen(row).tolist())
     candidates = [c for c in range(data.n_items) if c not in own][:3]
@@ -321,14 +321,14 @@ def test_explanations_name_items_from_the_users_own_history(
 def test_llm_texts_are_cached_and_the_reranker_scores_titles(
     shared_data: Path, embedded_llm: LLM, tmp_path: Path
 ) -> None:
-    from p13n.evaluate.cache import GenerationCache
+    from p13n.llm.cache import GenerationCache
 
     data = load_recdata(tiny_movielens(shared_data, tmp_path / "ml"), "movielens", ("rate",))
     cache = GenerationCache(tmp_path / "cache.sqlite")
     prompts = [[{"role": "user", "content": f"Say {w}."}] for w in ("hi", "yes")]
-    texts = LLMTexts(embedded_llm, cache, batch_size=2)
+    texts = RecommendationTexts(embedded_llm, cache, batch_size=2)
     first = texts.answer(prompts, texts_options())
-    again = LLMTexts(embedded_llm, cache)
+    again = RecommendationTexts(embedded_llm, cache)
     assert again.answer(prompts, texts_options()) == first
     assert (again.generated, again.reused) == (0, 2)
     reranker = LLMReranker(again, data, depth=5)

@@ -170,3 +170,10 @@ class AdapterMismatchError(P13nError, ValueError):
 
 class DiscoveryError(P13nError, ValueError):
     """Persona discovery cannot run on this data (too few users with data, bad settings)."""
+
+
+# --- benchmark formats and runners -------------------------------------------------------------
+
+
+class TaskFormatError(P13nError, ValueError):
+    """A LaMP-format file that cannot be read: names the file, the example and the problem."""

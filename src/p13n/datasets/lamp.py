@@ -20,14 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from p13n.errors import P13nError
+from p13n.errors import TaskFormatError
 
 OutputKind = Literal["text", "label", "rating"]
 SPLITS = ("train", "dev", "test")
-
-
-class TaskFormatError(P13nError):
-    """A LaMP-format file that cannot be read: names the file, the example and the problem."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +50,19 @@ class TaskSpec:
     profile_date: str | None = "date"
     labels: tuple[str, ...] = ()
     lamp_name: str = ""  # the "task" value of outputs files, e.g. "LaMP_4"
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Room for the answer, by output kind: a label or a rating is short, a review is long."""
+        if self.output_kind == "rating":
+            return 8
+        if self.output_kind == "label":
+            return 16
+        if self.template.startswith("longlamp"):
+            return 160
+        if self.template == "chat":
+            return 48
+        return 32
 
     def to_dict(self) -> dict[str, Any]:
         return {

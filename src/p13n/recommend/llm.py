@@ -2,8 +2,8 @@
 (LLM-Rec), natural-language user profiles (profile-augmented prompting, §5.2.3), re-ranks the
 top candidates, and explains a recommendation from the user's own history.
 
-Every LLM call goes through ``LLMTexts``: prompts are answered once and kept in the generation
-cache keyed by exactly what the model saw, so a benchmark rerun makes no new calls.
+Every LLM call goes through ``RecommendationTexts``: prompts are answered once and kept in the
+generation cache keyed by exactly what the model saw, so a benchmark rerun makes no new calls.
 """
 
 from __future__ import annotations
@@ -14,13 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from p13n.evaluate.cache import (
-    CachedGeneration,
-    GenerationCache,
-    cached_choice_scores,
-    generation_key,
-)
 from p13n.llm import LLM, ChatMessage, GenerationOptions
+from p13n.llm.cache import CachedLLM, GenerationCache
 from p13n.recommend.data import RecData, item_text
 
 Progress = Callable[[int], None]
@@ -32,18 +27,24 @@ PROFILE_HISTORY = 20
 """The most recent training interactions an LLM profile is written from."""
 
 
-class LLMTexts:
-    """Answers prompts with an LLM, through the generation cache when one is given."""
+class RecommendationTexts:
+    """The LLM client of the recommenders: answers prompts (item descriptions, profiles,
+    explanations) and scores choices (re-ranking), through the generation cache when one is
+    given; counts what it generated and what it reused."""
 
     def __init__(
         self, llm: LLM, cache: GenerationCache | None = None, *, batch_size: int = 8
     ) -> None:
         self.llm, self.cache, self.batch_size = llm, cache, batch_size
-        self.generated = 0
-        self.reused = 0
+        self._cached = CachedLLM(llm, cache)
 
-    def _key(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
-        return generation_key(messages, self.llm.backend, self.llm.model, options)
+    @property
+    def generated(self) -> int:
+        return self._cached.generated
+
+    @property
+    def reused(self) -> int:
+        return self._cached.reused
 
     def answer(
         self,
@@ -52,46 +53,20 @@ class LLMTexts:
         progress: Progress | None = None,
     ) -> list[str]:
         """One answer per conversation, in order (cached ones are not generated again)."""
-        from p13n.llm.hf import generate_many
-
-        answers: list[str | None] = [None] * len(conversations)
-        missing: list[int] = []
-        for i, messages in enumerate(conversations):
-            cached = self.cache.get(self._key(messages, options)) if self.cache else None
-            if cached is None:
-                missing.append(i)
-            else:
-                answers[i] = cached.text
-                self.reused += 1
-        if progress and len(conversations) > len(missing):
-            progress(len(conversations) - len(missing))
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start : start + self.batch_size]
-            completions = generate_many(
-                self.llm,
-                [conversations[i] for i in chunk],
-                options,
-                batch_size=self.batch_size,
-            )
-            for i, completion in zip(chunk, completions, strict=True):
-                answers[i] = completion.text
-                self.generated += 1
-                if self.cache is not None:
-                    key = self._key(conversations[i], options)
-                    self.cache.put(key, CachedGeneration.of(completion, 0.0))
-            if progress:
-                progress(len(chunk))
-        return [answer or "" for answer in answers]
+        completions = self._cached.generate_batch(
+            conversations,
+            options,
+            batch_size=self.batch_size,
+            chunk=self.batch_size,
+            progress=progress,
+        )
+        return [completion.text for completion in completions]
 
     def choice_scores(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
         """Each choice's summed log-probability as the answer (cached)."""
-        scores, reused = cached_choice_scores(
-            self.cache, self.llm, messages, choices, GenerationOptions(max_new_tokens=1)
+        scores, _ = self._cached.choice_scores(
+            messages, choices, GenerationOptions(max_new_tokens=1)
         )
-        if reused:
-            self.reused += 1
-        else:
-            self.generated += 1
         return scores
 
 
@@ -110,7 +85,7 @@ def enrichment_prompt(text: str) -> list[ChatMessage]:
 
 
 def enrich_items(
-    data: RecData, texts: LLMTexts, progress: Progress | None = None
+    data: RecData, texts: RecommendationTexts, progress: Progress | None = None
 ) -> dict[int, str]:
     """Each catalog column's text followed by the LLM's description of it."""
     bases = [item_text(data.item(col)) for col in range(data.n_items)]
@@ -148,7 +123,10 @@ def profile_prompt(lines: Sequence[str]) -> list[ChatMessage]:
 
 
 def write_profiles(
-    train: RecData, rows: Sequence[int], texts: LLMTexts, progress: Progress | None = None
+    train: RecData,
+    rows: Sequence[int],
+    texts: RecommendationTexts,
+    progress: Progress | None = None,
 ) -> dict[int, str]:
     """An LLM-written profile of each user's tastes from their training history (users without
     history get none)."""
@@ -203,7 +181,7 @@ class LLMReranker:
     score; ``weight`` is chosen on validation data (``learn``), and 0 means the LLM is ignored.
     """
 
-    def __init__(self, texts: LLMTexts, train: RecData, *, depth: int = 20) -> None:
+    def __init__(self, texts: RecommendationTexts, train: RecData, *, depth: int = 20) -> None:
         self.texts, self.train, self.depth = texts, train, depth
         self.weight = 0.0
         self._neutral: dict[int, float] = {}
@@ -285,7 +263,7 @@ def explain(
     row: int,
     cols: Sequence[int],
     vectors: npt.NDArray[np.float32],
-    texts: LLMTexts,
+    texts: RecommendationTexts,
     *,
     evidence: int = 2,
 ) -> list[Explanation]:

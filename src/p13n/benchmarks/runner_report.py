@@ -1,16 +1,18 @@
-"""Benchmark output: JSON with every per-example score, a markdown table, PNG plots, HTML report."""
+"""The benchmark runner's report: its tables (terminal and markdown), the plot of each method's
+gain over the baseline, and the HTML page; written by ``p13n.benchmarks.report``."""
 
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
 from rich.table import Table
 
-from p13n.evaluate.runner import BASELINE, BenchResult, TaskResult
+from p13n.benchmarks.config import BASELINE
+from p13n.benchmarks.report import Report, save_figure, write_report
+from p13n.benchmarks.results import BenchResult, TaskResult
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -204,11 +206,7 @@ def plot_gains(result: BenchResult, path: Path) -> Path:
         axis.set_xlabel(f"Δ {task.primary} vs {BASELINE} ({direction} is better)", fontsize=8)
         axis.tick_params(labelsize=8)
     figure.suptitle(f"Gain over the non-personalized prompt — {result.llm['model']}", fontsize=10)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 _HTML = """<!doctype html>
@@ -276,17 +274,11 @@ def html(result: BenchResult, plot: Path, samples: int = 10) -> str:
 
 def write_outputs(result: BenchResult, out: Path) -> dict[str, Path]:
     """``results.json``, ``summary.md``, ``gain.png`` and ``report.html`` under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "results.json",
-        "markdown": out / "summary.md",
-        "plot": out / "gain.png",
-        "html": out / "report.html",
-    }
-    paths["json"].write_text(
-        json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    report = Report(
+        results=result.to_dict(),
+        markdown=markdown(result),
+        plot_name="gain.png",
+        plot=lambda path: plot_gains(result, path),
+        html=lambda plot: html(result, plot),
     )
-    paths["markdown"].write_text(markdown(result), encoding="utf-8")
-    plot_gains(result, paths["plot"])
-    paths["html"].write_text(html(result, paths["plot"]), encoding="utf-8")
-    return paths
+    return write_report(report, out)

@@ -7,11 +7,10 @@ are scored on the same users, with full ranking over every unseen item.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,12 +21,10 @@ from p13n.data import Interaction, Item, User
 from p13n.datasets import loaders
 from p13n.datasets.source import LoadOptions
 from p13n.encode import Encoder, get_encoder
-from p13n.evaluate.stats import bootstrap_mean, paired_decomposable
 from p13n.llm import LLMConfig
 from p13n.recommend.content import ContentRecommender, item_vectors
 from p13n.recommend.data import RecData, RecDataError
 from p13n.recommend.evaluate import (
-    KS,
     Phase,
     RankingResult,
     evaluate,
@@ -43,7 +40,6 @@ if TYPE_CHECKING:
     from p13n.recommend.llm import Candidates, LLMReranker
 
 CLASSIC = ("popularity", "item-knn", "als", "bpr")
-RESAMPLES = 2000
 
 
 class RecsysConfig(BaseModel):
@@ -240,11 +236,11 @@ def _llm_models(
 ) -> None:
     from rich.progress import Progress
 
-    from p13n.evaluate.cache import GenerationCache
     from p13n.llm import get_llm
+    from p13n.llm.cache import GenerationCache
     from p13n.recommend.llm import (
         LLMReranker,
-        LLMTexts,
+        RecommendationTexts,
         enrich_items,
         profile_vectors,
         write_profiles,
@@ -254,7 +250,7 @@ def _llm_models(
     data = split.train
     llm = get_llm(config.llm_config)
     cache = GenerationCache(config.cache or config.out / "llm-cache.sqlite")
-    texts = LLMTexts(llm, cache, batch_size=config.batch_size)
+    texts = RecommendationTexts(llm, cache, batch_size=config.batch_size)
     try:
         with Progress() as progress:
             task = progress.add_task("LLM item descriptions", total=data.n_items)
@@ -351,172 +347,3 @@ def _rerank(
             f"llm-hybrid's top {reranker.depth} re-ranked; weight {weight} chosen on validation",
         )
     )
-
-
-# --- Summaries -----------------------------------------------------------------------------
-
-
-def groups(result: RecsysResult) -> dict[str, list[int]]:
-    cold = sorted(result.cold)
-    warm = [r for r in result.rows if r not in result.cold]
-    return {"all": list(result.rows), "cold": cold, "warm": warm}
-
-
-def summary(result: RecsysResult) -> dict[str, Any]:
-    """Every model's test metrics per user group, with 95% intervals for NDCG@10, and the LLM
-    hybrid against the best classic model chosen on validation."""
-    names = [f"{m}@{k}" for k in KS for m in ("precision", "recall", "ndcg", "hit_rate", "mrr")]
-    out: dict[str, Any] = {"models": {}, "comparisons": []}
-    for model in result.models:
-        entry: dict[str, Any] = {
-            "family": model.family,
-            "params": model.params,
-            "fit_seconds": round(model.fit_seconds, 2),
-            "notes": model.notes,
-            "valid_ndcg@10": model.valid.mean("ndcg@10"),
-        }
-        for group, rows in groups(result).items():
-            if not rows:
-                continue
-            metrics = {name: model.test.mean(name, rows) for name in names}
-            values = [model.test.per_user["ndcg@10"][r] for r in rows]
-            interval = bootstrap_mean(values, resamples=RESAMPLES, seed=result.config.seed)
-            metrics["ndcg@10_low"], metrics["ndcg@10_high"] = interval.low, interval.high
-            metrics["coverage@10"] = model.test.coverage(10, rows)
-            metrics["users"] = len(rows)
-            entry[group] = metrics
-        out["models"][model.name] = entry
-    for challenger in ("hybrid", "llm-hybrid", "llm-rerank"):
-        if not any(m.name == challenger for m in result.models):
-            continue
-        for group, rows in groups(result).items():
-            if rows:
-                out["comparisons"].append(_compare(result, challenger, group, rows))
-    return out
-
-
-def _compare(result: RecsysResult, challenger: str, group: str, rows: list[int]) -> dict[str, Any]:
-    classic_models = [m for m in result.models if m.family == "classic"]
-    best = max(classic_models, key=lambda m: m.valid.mean("ndcg@10", rows))
-    system = result.model(challenger).test.per_user["ndcg@10"]
-    baseline = best.test.per_user["ndcg@10"]
-    paired = paired_decomposable(
-        [system[r] for r in rows],
-        [baseline[r] for r in rows],
-        higher_is_better=True,
-        resamples=RESAMPLES,
-        seed=result.config.seed,
-    )
-    return {"model": challenger, "group": group, "best_classic": best.name, **asdict(paired)}
-
-
-def write_outputs(result: RecsysResult, out: Path) -> dict[str, Path]:
-    """results.json (config, summary, each model's top-10 per user) and ndcg.png."""
-    out.mkdir(parents=True, exist_ok=True)
-    data = result.split.train
-    payload = {
-        "config": json.loads(result.config.model_dump_json()),
-        "split": result.split.name,
-        "users": len(result.rows),
-        "cold_users": len(result.cold),
-        "seconds": round(result.seconds, 1),
-        "llm_calls": result.llm_calls,
-        "summary": summary(result),
-        "per_user_ndcg@10": {
-            model.name: {
-                data.user_ids[row]: value for row, value in model.test.per_user["ndcg@10"].items()
-            }
-            for model in result.models
-        },
-        "cold_user_ids": sorted(data.user_ids[row] for row in result.cold),
-        "top10": {
-            model.name: {
-                data.user_ids[row]: [data.item_ids[c] for c, _ in model.test.ranked[row][:10]]
-                for row in result.rows
-                if row in model.test.ranked
-            }
-            for model in result.models
-        },
-    }
-    paths = {"json": out / "results.json", "plot": out / "ndcg.png", "markdown": out / "summary.md"}
-    paths["json"].write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    paths["markdown"].write_text(markdown(payload), encoding="utf-8")
-    plot(payload["summary"], paths["plot"])
-    return paths
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    """The test figures of every model per user group, and the comparisons, as markdown."""
-    summary_ = payload["summary"]
-    lines = [
-        f"{payload['split']}: {payload['users']} users ({payload['cold_users']} cold-start)",
-        "",
-        "| model | group | NDCG@10 [95% CI] | HR@10 | MRR@10 | P@10 | R@10 | NDCG@20 | R@20 "
-        "| coverage@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, entry in summary_["models"].items():
-        for group in ("all", "cold", "warm"):
-            m = entry.get(group)
-            if m is None:
-                continue
-            lines.append(
-                f"| {name} | {group} ({m['users']}) | {m['ndcg@10']:.4f} "
-                f"[{m['ndcg@10_low']:.4f}, {m['ndcg@10_high']:.4f}] | {m['hit_rate@10']:.4f} "
-                f"| {m['mrr@10']:.4f} | {m['precision@10']:.4f} | {m['recall@10']:.4f} "
-                f"| {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | {m['coverage@10']:.3f} |"
-            )
-    lines += [
-        "",
-        "| challenger | group | best classic (on validation) | Δ NDCG@10 [95% CI] | p | W/L/T |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in summary_["comparisons"]:
-        lines.append(
-            f"| {c['model']} | {c['group']} | {c['best_classic']} | {c['difference']:+.4f} "
-            f"[{c['low']:+.4f}, {c['high']:+.4f}] | {_p(c['p_value'])} "
-            f"| {c['wins']}/{c['losses']}/{c['ties']} |"
-        )
-    lines += ["", "Learned settings:", ""]
-    for name, entry in summary_["models"].items():
-        params = "" if entry["family"] == "hybrid" else f"{entry['params']} "
-        lines.append(f"- {name}: {params}{entry['notes']}".rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def plot(summary_: dict[str, Any], path: Path) -> Path:
-    """NDCG@10 of every model for all, cold-start and warm users, with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(summary_["models"])
-    group_names = [g for g in ("all", "cold", "warm") if g in summary_["models"][models[0]]]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(models) + 2), 4))
-    width = 0.8 / len(group_names)
-    for j, group in enumerate(group_names):
-        values = [summary_["models"][m][group]["ndcg@10"] for m in models]
-        lows = [
-            v - summary_["models"][m][group]["ndcg@10_low"]
-            for m, v in zip(models, values, strict=True)
-        ]
-        highs = [
-            summary_["models"][m][group]["ndcg@10_high"] - v
-            for m, v in zip(models, values, strict=True)
-        ]
-        positions = np.arange(len(models)) + (j - (len(group_names) - 1) / 2) * width
-        users = summary_["models"][models[0]][group]["users"]
-        ax.bar(positions, values, width, yerr=[lows, highs], capsize=2, label=f"{group} ({users})")
-    ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right")
-    ax.set_ylabel("NDCG@10 (test)")
-    ax.set_title("Recommenders side by side (95% bootstrap intervals)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _p(value: float) -> str:
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"

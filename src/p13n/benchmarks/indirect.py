@@ -1,8 +1,9 @@
-"""Indirect predictors side by side on one task, and their scores.
+"""Indirect predictors side by side on one task.
 
 ``run_lamp_rating``, ``run_lamp_label`` and ``run_movielens`` fit every predictor of a task,
-choose hyper-parameters on dev and predict the scored split; ``score_run`` gives each figure a
-bootstrap interval and a paired test against the best non-personalized predictor on dev.
+choose hyper-parameters on dev and predict the scored split; ``indirect_scores.score_run`` gives
+each figure a bootstrap interval and a paired test against the best non-personalized predictor
+on dev.
 """
 
 from __future__ import annotations
@@ -10,22 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 import numpy as np
 
 from p13n.datasets.lamp import LampSplit
-from p13n.evaluate.metrics import accuracy, macro_f1, mae, rmse
-from p13n.evaluate.stats import (
-    Interval,
-    PairedComparison,
-    bootstrap_corpus,
-    bootstrap_mean,
-    paired_corpus,
-    paired_decomposable,
-)
 from p13n.recommend.classify import (
     KnnGlobalLabel,
     KnnPersonalLabel,
@@ -39,9 +31,9 @@ from p13n.recommend.embeddings import EmbeddingTable
 from p13n.recommend.indirect import (
     Case,
     Flags,
-    Floats,
     IndirectDataError,
     LabelCase,
+    Observations,
     Progress,
     RatingCase,
     V,
@@ -191,23 +183,74 @@ def _texts(cases: Iterable[Case[Any]]) -> Iterable[str]:
         yield from case.history.texts
 
 
+@dataclass(frozen=True)
+class _LampCases(Generic[V]):
+    """A LaMP task's three splits as cases (the first ``limit`` of each), and what the
+    predictors are fit on."""
+
+    train: list[Case[V]]
+    dev: list[Case[V]]
+    test: list[Case[V]]
+    observations: Observations[V]
+
+
 def _lamp_cases(
     read: Callable[[LampSplit], list[Case[V]]],
     train: LampSplit,
     dev: LampSplit,
     test: LampSplit,
+    table: EmbeddingTable,
     limit: int | None,
-) -> tuple[list[Case[V]], list[Case[V]], list[Case[V]]]:
-    """The three splits as cases (the first ``limit`` of each); train and test must have some."""
-    train_cases, dev_cases, test_cases = (
-        (cases if limit is None else cases[:limit])
-        for cases in (read(train), read(dev), read(test))
-    )
+) -> _LampCases[V]:
+    """The three splits as cases, their texts embedded; train and test must have some."""
+    train_cases: list[Case[V]] = read(train)[:limit]
+    dev_cases: list[Case[V]] = read(dev)[:limit]
+    test_cases: list[Case[V]] = read(test)[:limit]
     if not train_cases or not test_cases:
         raise IndirectDataError(
             f"{test.spec.name}: the train and {test.split} splits need examples"
         )
-    return train_cases, dev_cases, test_cases
+    observations = observations_from_cases(train_cases)
+    table.add(_texts([*train_cases, *dev_cases, *test_cases]))
+    return _LampCases(train_cases, dev_cases, test_cases, observations)
+
+
+def _fit_note(cases: _LampCases[V], train: LampSplit, dev: LampSplit, what: str) -> str:
+    return (
+        f"fit on {len(cases.train)} {train.split} examples ({len(cases.observations)} {what} "
+        f"with their profiles), chosen on {len(cases.dev)} {dev.split} examples"
+    )
+
+
+def _lamp_run(
+    kind: Literal["rating", "label"],
+    primary: str,
+    dev: LampSplit,
+    test: LampSplit,
+    evaluated: Sequence[Case[V]],
+    arms: list[ArmOutput],
+    dev_scores: dict[str, float],
+    chosen: dict[str, Any],
+    notes: list[str],
+    started: float,
+    labels: tuple[str, ...] = (),
+) -> TaskRun:
+    """The run of a LaMP task: every predictor's predictions on the ``evaluated`` cases."""
+    return TaskRun(
+        test.spec.name,
+        kind,
+        test.split,
+        primary,
+        [case.id for case in evaluated],
+        [str(case.gold) for case in evaluated],
+        arms,
+        dev_scores,
+        chosen,
+        labels=labels,
+        notes=notes,
+        seconds=time.perf_counter() - started,
+        chosen_on=dev.split,
+    )
 
 
 def run_lamp_rating(
@@ -226,9 +269,8 @@ def run_lamp_rating(
     stacked+llm) on a LaMP-3 style task: fit on ``train``, choose on ``dev``, score ``test``.
     With ``llm`` every predictor is scored on the first ``llm_limit`` test examples only."""
     started = time.perf_counter()
-    train_cases, dev_cases, test_cases = _lamp_cases(lamp_rating_cases, train, dev, test, limit)
-    observations = observations_from_cases(train_cases)
-    table.add(_texts([*train_cases, *dev_cases, *test_cases]))
+    cases = _lamp_cases(lamp_rating_cases, train, dev, test, table, limit)
+    observations, dev_cases, test_cases = cases.observations, cases.dev, cases.test
     global_mean, user_mean = GlobalMean(), UserMean()
     knn = KnnPersonalRating(table, UserMean(), criterion="mae")
     predictors: list[RatingPredictor] = [global_mean, user_mean, knn]
@@ -241,10 +283,7 @@ def run_lamp_rating(
         "knn-personal": _describe_knn(knn),
         "stacked": _describe_stacked(stacked),
     }
-    notes = [
-        f"fit on {len(train_cases)} {train.split} examples ({len(observations)} ratings with "
-        f"their profiles), chosen on {len(dev_cases)} {dev.split} examples",
-    ]
+    notes = [_fit_note(cases, train, dev, "ratings")]
     evaluated = test_cases
     llm_arm: LLMExpectedRating | None = None
     if llm is not None:
@@ -274,19 +313,8 @@ def run_lamp_rating(
         notes.append(
             f"llm-expected: {llm_arm.scored} prompts scored, {llm_arm.reused} reused from the cache"
         )
-    return TaskRun(
-        test.spec.name,
-        "rating",
-        test.split,
-        "mae",
-        [case.id for case in evaluated],
-        [str(case.gold) for case in evaluated],
-        arms,
-        dev_scores,
-        chosen,
-        notes=notes,
-        seconds=time.perf_counter() - started,
-        chosen_on=dev.split,
+    return _lamp_run(
+        "rating", "mae", dev, test, evaluated, arms, dev_scores, chosen, notes, started
     )
 
 
@@ -302,11 +330,10 @@ def run_lamp_label(
     """majority, user-majority, knn-personal, knn-global and stacked on a LaMP-2 style task."""
     started = time.perf_counter()
     labels = task_labels(train, dev, test)
-    train_cases, dev_cases, test_cases = _lamp_cases(
-        lambda split: lamp_label_cases(split, labels), train, dev, test, limit
+    cases = _lamp_cases(
+        lambda split: lamp_label_cases(split, labels), train, dev, test, table, limit
     )
-    observations = observations_from_cases(train_cases)
-    table.add(_texts([*train_cases, *dev_cases, *test_cases]))
+    observations, dev_cases, test_cases = cases.observations, cases.dev, cases.test
     if progress is not None:
         progress("fitting", 0, 1)
     majority, user_majority = Majority(labels), UserMajority(labels)
@@ -328,25 +355,9 @@ def run_lamp_label(
         "knn-global": {"C": general.C, "dev_accuracy": general.dev_accuracy},
         "stacked": {"alpha": stacked.alpha, "dev_accuracy": stacked.dev_accuracy},
     }
-    notes = [
-        f"fit on {len(train_cases)} {train.split} examples ({len(observations)} labelled texts "
-        f"with their profiles), chosen on {len(dev_cases)} {dev.split} examples; "
-        f"{len(labels)} labels",
-    ]
-    return TaskRun(
-        test.spec.name,
-        "label",
-        test.split,
-        "accuracy",
-        [case.id for case in test_cases],
-        [str(case.gold) for case in test_cases],
-        arms,
-        dev_scores,
-        chosen,
-        labels=labels,
-        notes=notes,
-        seconds=time.perf_counter() - started,
-        chosen_on=dev.split,
+    notes = [f"{_fit_note(cases, train, dev, 'labelled texts')}; {len(labels)} labels"]
+    return _lamp_run(
+        "label", "accuracy", dev, test, test_cases, arms, dev_scores, chosen, notes, started, labels
     )
 
 
@@ -409,187 +420,3 @@ def run_movielens(
         seconds=time.perf_counter() - started,
         chosen_on=f"the {dev_fraction:.0%} dev holdout of {fold}.base",
     )
-
-
-# --- Scores: intervals and paired tests against the best non-personalized predictor ---------
-
-
-@dataclass(frozen=True)
-class ArmScore:
-    """One predictor's figures with 95% intervals and, except for the reference itself, the
-    paired comparison with the reference (for RMSE: the RMSE difference with the p-value of the
-    paired test on squared errors, and no interval)."""
-
-    name: str
-    personalized: bool
-    metrics: dict[str, Interval]
-    paired: dict[str, PairedComparison] | None
-    fallbacks: int
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    """A task's scored predictors and the reference they are compared with."""
-
-    run: TaskRun
-    reference: str
-    metric_names: tuple[str, ...]
-    arms: list[ArmScore]
-
-
-def _rating_errors(predictions: Sequence[str], references: Sequence[str]) -> Floats:
-    # mae's per-example scores are the absolute errors, so its parsing rules stay the only ones
-    per_example = mae(predictions, references).per_example
-    assert per_example is not None
-    return np.asarray(per_example, dtype=np.float64)
-
-
-def score_run(run: TaskRun, *, resamples: int = 1000, seed: int = 0) -> TaskScore:
-    """Each predictor's metrics with 95% bootstrap intervals, and the paired difference to the
-    best non-personalized predictor on dev with a randomization p-value (p13n.evaluate.stats)."""
-    reference = run.reference()
-    references = run.references
-    by_name = {arm.name: arm for arm in run.arms}
-    arms: list[ArmScore] = []
-    if run.kind == "rating":
-        names: tuple[str, ...] = ("mae", "rmse")
-        errors = {arm.name: _rating_errors(arm.predictions, references) for arm in run.arms}
-        for arm in run.arms:
-            absolute = errors[arm.name]
-            mse = bootstrap_mean((absolute**2).tolist(), resamples=resamples, seed=seed)
-            # sqrt is monotone, so the percentile interval of RMSE is that of MSE, square-rooted
-            value = rmse(arm.predictions, references).value
-            metrics = {
-                "mae": bootstrap_mean(absolute.tolist(), resamples=resamples, seed=seed),
-                "rmse": Interval(value, math.sqrt(mse.low), math.sqrt(mse.high)),
-            }
-            paired = None
-            if arm.name != reference:
-                base = errors[reference]
-                squared = paired_decomposable(
-                    (absolute**2).tolist(),
-                    (base**2).tolist(),
-                    higher_is_better=False,
-                    resamples=resamples,
-                    seed=seed,
-                )
-                base_rmse = rmse(by_name[reference].predictions, references).value
-                paired = {
-                    "mae": paired_decomposable(
-                        absolute.tolist(),
-                        base.tolist(),
-                        higher_is_better=False,
-                        resamples=resamples,
-                        seed=seed,
-                    ),
-                    "rmse": replace(
-                        squared, difference=value - base_rmse, low=math.nan, high=math.nan
-                    ),
-                }
-            arms.append(ArmScore(arm.name, arm.personalized, metrics, paired, arm.fallbacks))
-    else:
-        names = ("accuracy", "macro-f1")
-        labels = run.labels or None
-
-        def f1(predictions: Sequence[str], refs: Sequence[str]) -> float:
-            return macro_f1(predictions, refs, labels).value
-
-        def correct(predictions: Sequence[str]) -> list[float]:
-            per_example = accuracy(predictions, references, labels).per_example
-            assert per_example is not None
-            return per_example
-
-        for arm in run.arms:
-            hits = correct(arm.predictions)
-            metrics = {
-                "accuracy": bootstrap_mean(hits, resamples=resamples, seed=seed),
-                "macro-f1": bootstrap_corpus(
-                    f1, arm.predictions, references, resamples=resamples, seed=seed
-                ),
-            }
-            paired = None
-            if arm.name != reference:
-                baseline = by_name[reference].predictions
-                paired = {
-                    "accuracy": paired_decomposable(
-                        hits,
-                        correct(baseline),
-                        higher_is_better=True,
-                        resamples=resamples,
-                        seed=seed,
-                    ),
-                    "macro-f1": paired_corpus(
-                        f1,
-                        arm.predictions,
-                        baseline,
-                        references,
-                        per_example=None,
-                        higher_is_better=True,
-                        resamples=resamples,
-                        seed=seed,
-                    ),
-                }
-            arms.append(ArmScore(arm.name, arm.personalized, metrics, paired, arm.fallbacks))
-    return TaskScore(run, reference, names, arms)
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def score_to_dict(score: TaskScore) -> dict[str, Any]:
-    """A task's figures, choices and every example's predictions, ready for JSON."""
-    run = score.run
-    return {
-        "task": run.task,
-        "kind": run.kind,
-        "split": run.split,
-        "n": len(run.ids),
-        "primary": run.primary,
-        "reference": score.reference,
-        "chosen_on": run.chosen_on,
-        "chosen": run.chosen,
-        "dev_scores": {k: _finite(v) for k, v in run.dev_scores.items()},
-        "notes": run.notes,
-        "seconds": round(run.seconds, 1),
-        "labels": list(run.labels),
-        "predictors": {
-            arm.name: {
-                "personalized": arm.personalized,
-                "description": next(a.description for a in run.arms if a.name == arm.name),
-                "fallbacks": arm.fallbacks,
-                "metrics": {
-                    name: {
-                        "value": interval.value,
-                        "low": _finite(interval.low),
-                        "high": _finite(interval.high),
-                    }
-                    for name, interval in arm.metrics.items()
-                },
-                "vs_reference": None
-                if arm.paired is None
-                else {
-                    name: {
-                        "difference": c.difference,
-                        "low": _finite(c.low),
-                        "high": _finite(c.high),
-                        "p_value": c.p_value,
-                        "wins": c.wins,
-                        "losses": c.losses,
-                        "ties": c.ties,
-                    }
-                    for name, c in arm.paired.items()
-                },
-            }
-            for arm in score.arms
-        },
-        "examples": [
-            {
-                "id": example_id,
-                "gold": gold,
-                "predictions": {arm.name: arm.predictions[n] for arm in run.arms},
-                "fallback": [arm.name for arm in run.arms if arm.fallback[n]],
-            }
-            for n, (example_id, gold) in enumerate(zip(run.ids, run.references, strict=True))
-        ],
-    }

@@ -1,0 +1,147 @@
+"""What a benchmark run measured: each arm's answer to each example, the metrics' intervals and
+paired comparisons, and what training the learned-user arms cost."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from p13n.benchmarks.config import BenchConfig
+from p13n.datasets.lamp import TaskSpec
+from p13n.evaluate.stats import Interval, PairedComparison
+from p13n.store import StoredAdapter
+
+
+@dataclass
+class ArmOutput:
+    """One arm's answer to one example."""
+
+    prediction: str
+    prompt_tokens: int
+    completion_tokens: int
+    generate_ms: float
+    retrieved: list[str]
+    items_in_prompt: int
+    cached: bool
+    scores: dict[str, float] = field(default_factory=dict)
+    choice_scores: list[float] | None = None
+
+
+@dataclass
+class ExampleRecord:
+    id: str
+    user_id: str | None
+    reference: str
+    profile_size: int
+    outputs: dict[str, ArmOutput] = field(default_factory=dict)
+    swapped: dict[str, ArmOutput] = field(default_factory=dict)
+    swapped_with: str | None = None
+
+
+@dataclass
+class MetricSummary:
+    name: str
+    higher_is_better: bool
+    description: str
+    unavailable: str | None = None
+    arms: dict[str, Interval] = field(default_factory=dict)
+    versus_baseline: dict[str, PairedComparison] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingCost:
+    """What training an arm's adapters cost (including adapters reused from an earlier run)."""
+
+    method: str
+    adapters: int = 0
+    trained_now: int = 0
+    train_seconds: list[float] = field(default_factory=list)
+    examples: list[int] = field(default_factory=list)
+    size_bytes: list[int] = field(default_factory=list)
+    swap_ms: list[float] = field(default_factory=list)
+
+    def add(self, entry: StoredAdapter, *, fresh: bool) -> None:
+        self.adapters += 1
+        self.trained_now += int(fresh)
+        self.train_seconds.append(float(entry.metrics.get("train_seconds", 0.0)))
+        self.examples.append(entry.data_size)
+        self.size_bytes.append(entry.size_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        def mean(values: Sequence[float]) -> float | None:
+            return round(float(np.mean(values)), 2) if values else None
+
+        return {
+            "method": self.method,
+            "adapters": self.adapters,
+            "trained_now": self.trained_now,
+            "train_seconds_total": round(sum(self.train_seconds), 1),
+            "train_seconds_mean": mean(self.train_seconds),
+            "examples_mean": mean(self.examples),
+            "size_bytes_mean": mean(self.size_bytes),
+            "swap_ms_median": round(float(np.median(self.swap_ms)), 2) if self.swap_ms else None,
+        }
+
+
+@dataclass
+class TaskResult:
+    """Everything measured on one task split."""
+
+    task: str
+    split: str
+    spec: TaskSpec
+    arms: list[str]
+    examples: list[ExampleRecord]
+    primary: str
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    swap: dict[str, dict[str, Any]] = field(default_factory=dict)
+    selected_k: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped_profile_items: int = 0
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Learned-user methods: what training their adapters cost (``TrainingCost.to_dict``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "split": self.split,
+            "spec": self.spec.to_dict(),
+            "arms": self.arms,
+            "primary": self.primary,
+            "n": len(self.examples),
+            "skipped_profile_items": self.skipped_profile_items,
+            "metrics": {
+                name: {
+                    "higher_is_better": m.higher_is_better,
+                    "description": m.description,
+                    "unavailable": m.unavailable,
+                    "arms": {arm: asdict(value) for arm, value in m.arms.items()},
+                    "versus_baseline": {arm: asdict(c) for arm, c in m.versus_baseline.items()},
+                }
+                for name, m in self.metrics.items()
+            },
+            "swap": self.swap,
+            "selected_k": self.selected_k,
+            "training": self.training,
+            "examples": [asdict(example) for example in self.examples],
+        }
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    tasks: list[TaskResult]
+    generated: int
+    reused: int
+    llm: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": json.loads(self.config.model_dump_json()),
+            "llm": self.llm,
+            "cache": {"generated": self.generated, "reused": self.reused},
+            "tasks": [task.to_dict() for task in self.tasks],
+        }

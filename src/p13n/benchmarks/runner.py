@@ -1,0 +1,476 @@
+"""The benchmark runner: every method side by side on identical examples of LaMP-format tasks.
+
+For each task split, each example's profile becomes one user in a SQLite store (built once and
+kept in the cache), each method ("arm": a method and a k) prepares its prompt through the real
+``Personalizer``, and the model answers every prompt not already in the generation cache. Scores
+come from ``p13n.evaluate.metrics``; ``score_task`` adds bootstrap intervals and the paired test
+against the non-personalized baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from p13n.adapt.runtime import AdaptedLLM
+from p13n.benchmarks.config import BASELINE, Arm, BenchConfig, methods
+from p13n.benchmarks.generation import Generator
+from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
+from p13n.benchmarks.results import (
+    ArmOutput,
+    BenchResult,
+    ExampleRecord,
+    TaskResult,
+    TrainingCost,
+)
+from p13n.benchmarks.scoring import metrics_for_task, primary_metric, score_task, select_k
+from p13n.benchmarks.stores import (
+    STORE_FORMAT,
+    cached_store,
+    fingerprint,
+    profile_records,
+    questions_digest,
+)
+from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
+from p13n.datasets.lamp import read_split as read_lamp_split
+from p13n.encode import Encoder, get_encoder
+from p13n.errors import ConfigError
+from p13n.ingest import ingest
+from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
+from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
+from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
+from p13n.retrieve import CorpusLoader, RetrieverConfig
+from p13n.store import Store
+
+
+@dataclass
+class SplitRun:
+    """One task split being run: its examples' store, decoding, and each example's record."""
+
+    task: str
+    folder: Path
+    split: LampSplit
+    examples: list[LampExample]
+    store: Store
+    loader: CorpusLoader
+    options: GenerationOptions
+    choices: tuple[str, ...] | None
+    records: list[ExampleRecord]
+    partners: list[int]
+    """Example i is also answered with example ``partners[i]``'s profile (the swap test)."""
+    selecting: bool
+    """A validation run for k: no profile swap, the primary metric only."""
+    training: dict[str, TrainingCost] = field(default_factory=dict)
+    """What training each learned arm's adapters cost."""
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.split.spec
+
+
+class BenchRunner:
+    """Runs a ``BenchConfig``; ``llm`` and ``encoder`` may be passed in to share them."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        *,
+        llm: LLM | None = None,
+        encoder: Encoder | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.llm = llm or get_llm(config.llm)
+        self._encoder = encoder
+        self.cache = GenerationCache(config.cache_path / "generations.sqlite")
+        self.generator = Generator(CachedLLM(self.llm, self.cache), config)
+        self._learned: AdapterArms | None = None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = get_encoder(self.config.encoder)
+        return self._encoder
+
+    @property
+    def learned(self) -> AdapterArms:
+        if self._learned is None:
+            self._learned = AdapterArms(
+                self.config.llm, self.encoder, self.config.adapt, self.cache
+            )
+        return self._learned
+
+    def run(self) -> BenchResult:
+        results = []
+        with self.progress_bars() as progress:
+            for task in self.config.tasks:
+                folder = self.task_folder(task)
+                selected: dict[str, dict[str, Any]] = {}
+                if self.config.select_k_on is not None:
+                    dev = self._run_split(
+                        folder,
+                        task,
+                        self.config.select_k_on,
+                        self.config.select_limits.get(task, self.config.select_limit),
+                        progress,
+                        selecting=True,
+                    )
+                    selected = select_k(dev)
+                limit = self.config.limits.get(task, self.config.limit)
+                result = self._run_split(folder, task, self.config.split, limit, progress)
+                result.selected_k = selected
+                results.append(result)
+        return BenchResult(
+            self.config,
+            results,
+            self.generator.generated,
+            self.generator.reused,
+            {"backend": self.llm.backend, "model": self.llm.model},
+        )
+
+    def close(self) -> None:
+        self.generator.close()
+        self.cache.close()
+
+    @contextmanager
+    def progress_bars(self) -> Iterator[Progress]:
+        """One transient rich progress display for a run's bars."""
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        ) as progress:
+            yield progress
+
+    def task_folder(self, task: str) -> Path:
+        """The task's folder; a shipped task not built yet is built first when its sources are
+        at hand (the data root, or the package for the demo task)."""
+        from p13n.datasets.tasks import shipped_tasks, write_task
+
+        folder = self.config.tasks_dir / task
+        if (folder / "recipe.json").exists() or any(folder.glob("*_questions.json")):
+            return folder
+        if any(folder.glob("*/*_questions.json")):  # LaMP's release layout: dev/dev_questions.json
+            return folder
+        recipe = shipped_tasks.get(task) if task in shipped_tasks else None
+        if recipe is None or (recipe.root == "data" and self.config.data is None):
+            raise ConfigError(
+                f"task {task!r} is not built in {self.config.tasks_dir}: run "
+                f"`p13n tasks build {task} --data ../shared/data --out {self.config.tasks_dir}` "
+                "or give the benchmark a data root"
+            )
+        self.console.print(f"building task {task} into {folder}")
+        write_task(recipe, self.config.data, folder)
+        return folder
+
+    # -- one split --------------------------------------------------------------------------------
+
+    def _run_split(
+        self,
+        folder: Path,
+        task: str,
+        split_name: str,
+        limit: int | None,
+        progress: Progress,
+        *,
+        selecting: bool = False,
+    ) -> TaskResult:
+        """Every arm on one split; ``selecting``: a validation run for k (primary metric only)."""
+        split = read_lamp_split(folder, split_name)
+        examples = [
+            e
+            for e in split.examples
+            if e.output is not None and len(e.profile) >= (self.config.min_profile or 0)
+        ][:limit]
+        if not examples:
+            raise ConfigError(f"task {task!r} split {split_name!r} has no examples with golds")
+        store, skipped = self._store(folder, split, examples, progress)
+        try:
+            run = self._start(task, folder, split, examples, store, selecting=selecting)
+            for arm in self.config.arms():
+                self._run_arm(run, arm, progress)
+        finally:
+            store.close()
+        result = TaskResult(
+            task=task,
+            split=split_name,
+            spec=split.spec,
+            arms=[arm.label for arm in self.config.arms()],
+            examples=run.records,
+            primary=primary_metric(split.spec),
+            skipped_profile_items=skipped,
+            training={name: cost.to_dict() for name, cost in run.training.items()},
+        )
+        task_metrics = metrics_for_task(split.spec, self.config, task)
+        if selecting:
+            task_metrics = [m for m in task_metrics if m.name == result.primary] or task_metrics[:1]
+        score_task(result, task_metrics, self.config)
+        return result
+
+    def _start(
+        self,
+        task: str,
+        folder: Path,
+        split: LampSplit,
+        examples: list[LampExample],
+        store: Store,
+        *,
+        selecting: bool,
+    ) -> SplitRun:
+        """What every arm of the split shares."""
+        spec = split.spec
+        max_new = self.config.max_new_tokens.get(task, spec.max_new_tokens)
+        loader = CorpusLoader(
+            store,
+            self.encoder,
+            sources=RetrieverConfig().sources,
+            cache_size=max(256, len(examples) + 1),
+        )
+        return SplitRun(
+            task=task,
+            folder=folder,
+            split=split,
+            examples=examples,
+            store=store,
+            loader=loader,
+            options=GenerationOptions(max_new_tokens=max_new, seed=self.config.seed),
+            choices=self._choices(task, spec),
+            records=[
+                ExampleRecord(e.id, e.user_id, e.output or "", len(e.profile)) for e in examples
+            ],
+            partners=derangement(len(examples), self.config.seed),
+            selecting=selecting,
+        )
+
+    def _run_arm(self, run: SplitRun, arm: Arm, progress: Progress) -> None:
+        """One arm's prompts, answers (and profile-swap answers) for every example."""
+        started, before = time.perf_counter(), self.generator.generated
+        learned = methods.get(arm.method).adapter is not None
+        model = self.learned.answering(run.choices) if learned else None
+        personalizer = self._personalizer(
+            run, arm, adapted=model.as_adapted() if model is not None else None
+        )
+        prepared = [
+            personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
+            for e in _tracked(progress, run.examples, f"{run.task}: prompts, {arm.label}")
+        ]
+        if model is not None:
+            self._answer_learned(run, arm, personalizer, model, prepared, progress)
+        else:
+            self.answer(
+                run.records,
+                prepared,
+                run.options,
+                run.choices,
+                progress,
+                f"{run.task}: {arm.label}",
+                arm,
+            )
+        if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
+            self._answer_swapped(run, arm, personalizer, progress)
+        self.console.print(
+            f"{run.task} {run.split.split}: {arm.label}: {len(run.examples)} examples, "
+            f"{self.generator.generated - before} new answers, "
+            f"{time.perf_counter() - started:.0f} s",
+            highlight=False,
+        )
+
+    def _answer_learned(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM,
+        prepared: Sequence[PreparedPrompt],
+        progress: Progress,
+    ) -> None:
+        """A learned arm: train what is missing, then answer one user at a time through the
+        Personalizer (from the cache where it can)."""
+        cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
+        self._train(run, arm, progress, cost)
+        answers = self.learned.answer(personalizer, model, prepared, cost)
+        for record, prompt, answer in zip(run.records, prepared, answers, strict=True):
+            record.outputs[arm.label] = arm_output(
+                answer.generation, prompt, cached=not answer.fresh
+            )
+        made = sum(answer.fresh for answer in answers)
+        self.generator.generated += made
+        self.generator.reused += len(prepared) - made
+
+    def _answer_swapped(
+        self, run: SplitRun, arm: Arm, personalizer: Personalizer, progress: Progress
+    ) -> None:
+        """The arm again, each example answered with its partner's profile."""
+        examples = run.examples
+        swapped = [
+            personalizer.prepare(examples[run.partners[i]].id, e.input)
+            for i, e in enumerate(examples)
+        ]
+        self.answer(
+            run.records,
+            swapped,
+            run.options,
+            run.choices,
+            progress,
+            f"{run.task}: swap {arm.label}",
+            arm,
+            swapped=True,
+        )
+        for i, record in enumerate(run.records):
+            record.swapped_with = examples[run.partners[i]].id
+
+    def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
+        """What a learned arm answers with: each user's adapter, or the task's projector
+        (trained on the train split, registered in this split's store)."""
+        adapter = methods.get(arm.method).adapter
+        if adapter == "embedding":
+            train_split = read_lamp_split(run.folder, "train")
+            limit = self.config.adapt.projector_examples
+            train = [e for e in train_split.examples if e.output is not None][:limit]
+            train_store, _ = self._store(run.folder, train_split, train, progress)
+            try:
+                self.learned.projector(
+                    train_store, train, run.spec, progress, cost, serve_from=run.store
+                )
+            finally:
+                train_store.close()
+        else:
+            assert adapter is not None
+            self.learned.user_adapters(adapter, run.store, run.examples, run.spec, progress, cost)
+
+    def _choices(self, task: str, spec: TaskSpec) -> tuple[str, ...] | None:
+        """The labels to choose among, when this task's answers are chosen by likelihood."""
+        if self.config.answer.get(task, "generate") == "generate":
+            return None
+        if not spec.labels:
+            raise ConfigError(
+                f"task {task!r}: answer = 'likelihood' needs a label or rating task with labels"
+            )
+        if not isinstance(self.llm, ChoiceScorer):
+            raise ConfigError(
+                f"task {task!r}: the {self.llm.backend} backend cannot score choices; "
+                "use answer = 'generate'"
+            )
+        return spec.labels
+
+    def _personalizer(
+        self, run: SplitRun, arm: Arm, *, adapted: AdaptedLLM | None = None
+    ) -> Personalizer:
+        """The arm's method over the split's store (a learned method: with ``adapted``)."""
+        method = methods.get(arm.method)
+        retriever = RetrieverConfig(name=method.retriever or "bm25", k=arm.k or 1)
+        config = PersonalizerConfig(
+            task=run.spec.template,
+            retriever=retriever,
+            prompt=method.prompt,
+            llm=self.config.llm,
+            generation=run.options,
+            max_prompt_tokens=self.config.max_prompt_tokens,
+            max_item_tokens=self.config.max_item_tokens,
+            encoder=self.config.encoder,
+            adapter=method.adapter or "none",
+        )
+        return Personalizer(
+            run.store,
+            config,
+            llm=self.llm,
+            encoder=self.encoder,
+            loader=run.loader,
+            adapted=adapted,
+        )
+
+    def answer(
+        self,
+        records: list[ExampleRecord],
+        prepared: Sequence[PreparedPrompt],
+        options: GenerationOptions,
+        choices: tuple[str, ...] | None,
+        progress: Progress,
+        label: str,
+        arm: Arm,
+        *,
+        swapped: bool = False,
+    ) -> None:
+        """Answer the prepared prompts (from the cache where possible) and record each output
+        under the arm's label (``swapped``: as the profile-swap answer)."""
+        jobs = [self.generator.job(p.prompt.messages, options, choices) for p in prepared]
+        fresh = self.generator.run(jobs, progress, label)
+        for record, job, p in zip(records, jobs, prepared, strict=True):
+            cached = self.generator.llm.cached(job.key)
+            assert cached is not None  # every job was just generated or found
+            output = arm_output(cached, p, cached=job.key not in fresh)
+            (record.swapped if swapped else record.outputs)[arm.label] = output
+
+    def _store(
+        self, folder: Path, split: LampSplit, examples: Sequence[LampExample], progress: Progress
+    ) -> tuple[Store, int]:
+        """The split's examples as users of a cached store, and how many items had no text."""
+        digest = questions_digest(folder, split.split)
+        key = fingerprint(
+            STORE_FORMAT, digest, split.spec.to_dict(), [e.id for e in examples], self.encoder.id
+        )
+        path = self.config.cache_path / "stores" / f"{split.spec.name}-{split.split}-{key}.db"
+        records, skipped = profile_records(split, examples)
+
+        def build(store: Store) -> None:
+            bar = progress.add_task(f"{split.spec.name}: storing profiles", total=None)
+            ingest(store, records, encoder=self.encoder)
+            progress.remove_task(bar)
+
+        return cached_store(path, build), skipped
+
+
+def arm_output(answer: CachedGeneration, prepared: PreparedPrompt, *, cached: bool) -> ArmOutput:
+    """What is recorded of one arm's answer to one prepared prompt."""
+    retrieved = prepared.trace_fields.get("retrieved")
+    return ArmOutput(
+        prediction=answer.text,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        generate_ms=round(answer.generate_ms, 1),
+        retrieved=[item.id for item in retrieved.items] if retrieved else [],
+        items_in_prompt=len(prepared.prompt.items),
+        cached=cached,
+        choice_scores=answer.choice_scores,
+    )
+
+
+def _tracked(progress: Progress, items: Sequence[LampExample], label: str) -> Iterator[LampExample]:
+    bar = progress.add_task(label, total=len(items))
+    for item in items:
+        yield item
+        progress.advance(bar)
+    progress.remove_task(bar)
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation with no fixed point: example i is answered with partner[i]'s profile."""
+    if n < 2:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(1, n))
+    order = rng.permutation(n)
+    partner = [0] * n
+    for position, index in enumerate(order):  # a cyclic shift over a random order
+        partner[int(index)] = int(order[(position + shift) % n])
+    return partner
