@@ -18,7 +18,17 @@ from typing import Any, Generic, Literal
 import numpy as np
 
 from p13n.datasets.lamp import LampSplit
-from p13n.recommend.classify import (
+from p13n.errors import IndirectDataError
+from p13n.predict.base import (
+    Case,
+    Flags,
+    LabelCase,
+    Observations,
+    Progress,
+    RatingCase,
+    V,
+)
+from p13n.predict.classify import (
     KnnGlobalLabel,
     KnnPersonalLabel,
     LabelPredictor,
@@ -27,18 +37,7 @@ from p13n.recommend.classify import (
     UserMajority,
     label_accuracy,
 )
-from p13n.recommend.embeddings import EmbeddingTable
-from p13n.recommend.indirect import (
-    Case,
-    Flags,
-    IndirectDataError,
-    LabelCase,
-    Observations,
-    Progress,
-    RatingCase,
-    V,
-)
-from p13n.recommend.indirect_data import (
+from p13n.predict.data import (
     lamp_label_cases,
     lamp_rating_cases,
     movielens_cases,
@@ -48,7 +47,8 @@ from p13n.recommend.indirect_data import (
     read_movielens_fold,
     task_labels,
 )
-from p13n.recommend.rating import (
+from p13n.predict.history import EmbeddingTable
+from p13n.predict.rating import (
     BiasBaseline,
     GlobalMean,
     ItemMean,

@@ -20,7 +20,7 @@ from p13n.evaluate.stats import (
     paired_corpus,
     paired_decomposable,
 )
-from p13n.recommend.indirect import Floats
+from p13n.predict.base import Floats
 
 
 @dataclass(frozen=True)

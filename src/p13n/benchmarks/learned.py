@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 from rich.progress import Progress
 
+from p13n.adapt.adapters import find, is_current, register, weights
 from p13n.adapt.base import (
     BaseModelInfo,
     TrainingExample,
@@ -28,7 +29,6 @@ from p13n.adapt.dpo import Pair, train_dpo
 from p13n.adapt.embedding import EmbeddingExample, ProjectorTrainer
 from p13n.adapt.embedding import pool_history as pool
 from p13n.adapt.lora import LoraTrainer
-from p13n.adapt.registry import find, is_current, register, weights
 from p13n.adapt.runtime import AdaptedLLM
 from p13n.adapt.train import train_user_lora
 from p13n.benchmarks.config import AdaptSettings

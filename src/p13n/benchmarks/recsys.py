@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from p13n.data import Interaction, Item, User
+from p13n.data import Interaction, Item, LoadOptions, User
 from p13n.datasets import loaders
-from p13n.datasets.source import LoadOptions
 from p13n.encode import Encoder, get_encoder
+from p13n.errors import RecDataError
 from p13n.llm import LLMConfig
 from p13n.recommend.content import ContentRecommender, item_vectors
-from p13n.recommend.data import RecData, RecDataError
-from p13n.recommend.evaluate import (
+from p13n.recommend.data import RecData
+from p13n.recommend.hybrid import LearnedHybrid
+from p13n.recommend.models import CLASSIC_GRIDS, Recommender
+from p13n.recommend.ranking import (
     Phase,
     RankingResult,
     evaluate,
@@ -32,8 +34,6 @@ from p13n.recommend.evaluate import (
     score_ranking,
     tune_classic,
 )
-from p13n.recommend.hybrid import LearnedHybrid
-from p13n.recommend.models import CLASSIC_GRIDS, Recommender
 from p13n.recommend.split import Split, leave_last_out, random_split, simulate_cold_start
 
 if TYPE_CHECKING:

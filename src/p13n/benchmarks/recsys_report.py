@@ -14,7 +14,7 @@ import numpy as np
 from p13n.benchmarks.recsys import RecsysResult
 from p13n.benchmarks.report import Report, save_figure, write_report
 from p13n.evaluate.stats import bootstrap_mean, paired_decomposable
-from p13n.recommend.evaluate import KS
+from p13n.recommend.ranking import KS
 
 RESAMPLES = 2000
 

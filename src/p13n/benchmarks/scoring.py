@@ -30,8 +30,7 @@ def primary_metric(spec: TaskSpec) -> str:
 # metrics are imported lazily: bert-score and nltk are heavy
 def metrics_for_task(spec: TaskSpec, config: BenchConfig, task: str) -> list[Any]:
     """The metrics a task is scored with: the config's override, else by its output kind."""
-    from p13n.evaluate.metrics import metrics as metric_registry
-    from p13n.evaluate.metrics import metrics_for
+    from p13n.evaluate.metrics import metric_registry, metrics_for
 
     if task in config.metrics:
         return [metric_registry.get(name) for name in config.metrics[task]]

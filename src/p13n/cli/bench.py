@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
+from p13n.benchmarks.config import methods as bench_methods
 from p13n.cli.common import comma_separated, console, handles_p13n_errors, one_of
 from p13n.datasets.lamp import SPLITS
-from p13n.evaluate.runner import methods as bench_methods
 from p13n.llm import LLMConfig, backends
 
 
@@ -46,8 +46,9 @@ def run(
     cache: Annotated[Path | None, typer.Option(help="Generation cache folder.")] = None,
 ) -> None:
     """Run a benchmark: every method on the same examples, against the non-personalized prompt."""
-    from p13n.evaluate.report import rich_table, write_outputs
-    from p13n.evaluate.runner import BenchRunner, load_bench_config
+    from p13n.benchmarks.config import load_bench_config
+    from p13n.benchmarks.runner import BenchRunner
+    from p13n.benchmarks.runner_report import rich_table, write_outputs
 
     overrides: dict[str, object] = {
         "tasks": comma_separated(task),
@@ -101,7 +102,9 @@ def coldstart(
     """The cold-start study: each test user's profile cut to 0/1/2/5/10/all items, answered
     non-personalized and at user, persona, global and blended level, and by the router chosen
     on dev; a table, results.json and a plot of quality against profile size."""
-    from p13n.evaluate.coldstart import ColdStartStudy, load_coldstart_config, write_outputs
+    from p13n.benchmarks.coldstart import ColdStartStudy
+    from p13n.benchmarks.coldstart_config import load_coldstart_config
+    from p13n.benchmarks.coldstart_report import write_outputs
 
     settings = load_coldstart_config(
         config,

@@ -20,7 +20,8 @@ from p13n.cli.common import comma_separated, console, handles_p13n_errors
 from p13n.errors import ConfigError
 
 if TYPE_CHECKING:
-    from p13n.recommend.indirect_bench import TaskRun, TaskScore
+    from p13n.benchmarks.indirect import TaskRun
+    from p13n.benchmarks.indirect_scores import TaskScore
 
 METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "accuracy": "accuracy", "macro-f1": "macro-F1"}
 LOWER_IS_BETTER = {"mae", "rmse"}
@@ -148,8 +149,8 @@ def write_plot(scores: Sequence[TaskScore], path: Path) -> Path:
 
 
 def _load_llm() -> tuple[Any, Any]:
-    from p13n.evaluate.cache import GenerationCache
     from p13n.llm import LLMConfig, get_llm
+    from p13n.llm.cache import GenerationCache
     from p13n.paths import cache_dir
 
     return get_llm(LLMConfig()), GenerationCache(cache_dir() / "bench" / "indirect-llm.sqlite")
@@ -190,17 +191,13 @@ def indirect(
 ) -> None:
     """Indirect personalization: the user's own history as embeddings and statistics feeding
     rating and label predictors, each against the best non-personalized one."""
+    from p13n.benchmarks.indirect import run_lamp_label, run_lamp_rating, run_movielens
+    from p13n.benchmarks.indirect_scores import score_to_dict
     from p13n.datasets.lamp import read_split
     from p13n.encode import get_encoder
     from p13n.errors import IndirectDataError
     from p13n.paths import cache_dir
     from p13n.predict.history import EmbeddingTable
-    from p13n.recommend.indirect_bench import (
-        run_lamp_label,
-        run_lamp_rating,
-        run_movielens,
-        score_to_dict,
-    )
 
     started = time.perf_counter()
     names = comma_separated(task) or []
@@ -306,7 +303,7 @@ def _scored(
     run: TaskRun, resamples: int, seed: int, progress: Callable[[str, int, int], None]
 ) -> TaskScore:
     """Score a run and print its table at once (long benchmarks show each task as it ends)."""
-    from p13n.recommend.indirect_bench import score_run
+    from p13n.benchmarks.indirect_scores import score_run
 
     progress(f"statistics: {run.task}", 0, 1)
     score = score_run(run, resamples=resamples, seed=seed)

@@ -89,9 +89,9 @@ def recommend(
     texts = None
     if explain:
         from p13n.llm import get_llm
-        from p13n.recommend.llm import LLMTexts
+        from p13n.recommend.llm import RecommendationTexts
 
-        texts = LLMTexts(get_llm(llm_config(command_settings(ctx), backend)))
+        texts = RecommendationTexts(get_llm(llm_config(command_settings(ctx), backend)))
     with console.status("recommending" + (" and explaining" if explain else "")):
         result = fitted.recommend(user, k, texts=texts)
     title = f"{result.model} for {result.user_id} ({result.history} interactions)"
@@ -151,8 +151,9 @@ def recsys(
     cache: Annotated[Path | None, typer.Option(help="LLM cache (default: OUT/llm-cache).")] = None,
 ) -> None:
     """Every recommender side by side on one split: one table, results.json and ndcg.png."""
+    from p13n.benchmarks.recsys import RecsysConfig, run_recsys
+    from p13n.benchmarks.recsys_report import write_outputs
     from p13n.config import load_settings
-    from p13n.recommend.bench import RecsysConfig, run_recsys, write_outputs
 
     config = RecsysConfig(
         data=data,

@@ -253,7 +253,7 @@ class CachedLLM:
         generated ``batch_size`` per forward pass where the backend can batch, ``chunk`` at a
         time (None: all at once); ``progress`` hears of the cached ones first, then each
         chunk."""
-        from p13n.llm.hf import generate_many
+        from p13n.llm.base import generate_many
 
         answers: list[Completion | None] = [None] * len(conversations)
         keys = [self.key(messages, options) for messages in conversations]

@@ -459,8 +459,8 @@ class LLMExpectedRating(GlobalMean):
 
     def choice_scores(self, case: RatingCase) -> list[float]:
         """Log-probabilities of "1".."5" as the answer (cached by the exact prompt)."""
-        from p13n.evaluate.cache import cached_choice_scores, generation_key
         from p13n.llm import GenerationOptions
+        from p13n.llm.cache import cached_choice_scores, generation_key
 
         messages = self.messages(case)
         key = generation_key(

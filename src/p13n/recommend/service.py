@@ -39,7 +39,7 @@ from p13n.recommend.artifact import (
 from p13n.recommend.content import ContentRecommender, Vectors, item_vectors
 from p13n.recommend.data import RecData
 from p13n.recommend.hybrid import LearnedHybrid
-from p13n.recommend.llm import Explanation, LLMTexts, explain
+from p13n.recommend.llm import Explanation, RecommendationTexts, explain
 from p13n.recommend.models import Array, Popularity, Recommender
 from p13n.recommend.ranking import tune_classic
 from p13n.recommend.split import Split, leave_last_out
@@ -109,7 +109,7 @@ class FittedRecommender:
     """Set when the requested model could not be fitted: everyone gets popularity."""
 
     def recommend(
-        self, user_id: str, k: int = 10, *, texts: LLMTexts | None = None
+        self, user_id: str, k: int = 10, *, texts: RecommendationTexts | None = None
     ) -> RecommendResult:
         """The ``k`` best items the user has not interacted with; explained when ``texts``."""
         if k <= 0:

@@ -6,7 +6,7 @@ in one process never share a counter."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,8 +18,16 @@ from prometheus_client import (
     generate_latest,
 )
 
-if TYPE_CHECKING:
-    from p13n.server.state import GenerationGate
+
+class QueueGauges(Protocol):
+    """What the queue gauges read (the server state's ``GenerationGate``)."""
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def admitted(self) -> int: ...
+
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 """Seconds; generations take seconds to minutes, the rest milliseconds."""
@@ -66,7 +74,7 @@ class Metrics:
         for entity, count in counts.items():
             self.redactions.labels(entity).inc(count)
 
-    def exposition(self, gate: GenerationGate) -> tuple[bytes, str]:
+    def exposition(self, gate: QueueGauges) -> tuple[bytes, str]:
         """The registry in Prometheus's text format (the queue's gauges read now), and its
         content type."""
         self.queue.set(gate.waiting)

@@ -134,9 +134,9 @@ async def recommend(body: RecommendIn, scope: TenantDep) -> RecommendationsOut:
     fitted = await run_in_threadpool(state.recommender, scope.tenant, body.model)
     texts = None
     if body.explain:
-        from p13n.recommend.llm import LLMTexts
+        from p13n.recommend.llm import RecommendationTexts
 
-        texts = LLMTexts(state.llm)
+        texts = RecommendationTexts(state.llm)
         async with state.gate.slot():
             result = await run_in_threadpool(fitted.recommend, body.user, body.k, texts=texts)
     else:
