@@ -6,7 +6,6 @@ Leaves import this module and nothing else from ``p13n.cli``."""
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Annotated, ParamSpec, TypeVar, overload
 
@@ -40,12 +39,6 @@ def one_of(names: Iterable[str]) -> str:
     """``"a, b or c"``: choices for a help text, read from their registry."""
     listed = list(names)
     return listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} or {listed[-1]}"
-
-
-def quiet_libraries() -> None:
-    """Keep bm25s's per-call INFO lines out of the output: rouge-score's absl sets the root
-    logger to DEBUG."""
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from p13n.cli import adapt, bench, data, generate, indirect, personas, recommend, serve, tasks
-from p13n.cli.common import quiet_libraries
 
 app = typer.Typer(
     help="Personalize any LLM with a user's own data.",
@@ -26,7 +25,6 @@ def main(
     config: Annotated[Path | None, typer.Option(help="TOML config file (env P13N_CONFIG).")] = None,
 ) -> None:
     """Options given here apply to every command."""
-    quiet_libraries()
     ctx.obj = {"config": config, "store": store, "tenant": tenant}
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -21,8 +23,19 @@ _WORD = re.compile(r"\w+")
 
 
 @functools.cache
+def bm25s_module() -> ModuleType:
+    """bm25s, imported on first use (it brings scipy). Importing it sets its logger to DEBUG,
+    which logs every index built; that logger is kept at WARNING."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+@functools.cache
 def stopwords() -> frozenset[str]:
     """bm25s's English stopwords (loaded on first use: bm25s brings scipy)."""
+    bm25s_module()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)

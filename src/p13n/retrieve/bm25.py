@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from p13n.retrieve.base import Scores, UserCorpus, tokenize
+from p13n.retrieve.base import Scores, UserCorpus, bm25s_module, tokenize
 
 RANK_BM25_EPSILON = 0.25
 
@@ -41,8 +41,7 @@ class BM25Retriever:
     name: str = "bm25"
 
     def _index(self, corpus: UserCorpus) -> _Index | None:
-        import bm25s
-
+        bm25s = bm25s_module()
         tokens = [tokenize(corpus.retrievable_text(row)) for row in range(len(corpus))]
         if not any(tokens):  # stopwords only: nothing can match
             return None
