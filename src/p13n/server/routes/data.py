@@ -107,17 +107,17 @@ def export(user_id: PathId, scope: TenantDep) -> ExportOut:
 
 
 # ------------------------------------------------ the user's documents, interactions, preferences
-def _read(store: Store, kind: str, user_id: str, limit: int | None) -> Sequence[Record]:
+def _all(store: Store, kind: str, user_id: str) -> Sequence[Record]:
     if kind == "document":
-        return store.documents(user_id, limit=limit)
+        return store.documents(user_id, limit=None)
     if kind == "interaction":
-        return store.interactions(user_id, limit=limit)
-    return store.preferences(user_id)[:limit]
+        return store.interactions(user_id, limit=None)
+    return store.preferences(user_id)
 
 
 def _find(store: Store, kind: str, user_id: str, record_id: str) -> Record:
     require_user(store, user_id)
-    for record in _read(store, kind, user_id, None):
+    for record in _all(store, kind, user_id):
         if record.id == record_id:
             return record
     raise HTTPException(404, f"user {user_id!r} has no {kind} {record_id!r}")
