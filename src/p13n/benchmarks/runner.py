@@ -166,6 +166,7 @@ class BenchRunner:
         """The task's folder; a shipped task not built yet is built first when its sources are
         at hand (the data root, or the package for the demo task)."""
         from p13n.datasets.tasks import shipped_tasks, write_task
+        from p13n.prompt import templates
 
         folder = self.config.tasks_dir / task
         if (folder / "recipe.json").exists() or any(folder.glob("*_questions.json")):
@@ -180,7 +181,7 @@ class BenchRunner:
                 "or give the benchmark a data root"
             )
         self.console.print(f"building task {task} into {folder}")
-        write_task(recipe, self.config.data, folder)
+        write_task(recipe, self.config.data, folder, templates=templates.names())
         return folder
 
     # -- one split --------------------------------------------------------------------------------
