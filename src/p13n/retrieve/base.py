@@ -29,7 +29,8 @@ def bm25s_module() -> ModuleType:
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return bm25s
+    module: ModuleType = bm25s
+    return module
 
 
 @functools.cache
