@@ -110,6 +110,10 @@ def train_dpo(
             per_device_train_batch_size=settings.batch_size,
             max_length=settings.max_length,
             activation_checkpointing=False,  # TRL's default trades time for memory a 135M model has
+            # TRL >= 1 autocasts to bf16 by default: ~6x slower on CPUs without native bf16 (AVX2),
+            # and the LoRA trainer and every scorer work in float32.
+            bf16=False,
+            fp16=False,
             seed=settings.seed,
             logging_steps=1,
             save_strategy="no",
