@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,9 +30,12 @@ class Settings(BaseModel):
     max_attribute_chars: int = Field(
         DEFAULT_MAX_ATTRIBUTE_CHARS, gt=0, description="longest attributes or metadata, as JSON"
     )
-    llm_backend: str = Field("embedded", description="embedded, hf or openai")
+    llm_backend: str = Field("embedded", description="embedded, hf, onnx or openai")
     llm_model: str | None = Field(None, description="openai: the served model's name")
-    llm_path: str | None = Field(None, description="hf: a local transformers model directory")
+    llm_path: str | None = Field(None, description="hf, onnx: a local transformers model directory")
+    llm_precision: Literal["int4", "int8", "fp32"] = Field(
+        "int4", description="onnx: the weights' precision"
+    )
     llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server")
     # The granularity router (p13n.personalize.router.GranularityConfig), flat for P13N_* vars.
     level: str = Field("auto", description="auto (the router), user, persona or global")

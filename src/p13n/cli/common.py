@@ -274,6 +274,7 @@ def llm_config(settings: Settings, backend: str | None) -> LLMConfig:
             backend=backend or settings.llm_backend,
             model=settings.llm_model,
             path=settings.llm_path,
+            precision=settings.llm_precision,
             base_url=settings.llm_base_url,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value

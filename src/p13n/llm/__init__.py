@@ -1,5 +1,6 @@
 """Language-model backends behind one ``LLM`` protocol: ``embedded`` (default, offline), ``hf``
-(any local transformers model) and ``openai`` (any OpenAI-compatible server)."""
+(any local transformers model), ``onnx`` (a local model decoded by ONNX Runtime GenAI) and
+``openai`` (any OpenAI-compatible server)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,14 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: str = "embedded"
-    path: str | None = Field(None, description="hf: a local transformers model directory")
+    path: str | None = Field(
+        None,
+        description="hf, onnx: a local transformers model directory (onnx: the embedded "
+        "model when unset)",
+    )
+    precision: Literal["int4", "int8", "fp32"] = Field(
+        "int4", description="onnx: the weights' precision in the runtime's conversion"
+    )
     model: str | None = Field(None, description="openai: the model name the server serves")
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: env var holding the key")
@@ -96,6 +104,17 @@ def _hf_weights(config: LLMConfig) -> LocalWeights:
     assert config.path is not None  # checked by LLMConfig
     path = Path(config.path).expanduser().resolve()
     return LocalWeights(path.name, path)
+
+
+@backends.decorator("onnx")
+def _onnx(config: LLMConfig) -> LLM:
+    from p13n.llm.onnx import OnnxLLM
+
+    if config.path:
+        return OnnxLLM(config.path, precision=config.precision)
+    from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
+
+    return OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL, precision=config.precision)
 
 
 def _tokenizer(name: str) -> Tokenizer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -146,3 +146,40 @@ class CharTokenizer:
 
     def count_chat(self, messages: Sequence[ChatMessage]) -> int:
         return sum(self.count(m["content"]) + self.per_message for m in messages) + self.per_message
+
+
+def until_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
+    """Pass pieces through up to the first stop string, holding back any tail that could be
+    the start of one (a stop string can span two pieces)."""
+    emitted = held = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        held += piece
+        cut, stopped = cut_at_stop(emitted + held, stop)
+        if stopped:
+            if len(cut) > len(emitted):
+                yield cut[len(emitted) :]
+            return
+        keep = max((_open_prefix(held, s) for s in stop if s), default=0)
+        ready = held[: len(held) - keep]
+        if ready:
+            yield ready
+            emitted += ready
+        held = held[len(ready) :]
+    if held:
+        yield held
+
+
+def _open_prefix(text: str, stop: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to its first stop string, and whether one was found."""
+    positions = [text.find(s) for s in stop if s and s in text]
+    return (text[: min(positions)], True) if positions else (text, False)

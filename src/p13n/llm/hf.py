@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from p13n.errors import ConfigError, LLMError
-from p13n.llm.base import ChatMessage, Completion, GenerationOptions
+from p13n.llm.base import ChatMessage, Completion, GenerationOptions, cut_at_stop, until_stop
 
 
 @dataclass
@@ -49,6 +49,11 @@ class HFTokenizer:
                 f"{str(directory)!r} holds no transformers tokenizer: {error}"
             ) from None
         return cls(tokenizer, name or directory.name)
+
+    @property
+    def hf(self) -> Any:
+        """The underlying transformers tokenizer (token ids for local runtimes)."""
+        return self._tokenizer
 
     def count(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -166,7 +171,7 @@ class HFLLM:
     ) -> Completion:
         """The completion of ``new_tokens``: every token the model generated for one prompt."""
         text = self._loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        text, stopped = _cut_at_stop(text, options.stop)
+        text, stopped = cut_at_stop(text, options.stop)
         eos = self._loaded.tokenizer.eos_token_id
         ended = len(new_tokens) > 0 and new_tokens[-1] == eos
         hit_limit = len(new_tokens) >= options.max_new_tokens
@@ -330,7 +335,7 @@ class HFLLM:
         worker = threading.Thread(target=decode, daemon=True)
         worker.start()
         try:
-            yield from _until_stop(pieces(), options.stop)
+            yield from until_stop(pieces(), options.stop)
         finally:
             abandoned.set()
             if not finished.is_set():  # read to the end marker, so the worker can finish
@@ -376,39 +381,3 @@ class _FirstStop:
         """Start a batch whose padded prompts are ``width`` tokens long."""
         self._width = width
         self.stopped_after = {}
-
-
-def _until_stop(pieces: Iterator[str] | Any, stop: Sequence[str]) -> Iterator[str]:
-    """Pass pieces through up to the first stop string, holding back any tail that could be
-    the start of one (a stop string can span two pieces)."""
-    emitted = held = ""
-    for piece in pieces:
-        if not piece:
-            continue
-        held += piece
-        cut, stopped = _cut_at_stop(emitted + held, stop)
-        if stopped:
-            if len(cut) > len(emitted):
-                yield cut[len(emitted) :]
-            return
-        keep = max((_open_prefix(held, s) for s in stop if s), default=0)
-        ready = held[: len(held) - keep]
-        if ready:
-            yield ready
-            emitted += ready
-        held = held[len(ready) :]
-    if held:
-        yield held
-
-
-def _open_prefix(text: str, stop: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``stop``."""
-    for size in range(min(len(text), len(stop) - 1), 0, -1):
-        if text.endswith(stop[:size]):
-            return size
-    return 0
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    positions = [text.find(s) for s in stop if s and s in text]
-    return (text[: min(positions)], True) if positions else (text, False)

@@ -18,7 +18,7 @@ from p13n.adapt.embedding import Projector
 from p13n.adapt.runtime import AdaptedLLM, user_soft_tokens
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
-from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm
+from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm, local_weights
 from p13n.llm.base import streamed_finish_reason
 from p13n.personalize.profile import ProfileWriter
 from p13n.personalize.router import GranularityConfig, Route, Router
@@ -81,6 +81,12 @@ class PersonalizerConfig(BaseModel):
                 raise ValueError(
                     f"unknown {registry.kind} {name!r}: choose from {registry.names()}"
                 )
+        if self.adapter != methods.NONE and self.llm.backend not in local_weights:
+            torch_backends = " or ".join(repr(name) for name in local_weights.names())
+            raise ValueError(
+                f"adapter {self.adapter!r} runs on the model's torch weights, which the "
+                f"{self.llm.backend!r} backend does not have: use backend {torch_backends}"
+            )
         return self
 
     def adapter_method(self) -> methods.AdapterMethod | None:

@@ -1,0 +1,373 @@
+"""``onnx``: a local transformers model decoded by ONNX Runtime GenAI.
+
+The model folder is converted once by the runtime's own model builder (int4 by default; int8 and
+fp32 selectable) into ``$P13N_CACHE_DIR/onnx-genai``. A manifest written last records the
+source's sha256, the precision, the library's version and the sha256 of every file written; a
+conversion whose manifest is missing, stale or does not match its files is converted again, so a
+half-written or corrupted one is never used. Prompts are tokenized by the source folder's own
+tokenizer and chat template, so the runtime sees exactly the token ids the torch model sees.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from p13n.errors import ConfigError, LLMError
+from p13n.llm.base import ChatMessage, Completion, GenerationOptions, cut_at_stop, until_stop
+from p13n.llm.hf import HFTokenizer
+from p13n.paths import cache_dir
+
+Precision = Literal["int4", "int8", "fp32"]
+PRECISIONS: tuple[Precision, ...] = ("int4", "int8", "fp32")
+MANIFEST = "p13n-conversion.json"
+MANIFEST_FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+
+def _runtime() -> Any:
+    """onnxruntime_genai, with its usage telemetry switched off before any model loads.
+
+    ``ORT_DISABLE_TELEMETRY`` (set by ``import p13n`` unless the user set it) keeps the runtime
+    from writing a device id and an event database under ``~/.cache/Microsoft``, which
+    ``disable_telemetry_events()`` alone does not: the runtime queues events at import.
+    """
+    import onnxruntime_genai
+
+    onnxruntime_genai.disable_telemetry_events()
+    return onnxruntime_genai
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+
+    return version("onnxruntime-genai")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@functools.cache
+def _source_sha256(folder: Path, stats: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stats:
+        digest.update(name.encode() + b"\0" + _file_sha256(folder / name).encode())
+    return digest.hexdigest()
+
+
+def source_sha256(folder: Path) -> str:
+    """One sha256 over every file of a model folder (names and contents); computed once per
+    process for a folder whose files keep their sizes and modification times."""
+    stats = tuple(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in _files(folder)
+    )
+    return _source_sha256(folder, stats)
+
+
+def _problem(target: Path, expected: dict[str, Any]) -> str | None:
+    """Why the conversion in ``target`` cannot be used, or None when it can."""
+    try:
+        manifest = json.loads((target / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "it has no manifest (unfinished)"
+    except (OSError, ValueError) as error:
+        return f"its manifest is unreadable ({error})"
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            return f"its {key} is {manifest.get(key)!r}, not {value!r}"
+    for name, recorded in manifest.get("files", {}).items():
+        path = target / name
+        if not path.is_file() or path.stat().st_size != recorded["size"]:
+            return f"{name} is missing or has the wrong size"
+        if _file_sha256(path) != recorded["sha256"]:
+            return f"{name} does not match its recorded sha256"
+    if not manifest.get("files"):
+        return "its manifest lists no files"
+    return None
+
+
+def converted_model(source: Path, precision: Precision = "int4") -> Path:
+    """The runtime's copy of the transformers model folder ``source`` at ``precision``:
+    converted on first use (tens of seconds), then reused by every process until the source,
+    the precision or the runtime's version changes."""
+    from filelock import FileLock
+
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"onnx precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"
+        )
+    source = source.expanduser().resolve()
+    if not (source / "config.json").exists():
+        raise ConfigError(f"{str(source)!r} is not a transformers model directory")
+    digest = source_sha256(source)
+    expected = {
+        "format": MANIFEST_FORMAT,
+        "source_sha256": digest,
+        "precision": precision,
+        "onnxruntime_genai": runtime_version(),
+    }
+    target = cache_dir() / "onnx-genai" / f"{source.name}-{precision}-{digest[:16]}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # one converter at a time, across processes
+        problem = _problem(target, expected)
+        if problem is None:
+            return target
+        if target.exists():
+            log.warning("converting %s again: the conversion in %s: %s", source, target, problem)
+            shutil.rmtree(target)
+        _convert(source, precision, target, {**expected, "source": str(source)})
+    return target
+
+
+def _convert(source: Path, precision: Precision, target: Path, manifest: dict[str, Any]) -> None:
+    log.info("converting %s to ONNX Runtime GenAI (%s), once", source, precision)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        built = scratch / "model"
+        command = [
+            sys.executable, "-m", "onnxruntime_genai.models.builder",
+            "-i", str(source), "-o", str(built), "-p", precision, "-e", "cpu",
+            "-c", str(scratch / "builder-cache"),
+        ]  # fmt: skip
+        offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
+        done = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, **offline}, check=False
+        )
+        if done.returncode != 0 or not (built / "genai_config.json").exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise LLMError(
+                f"converting {source} to ONNX Runtime GenAI ({precision}) failed: "
+                + " | ".join(tail)
+            )
+        files = {
+            str(p.relative_to(built)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+            for p in _files(built)
+        }
+        (built / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=2) + "\n")
+        os.replace(built, target)  # atomic: another process sees all of it or none
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass
+class LoadedRuntimeModel:
+    """One converted folder's runtime model, loaded once per process; ``lock`` is held while it
+    decodes (one answer at a time, as ``HFLLM`` does: the cores are shared either way)."""
+
+    model: Any
+    config: dict[str, Any]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_loaded: dict[Path, LoadedRuntimeModel] = {}
+_load_lock = threading.Lock()
+
+
+def load_runtime_model(folder: Path) -> LoadedRuntimeModel:
+    with _load_lock:
+        if folder not in _loaded:
+            og = _runtime()
+            config = json.loads((folder / "genai_config.json").read_text())
+            _loaded[folder] = LoadedRuntimeModel(og.Model(str(folder)), config)
+        return _loaded[folder]
+
+
+class OnnxLLM:
+    """A local transformers model folder, decoded by ONNX Runtime GenAI at ``precision``."""
+
+    backend = "onnx"
+    supports_streaming: ClassVar[bool] = True
+
+    def __init__(
+        self, source: str | Path, *, model_name: str | None = None, precision: Precision = "int4"
+    ) -> None:
+        self.source = Path(source).expanduser().resolve()
+        self.precision = precision
+        self.folder = converted_model(self.source, precision)
+        self._loaded = load_runtime_model(self.folder)
+        self.model = f"{model_name or self.source.name}-onnx-{precision}"
+        self.tokenizer = HFTokenizer.from_directory(self.source, self.model)
+        self._hf = self.tokenizer.hf
+        settings = self._loaded.config["model"]
+        self.context_window = int(settings["context_length"])
+        eos = settings["eos_token_id"]
+        self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
+
+    def _prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        ids = self._hf(self.tokenizer.render(messages), add_special_tokens=False)["input_ids"]
+        return [int(t) for t in ids]
+
+    def _generator(self, prompt: list[int], options: GenerationOptions) -> Any:
+        og = _runtime()
+        if len(prompt) >= self.context_window:
+            raise LLMError(
+                f"{self.model}: the prompt has {len(prompt)} tokens; "
+                f"the context holds {self.context_window}"
+            )
+        params = og.GeneratorParams(self._loaded.model)
+        search: dict[str, Any] = {
+            "max_length": min(self.context_window, len(prompt) + options.max_new_tokens),
+            "do_sample": options.temperature > 0,
+        }
+        if options.temperature > 0:
+            # transformers' sampling defaults (top_k 50), so both backends sample alike
+            search.update(
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=50,
+                random_seed=options.seed,
+            )
+        params.set_search_options(**search)
+        generator = og.Generator(self._loaded.model, params)
+        generator.append_tokens(np.asarray(prompt, dtype=np.int32))
+        return generator
+
+    def _decode(self, prompt: list[int], options: GenerationOptions) -> Iterator[int]:
+        """The new token ids, one by one, as the runtime decodes them (the end token included)."""
+        generator = self._generator(prompt, options)
+        while not generator.is_done():
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            yield token
+            if token in self._eos:
+                return
+
+    def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
+        prompt = self._prompt(messages)
+        tokens: list[int] = []
+        stopped = False
+        try:
+            with self._loaded.lock:
+                for token in self._decode(prompt, options):
+                    tokens.append(token)
+                    if options.stop and cut_at_stop(self._text(tokens), options.stop)[1]:
+                        stopped = True
+                        break
+        except LLMError:
+            raise
+        except Exception as error:
+            raise LLMError(f"{self.model} failed while generating: {error}") from error
+        return self._completion(tokens, len(prompt), options, stopped)
+
+    def _text(self, tokens: list[int]) -> str:
+        return str(self._hf.decode(tokens, skip_special_tokens=True))
+
+    def _completion(
+        self, tokens: list[int], prompt_tokens: int, options: GenerationOptions, stopped: bool
+    ) -> Completion:
+        text, cut = cut_at_stop(self._text(tokens), options.stop)
+        ended = bool(tokens) and tokens[-1] in self._eos
+        finish = (
+            "stop" if stopped or cut or ended or len(tokens) < options.max_new_tokens else "length"
+        )
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens),
+            finish_reason=finish,
+            model=self.model,
+        )
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        options: GenerationOptions,
+        *,
+        batch_size: int = 8,
+    ) -> list[Completion]:
+        """``generate`` for each conversation in turn. The runtime's continuous-batching
+        ``Engine`` was measured slower than this on 2 cores (docs/BENCHMARKS.md), and its greedy
+        answers differ from one-at-a-time decoding by float rounding; one at a time, a batch's
+        answers equal ``generate``'s exactly."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        return [self.generate(messages, options) for messages in conversations]
+
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
+        prompt = self._prompt(messages)
+
+        def pieces() -> Iterator[str]:
+            tokens: list[int] = []
+            shown = ""
+            with self._loaded.lock:
+                for token in self._decode(prompt, options):
+                    tokens.append(token)
+                    text = self._text(tokens)
+                    # a piece ending in an incomplete UTF-8 character waits for the next token
+                    if text.endswith("\ufffd"):
+                        continue
+                    if len(text) > len(shown):
+                        yield text[len(shown) :]
+                        shown = text
+
+        try:
+            yield from until_stop(pieces(), options.stop)
+        except LLMError:
+            raise
+        except Exception as error:
+            raise LLMError(f"{self.model} failed while generating: {error}") from error
+
+    def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
+        """The log-probability of each choice as the assistant's whole answer, summed over its
+        tokens, as ``HFLLM.score_choices``: the prompt is decoded once, and the runtime rewinds
+        to its end before each choice."""
+        if not choices:
+            raise LLMError("score_choices needs at least one choice")
+        prompt = self._prompt(messages)
+        encoded = [
+            [int(t) for t in self._hf(c, add_special_tokens=False)["input_ids"]] for c in choices
+        ]
+        if any(not ids for ids in encoded):
+            raise LLMError("every choice must have at least one token")
+        longest = max(len(ids) for ids in encoded)
+        scores: list[float] = []
+        try:
+            with self._loaded.lock:
+                options = GenerationOptions(max_new_tokens=longest + 1)
+                generator = self._generator(prompt, options)
+                first = _log_softmax(generator.get_logits())
+                for ids in encoded:
+                    total = float(first[ids[0]])
+                    if len(ids) > 1:
+                        generator.rewind_to(len(prompt))
+                        for previous, token in itertools.pairwise(ids):
+                            generator.append_tokens(np.asarray([previous], dtype=np.int32))
+                            total += float(_log_softmax(generator.get_logits())[token])
+                    scores.append(total)
+        except LLMError:
+            raise
+        except Exception as error:
+            raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
+        return scores
+
+
+def _log_softmax(logits: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    shifted = row - row.max()
+    result: np.ndarray[Any, np.dtype[np.float64]] = shifted - np.log(np.exp(shifted).sum())
+    return result

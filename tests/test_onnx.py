@@ -1,0 +1,179 @@
+"""The ``onnx`` backend: the embedded model converted by ONNX Runtime GenAI's own builder (once per
+test session, into the session's cache) and decoded by the real runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from p13n.llm import ChatMessage, GenerationOptions, LLMConfig, get_llm
+from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
+from p13n.llm.hf import HFLLM
+from p13n.llm.onnx import MANIFEST, OnnxLLM, _problem, converted_model, runtime_version
+from p13n.personalize import PersonalizerConfig
+
+pytestmark = pytest.mark.slow
+
+QUESTION: list[ChatMessage] = [{"role": "user", "content": "What is the capital of France?"}]
+STORY: list[ChatMessage] = [
+    {"role": "user", "content": "Write a long story about a dragon who learns to read."}
+]
+CONVERSATION: list[ChatMessage] = [
+    {"role": "system", "content": "You are a concise assistant."},
+    {"role": "user", "content": "Name a fruit."},
+    {"role": "assistant", "content": "An apple."},
+    {"role": "user", "content": "Name two more, and say which colour each one is."},
+]
+BRIEF: list[ChatMessage] = [{"role": "user", "content": "What is 2+2? Answer briefly."}]
+RATING: list[ChatMessage] = [
+    {"role": "user", "content": "Rate this review from 1 to 5: 'Terrible, it broke in a day.'"}
+]
+GREEDY = GenerationOptions(max_new_tokens=32)
+# Scores of the fp32 conversion against torch float32: the same weights, another kernel library
+# (summed over a choice's tokens); int4 weights move them by quantization, not by the code.
+FP32_TOLERANCE = 0.02
+
+
+@pytest.fixture(scope="module")
+def onnx_llm() -> OnnxLLM:
+    llm = get_llm(LLMConfig(backend="onnx"))
+    assert isinstance(llm, OnnxLLM)
+    return llm
+
+
+def test_the_backend_converts_once_and_names_what_answered(onnx_llm: OnnxLLM) -> None:
+    assert onnx_llm.backend == "onnx" and onnx_llm.model == f"{EMBEDDED_MODEL}-onnx-int4"
+    manifest = json.loads((onnx_llm.folder / MANIFEST).read_text())
+    assert manifest["precision"] == "int4"
+    assert manifest["onnxruntime_genai"] == runtime_version()
+    assert manifest["source"] == str(embedded_model_dir())
+    assert {"model.onnx", "model.onnx.data", "genai_config.json"} <= set(manifest["files"])
+    before = (onnx_llm.folder / MANIFEST).stat().st_mtime_ns
+    assert converted_model(embedded_model_dir()) == onnx_llm.folder  # reused, not redone
+    assert (onnx_llm.folder / MANIFEST).stat().st_mtime_ns == before
+    # The runtime's int4 weights are a quarter of the float32 source's.
+    size = sum(f["size"] for f in manifest["files"].values())
+    source = sum(p.stat().st_size for p in embedded_model_dir().glob("*.safetensors"))
+    assert size < source / 4
+
+
+@pytest.mark.parametrize("messages", [QUESTION, STORY, CONVERSATION])
+def test_answers_stream_and_equal_the_whole_answer(
+    onnx_llm: OnnxLLM, messages: list[ChatMessage]
+) -> None:
+    completion = onnx_llm.generate(messages, GREEDY)
+    assert completion.text and completion.model == onnx_llm.model
+    assert completion.prompt_tokens == onnx_llm.tokenizer.count_chat(messages)
+    pieces = list(onnx_llm.stream(messages, GREEDY))
+    assert len(pieces) > 1 and all(pieces)
+    assert "".join(pieces).strip() == completion.text
+
+
+def test_finish_reasons_and_stop_strings(onnx_llm: OnnxLLM) -> None:
+    short = onnx_llm.generate(BRIEF, GenerationOptions(max_new_tokens=64))
+    assert short.finish_reason == "stop" and short.completion_tokens < 64
+    cut = onnx_llm.generate(STORY, GenerationOptions(max_new_tokens=8))
+    assert cut.finish_reason == "length" and cut.completion_tokens == 8
+    full = onnx_llm.generate(STORY, GREEDY).text
+    words = full.split()
+    stop = words[len(words) // 2]
+    expected = full[: full.index(stop)].strip()
+    options = GenerationOptions(max_new_tokens=32, stop=(stop,))
+    stopped = onnx_llm.generate(STORY, options)
+    assert stopped.text == expected and stopped.finish_reason == "stop"
+    assert stopped.completion_tokens < 32
+    assert "".join(onnx_llm.stream(STORY, options)).strip() == expected
+
+
+def test_greedy_batch_equals_one_at_a_time(onnx_llm: OnnxLLM) -> None:
+    conversations = [QUESTION, STORY, CONVERSATION, QUESTION]
+    one_by_one = [onnx_llm.generate(c, GREEDY) for c in conversations]
+    assert onnx_llm.generate_batch(conversations, GREEDY, batch_size=4) == one_by_one
+
+
+def test_sampling_is_seeded(onnx_llm: OnnxLLM) -> None:
+    sampled = GenerationOptions(max_new_tokens=16, temperature=1.0, seed=7)
+    first = onnx_llm.generate(STORY, sampled).text
+    assert onnx_llm.generate(STORY, sampled).text == first
+    others = {onnx_llm.generate(STORY, sampled.model_copy(update={"seed": s})).text for s in (1, 2)}
+    assert others != {first}
+
+
+def test_choice_scores_agree_with_torch(onnx_llm: OnnxLLM, embedded_llm: HFLLM) -> None:
+    labels = ["1", "2", "3", "4", "5"]
+    titles = ["A broken promise", "Five stars for durability", "Terrible"]
+    fp32 = get_llm(LLMConfig(backend="onnx", precision="fp32"))
+    assert isinstance(fp32, OnnxLLM) and fp32.model.endswith("-onnx-fp32")
+    for choices in (labels, titles):
+        reference = embedded_llm.score_choices(RATING, choices)
+        assert fp32.score_choices(RATING, choices) == pytest.approx(reference, abs=FP32_TOLERANCE)
+        int4 = onnx_llm.score_choices(RATING, choices)
+        assert max(range(len(choices)), key=int4.__getitem__) == max(
+            range(len(choices)), key=reference.__getitem__
+        )
+    # choices sharing a first token are told apart by their later tokens
+    assert len(set(onnx_llm.score_choices(RATING, ["Terrible", "Terrible.", "Terrible!"]))) == 3
+
+
+def test_a_partial_or_corrupt_conversion_is_detected_and_redone(onnx_llm: OnnxLLM) -> None:
+    folder = onnx_llm.folder
+    manifest = json.loads((folder / MANIFEST).read_text())
+    expected = {key: manifest[key] for key in ("format", "source_sha256", "precision")}
+    expected["onnxruntime_genai"] = runtime_version()
+    assert _problem(folder, expected) is None
+    stale = {**expected, "onnxruntime_genai": "0.0.1"}
+    assert "onnxruntime_genai is" in str(_problem(folder, stale))
+    with (folder / "model.onnx.data").open("r+b") as data:  # one flipped byte, same size
+        data.seek(1000)
+        byte = data.read(1)
+        data.seek(1000)
+        data.write(bytes([byte[0] ^ 0xFF]))
+    assert "model.onnx.data does not match its recorded sha256" in str(_problem(folder, expected))
+    (folder / MANIFEST).unlink()  # as a conversion cut off before its manifest was written
+    assert "no manifest" in str(_problem(folder, expected))
+    assert converted_model(embedded_model_dir()) == folder  # converted again, in place
+    assert _problem(folder, expected) is None
+
+
+def test_telemetry_is_off_and_the_check_can_see_it(tmp_path: Path) -> None:
+    """ONNX Runtime and ONNX Runtime GenAI write a device id and queued events under
+    ~/.cache/Microsoft when their telemetry is on; under p13n (the onnx backend and the default
+    encoder, which runs on ONNX Runtime) nothing is written there, and the control run shows
+    that the check sees it when it is."""
+    script = (
+        "from p13n.encode import get_encoder\n"
+        "get_encoder().encode(['Hi'])\n"
+        "from p13n.llm import LLMConfig, GenerationOptions, get_llm\n"
+        "llm = get_llm(LLMConfig(backend='onnx'))\n"
+        "print(llm.generate([{'role': 'user', 'content': 'Hi'}], "
+        "GenerationOptions(max_new_tokens=2)).completion_tokens)\n"
+    )
+    written = {}
+    for label, switch in (("p13n", None), ("control", "0")):
+        home = tmp_path / label
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+        if switch is not None:
+            env["ORT_DISABLE_TELEMETRY"] = switch  # a user who opts in
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        written[label] = sorted(p.name for p in home.rglob("*") if p.is_file())
+    assert written["p13n"] == []
+    assert {"deviceid", "onnxruntime.db", "onnxruntime-genai.db"} <= set(written["control"])
+
+
+def test_methods_that_need_torch_are_refused_by_name() -> None:
+    for method in ("lora", "dpo", "embedding"):
+        with pytest.raises(ValidationError, match=f"adapter '{method}' runs on the model's torch"):
+            PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter=method)
+    with pytest.raises(ValidationError, match="precision"):
+        LLMConfig(backend="onnx", precision="int3")  # type: ignore[arg-type]
