@@ -17,6 +17,7 @@ from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
 from p13n.llm.hf import HFLLM
 from p13n.llm.onnx import MANIFEST, OnnxLLM, _problem, converted_model, runtime_version
 from p13n.personalize import PersonalizerConfig
+from tests.server_support import make_service
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,12 @@ RATING: list[ChatMessage] = [
     {"role": "user", "content": "Rate this review from 1 to 5: 'Terrible, it broke in a day.'"}
 ]
 GREEDY = GenerationOptions(max_new_tokens=32)
+# The runtimes keep their telemetry quiet on CI machines that say so in one of these variables
+# (the list is in libonnxruntime-genai.so), so the telemetry test runs without them.
+CI_MARKERS = (
+    "CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TRAVIS", "JENKINS_URL",
+    "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION",
+)  # fmt: skip
 # Scores of the fp32 conversion against torch float32: the same weights, another kernel library
 # (summed over a choice's tokens); int4 weights move them by quantization, not by the code.
 FP32_TOLERANCE = 0.02
@@ -158,7 +165,8 @@ def test_telemetry_is_off_and_the_check_can_see_it(tmp_path: Path) -> None:
     for label, switch in (("p13n", None), ("control", "0")):
         home = tmp_path / label
         home.mkdir()
-        env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        hidden = {"ORT_DISABLE_TELEMETRY", *CI_MARKERS}
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
         env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
         if switch is not None:
             env["ORT_DISABLE_TELEMETRY"] = switch  # a user who opts in
@@ -177,3 +185,26 @@ def test_methods_that_need_torch_are_refused_by_name() -> None:
             PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter=method)
     with pytest.raises(ValidationError, match="precision"):
         LLMConfig(backend="onnx", precision="int3")  # type: ignore[arg-type]
+
+
+def test_the_service_answers_on_onnx_and_says_so(sqlite_url: str, onnx_llm: OnnxLLM) -> None:
+    service = make_service(sqlite_url, llm=LLMConfig(backend="onnx"))
+    headers = service.headers("acme")
+    records = [
+        {"type": "document", "user_id": "alice", "text": text}
+        for text in ("I only cook vegetarian food.", "Tofu curry is my favourite.")
+    ]
+    ingested = service.client.post("/v1/ingest", json={"records": records}, headers=headers)
+    assert ingested.status_code == 201, ingested.text
+    body = {"user": "alice", "input": "What should I cook?", "k": 2, "max_tokens": 12}
+    answer = service.client.post("/v1/generate", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    trace = answer.json()["trace"]
+    assert trace["backend"] == "onnx" and trace["model"] == onnx_llm.model
+    assert trace["retrieved"]["items"]
+    with service.client.stream(
+        "POST", "/v1/generate", json={**body, "stream": True}, headers=headers
+    ) as streamed:
+        events = [line[6:] for line in streamed.iter_lines() if line.startswith("data: ")]
+    pieces = [json.loads(e)["delta"] for e in events[:-2]]
+    assert "".join(pieces).strip() == answer.json()["text"]

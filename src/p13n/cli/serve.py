@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from p13n.cli.common import command_settings, console, handles_p13n_errors, personalizer_config
+from p13n.cli.common import (
+    BackendOption,
+    command_settings,
+    console,
+    handles_p13n_errors,
+    personalizer_config,
+)
 
 tenants_app = typer.Typer(help="Tenants of the service and their API keys.")
 
@@ -40,6 +46,7 @@ def serve(
     k: Annotated[int, typer.Option(help="Default number of retrieved items.")] = 4,
     prompt: Annotated[str, typer.Option(help="Default prompt builder.")] = "contextual",
     max_new_tokens: Annotated[int, typer.Option(help="Default answer length (tokens).")] = 128,
+    backend: BackendOption = None,
     reports: Annotated[
         Path, typer.Option(help="Benchmark output folder shown on the dashboard.")
     ] = Path("bench/out"),
@@ -61,7 +68,7 @@ def serve(
         k=k,
         prompt=prompt,
         query="identity",
-        backend=None,
+        backend=backend,
         max_new_tokens=max_new_tokens,
     )
     key = os.environ.get("P13N_ADMIN_KEY")
