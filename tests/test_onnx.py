@@ -18,19 +18,10 @@ from p13n.llm.hf import HFLLM
 from p13n.llm.onnx import MANIFEST, OnnxLLM, _problem, converted_model, runtime_version
 from p13n.personalize import PersonalizerConfig
 from tests.server_support import make_service
+from tests.test_llm import CONVERSATION, QUESTION, STORY
 
 pytestmark = pytest.mark.slow
 
-QUESTION: list[ChatMessage] = [{"role": "user", "content": "What is the capital of France?"}]
-STORY: list[ChatMessage] = [
-    {"role": "user", "content": "Write a long story about a dragon who learns to read."}
-]
-CONVERSATION: list[ChatMessage] = [
-    {"role": "system", "content": "You are a concise assistant."},
-    {"role": "user", "content": "Name a fruit."},
-    {"role": "assistant", "content": "An apple."},
-    {"role": "user", "content": "Name two more, and say which colour each one is."},
-]
 BRIEF: list[ChatMessage] = [{"role": "user", "content": "What is 2+2? Answer briefly."}]
 RATING: list[ChatMessage] = [
     {"role": "user", "content": "Rate this review from 1 to 5: 'Terrible, it broke in a day.'"}
