@@ -533,3 +533,42 @@ def test_choice_scores_are_the_log_probabilities_of_each_whole_answer(
     assert single == pytest.approx(scores[2], abs=1e-3)
     with pytest.raises(LLMError, match="at least one choice"):
         embedded.score_choices(messages, [])
+
+
+# --- bringing one's own LLM in one command line ---------------------------------------------
+def test_llm_flags_name_the_whole_llm() -> None:
+    from p13n.cli.common import llm_config
+    from p13n.config import Settings
+
+    served = llm_config(
+        Settings(), "openai", model="llama3", base_url="http://h:1/v1", api_key_env="MY_KEY"
+    )
+    assert (served.model, served.base_url, served.api_key_env) == (
+        "llama3",
+        "http://h:1/v1",
+        "MY_KEY",
+    )
+    assert llm_config(Settings(), "hf", model="/models/mine").path == "/models/mine"
+    assert llm_config(Settings(), "onnx", model="/models/mine").path == "/models/mine"
+    assert llm_config(Settings(), None).api_key_env == "OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match="--model names the model of backend hf, onnx or openai"):
+        llm_config(Settings(), "embedded", model="llama3")
+
+
+@pytest.mark.slow
+def test_generate_answers_from_any_openai_compatible_server_in_one_command(
+    server_url: str, demo_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from p13n.cli import app
+
+    command = [
+        "--store", demo_url, "generate", "Suggest a film.", "--user", "ada", "--json",
+        "--backend", "openai", "--model", EMBEDDED_MODEL, "--base-url", server_url,
+        "--api-key-env", "P13N_TEST_SERVER_KEY", "--max-new-tokens", "8",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, command, env={"P13N_TEST_SERVER_KEY": "secret"})
+    assert result.exit_code == 0, result.output
+    trace = json.loads(result.output)["trace"]
+    assert trace["backend"] == "openai" and trace["model"] == EMBEDDED_MODEL

@@ -10,9 +10,19 @@ from typing import Annotated
 import typer
 
 from p13n.benchmarks.config import methods as bench_methods
-from p13n.cli.common import comma_separated, console, handles_p13n_errors, one_of
+from p13n.cli.common import (
+    ApiKeyEnvOption,
+    BackendOption,
+    BaseUrlOption,
+    ModelOption,
+    comma_separated,
+    console,
+    handles_p13n_errors,
+    llm_config,
+    one_of,
+)
+from p13n.config import Settings
 from p13n.datasets.lamp import SPLITS
-from p13n.llm import LLMConfig, backends
 
 
 @handles_p13n_errors(value_errors="bad option: ")  # a malformed --k
@@ -32,9 +42,10 @@ def run(
         typer.Option(help=f"Methods, comma-separated: {', '.join(bench_methods.names())}."),
     ] = None,
     k: Annotated[str | None, typer.Option("--k", "-k", help="k values, e.g. 1,4.")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help=f"LLM backend: {one_of(backends.names())}.")
-    ] = None,
+    backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     swap: Annotated[
         str | None, typer.Option(help="Methods to rerun with another user's profile.")
     ] = None,
@@ -64,8 +75,11 @@ def run(
         "out": out,
         "cache": cache,
     }
-    if backend is not None:
-        overrides["llm"] = LLMConfig(backend=backend)
+    if any(flag is not None for flag in (backend, model, base_url, api_key_env)):
+        # the flags name the whole LLM, in place of the config file's [bench.llm]
+        overrides["llm"] = llm_config(
+            Settings(), backend, model=model, base_url=base_url, api_key_env=api_key_env
+        )
     settings = load_bench_config(config, **overrides)
     started = time.perf_counter()
     runner = BenchRunner(settings)

@@ -261,21 +261,64 @@ QueryOption = Annotated[
 BackendOption = Annotated[
     str | None, typer.Option(help=f"LLM backend: {one_of(backends.names())}.")
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="openai: the model name the server serves; hf, onnx: a local transformers model "
+        "directory."
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="openai: the server's base URL (vLLM, Ollama at http://127.0.0.1:11434/v1, any "
+        "OpenAI-compatible server)."
+    ),
+]
+ApiKeyEnvOption = Annotated[
+    str | None,
+    typer.Option(help="openai: the environment variable holding the API key (OPENAI_API_KEY)."),
+]
 TokensOption = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
 ItemTokensOption = Annotated[
     int, typer.Option(help="Cut each retrieved item's text to this many tokens.")
 ]
 
 
-def llm_config(settings: Settings, backend: str | None) -> LLMConfig:
-    """The LLM the settings name; ``backend`` (a flag) overrides theirs."""
+LOCAL_MODEL_BACKENDS = ("hf", "onnx")  # --model names a local directory for these
+
+
+def llm_config(
+    settings: Settings,
+    backend: str | None,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+) -> LLMConfig:
+    """The LLM the settings name; the flags (``--backend``, ``--model``, ``--base-url``,
+    ``--api-key-env``) override theirs."""
+    backend = backend or settings.llm_backend
+    path, served = settings.llm_path, settings.llm_model
+    if model is not None:
+        if backend in LOCAL_MODEL_BACKENDS:
+            path = model
+        elif backend == "openai":
+            served = model
+        else:
+            raise ConfigError(
+                f"--model names the model of backend hf, onnx or openai; {backend!r} runs its "
+                "own model"
+            )
+    extra: dict[str, str] = {"api_key_env": api_key_env} if api_key_env else {}
     try:
         return LLMConfig(
-            backend=backend or settings.llm_backend,
-            model=settings.llm_model,
-            path=settings.llm_path,
+            backend=backend,
+            model=served,
+            path=path,
             precision=settings.llm_precision,
-            base_url=settings.llm_base_url,
+            base_url=base_url or settings.llm_base_url,
+            **extra,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
         raise ConfigError(str(error)) from None
@@ -294,6 +337,9 @@ def personalizer_config(
     max_item_tokens: int = 256,
     level: str | None = None,
     adapter: str = "none",
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
 ) -> PersonalizerConfig:
     """The ``Personalizer`` a command's options describe, on the settings' LLM and router."""
     try:
@@ -303,7 +349,9 @@ def personalizer_config(
             query=query,
             prompt=prompt,
             retriever=RetrieverConfig(name=retriever, k=k),
-            llm=llm_config(settings, backend),
+            llm=llm_config(
+                settings, backend, model=model, base_url=base_url, api_key_env=api_key_env
+            ),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
             max_item_tokens=max_item_tokens,
             encoder=settings.encoder,

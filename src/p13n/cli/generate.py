@@ -13,9 +13,12 @@ from rich.table import Table
 
 from p13n.adapt import methods
 from p13n.cli.common import (
+    ApiKeyEnvOption,
     BackendOption,
+    BaseUrlOption,
     ItemTokensOption,
     KOption,
+    ModelOption,
     PromptOption,
     QueryOption,
     RetrieverOption,
@@ -118,6 +121,9 @@ def generate(
     prompt: PromptOption = "contextual",
     query: QueryOption = "identity",
     backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     max_new_tokens: TokensOption = 128,
     max_item_tokens: ItemTokensOption = 256,
     compare: Annotated[
@@ -161,6 +167,9 @@ def generate(
         prompt=prompt,
         query=query,
         backend=backend,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
         max_new_tokens=max_new_tokens,
         max_item_tokens=max_item_tokens,
         level=level,
@@ -217,6 +226,9 @@ def chat(
     k: KOption = 4,
     prompt: PromptOption = "contextual",
     backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     max_new_tokens: TokensOption = 192,
     show_retrieved: Annotated[bool, typer.Option(help="Show what each answer used.")] = False,
 ) -> None:
@@ -232,6 +244,9 @@ def chat(
         prompt=prompt,
         query="identity",
         backend=backend,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
         max_new_tokens=max_new_tokens,
     )
     personalizer = Personalizer(store, config)
@@ -258,6 +273,9 @@ def serve_llm(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
 ) -> None:
     """Serve an LLM backend (the embedded model by default) as an OpenAI-compatible API."""
     import uvicorn
@@ -265,7 +283,11 @@ def serve_llm(
     from p13n.llm import get_llm
     from p13n.server.llm_api import create_llm_app
 
-    llm = get_llm(llm_config(command_settings(ctx), backend))
+    llm = get_llm(
+        llm_config(
+            command_settings(ctx), backend, model=model, base_url=base_url, api_key_env=api_key_env
+        )
+    )
     console.print(f"serving {llm.model} at http://{host}:{port}/v1")
     uvicorn.run(create_llm_app(llm), host=host, port=port, log_level="warning")
 

@@ -11,7 +11,10 @@ import typer
 from rich.table import Table
 
 from p13n.cli.common import (
+    ApiKeyEnvOption,
     BackendOption,
+    BaseUrlOption,
+    ModelOption,
     command_settings,
     console,
     handles_p13n_errors,
@@ -47,6 +50,9 @@ def serve(
     prompt: Annotated[str, typer.Option(help="Default prompt builder.")] = "contextual",
     max_new_tokens: Annotated[int, typer.Option(help="Default answer length (tokens).")] = 128,
     backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     reports: Annotated[
         Path, typer.Option(help="Benchmark output folder shown on the dashboard.")
     ] = Path("bench/out"),
@@ -69,6 +75,9 @@ def serve(
         prompt=prompt,
         query="identity",
         backend=backend,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
         max_new_tokens=max_new_tokens,
     )
     key = os.environ.get("P13N_ADMIN_KEY")
