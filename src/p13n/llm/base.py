@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -81,6 +81,29 @@ class LLM(Protocol):
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         """The completion's text in pieces as they are decoded."""
         ...
+
+
+def local_completion(
+    text: str,
+    new_tokens: Sequence[int],
+    eos: Container[int],
+    *,
+    prompt_tokens: int,
+    options: GenerationOptions,
+    model: str,
+) -> Completion:
+    """The completion of a local model's ``new_tokens`` (decoded to ``text``): cut at the first
+    stop string; ``stop`` when a stop string, an end token or a short answer ended it."""
+    text, stopped = cut_at_stop(text, options.stop)
+    ended = len(new_tokens) > 0 and new_tokens[-1] in eos
+    hit_limit = len(new_tokens) >= options.max_new_tokens
+    return Completion(
+        text=text.strip(),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=len(new_tokens),
+        finish_reason="stop" if stopped or ended or not hit_limit else "length",
+        model=model,
+    )
 
 
 def streamed_finish_reason(completion_tokens: int, options: GenerationOptions) -> str:

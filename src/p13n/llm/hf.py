@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from p13n.errors import ConfigError, LLMError
-from p13n.llm.base import ChatMessage, Completion, GenerationOptions, cut_at_stop, until_stop
+from p13n.llm.base import (
+    ChatMessage,
+    Completion,
+    GenerationOptions,
+    local_completion,
+    until_stop,
+)
 
 
 @dataclass
@@ -170,17 +176,13 @@ class HFLLM:
         self, new_tokens: list[int], prompt_tokens: int, options: GenerationOptions
     ) -> Completion:
         """The completion of ``new_tokens``: every token the model generated for one prompt."""
-        text = self._loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        text, stopped = cut_at_stop(text, options.stop)
-        eos = self._loaded.tokenizer.eos_token_id
-        ended = len(new_tokens) > 0 and new_tokens[-1] == eos
-        hit_limit = len(new_tokens) >= options.max_new_tokens
-        finish = "stop" if stopped or ended or not hit_limit else "length"
-        return Completion(
-            text=text.strip(),
+        tokenizer = self._loaded.tokenizer
+        return local_completion(
+            tokenizer.decode(new_tokens, skip_special_tokens=True),
+            new_tokens,
+            {tokenizer.eos_token_id},
             prompt_tokens=prompt_tokens,
-            completion_tokens=len(new_tokens),
-            finish_reason=finish,
+            options=options,
             model=self.model,
         )
 

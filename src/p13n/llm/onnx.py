@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from scipy.special import log_softmax
 
 from p13n.errors import ConfigError, LLMError
-from p13n.llm.base import ChatMessage, Completion, GenerationOptions, cut_at_stop, until_stop
+from p13n.llm.base import (
+    ChatMessage,
+    Completion,
+    GenerationOptions,
+    cut_at_stop,
+    local_completion,
+    until_stop,
+)
 from p13n.llm.hf import HFTokenizer
 from p13n.paths import cache_dir
 
@@ -41,6 +49,7 @@ MANIFEST_FORMAT = 1
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def _runtime() -> Any:
     """onnxruntime_genai, with its usage telemetry switched off before any model loads.
 
@@ -260,38 +269,27 @@ class OnnxLLM:
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         prompt = self._prompt(messages)
         tokens: list[int] = []
-        stopped = False
         try:
             with self._loaded.lock:
                 for token in self._decode(prompt, options):
                     tokens.append(token)
                     if options.stop and cut_at_stop(self._text(tokens), options.stop)[1]:
-                        stopped = True
                         break
         except LLMError:
             raise
         except Exception as error:
             raise LLMError(f"{self.model} failed while generating: {error}") from error
-        return self._completion(tokens, len(prompt), options, stopped)
+        return local_completion(
+            self._text(tokens),
+            tokens,
+            self._eos,
+            prompt_tokens=len(prompt),
+            options=options,
+            model=self.model,
+        )
 
     def _text(self, tokens: list[int]) -> str:
         return str(self._hf.decode(tokens, skip_special_tokens=True))
-
-    def _completion(
-        self, tokens: list[int], prompt_tokens: int, options: GenerationOptions, stopped: bool
-    ) -> Completion:
-        text, cut = cut_at_stop(self._text(tokens), options.stop)
-        ended = bool(tokens) and tokens[-1] in self._eos
-        finish = (
-            "stop" if stopped or cut or ended or len(tokens) < options.max_new_tokens else "length"
-        )
-        return Completion(
-            text=text.strip(),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(tokens),
-            finish_reason=finish,
-            model=self.model,
-        )
 
     def generate_batch(
         self,
@@ -350,24 +348,18 @@ class OnnxLLM:
             with self._loaded.lock:
                 options = GenerationOptions(max_new_tokens=longest + 1)
                 generator = self._generator(prompt, options)
-                first = _log_softmax(generator.get_logits())
+                first = log_softmax(generator.get_logits().reshape(-1).astype(np.float64))
                 for ids in encoded:
                     total = float(first[ids[0]])
                     if len(ids) > 1:
                         generator.rewind_to(len(prompt))
                         for previous, token in itertools.pairwise(ids):
                             generator.append_tokens(np.asarray([previous], dtype=np.int32))
-                            total += float(_log_softmax(generator.get_logits())[token])
+                            logits = generator.get_logits().reshape(-1).astype(np.float64)
+                            total += float(log_softmax(logits)[token])
                     scores.append(total)
         except LLMError:
             raise
         except Exception as error:
             raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
         return scores
-
-
-def _log_softmax(logits: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
-    row = np.asarray(logits, dtype=np.float64).reshape(-1)
-    shifted = row - row.max()
-    result: np.ndarray[Any, np.dtype[np.float64]] = shifted - np.log(np.exp(shifted).sum())
-    return result
