@@ -8,15 +8,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from p13n.adapt import adapters
+from p13n.adapt.base import TrainedWeights, base_model, load_torch_model
+from p13n.adapt.lora import LoraSettings, serialize
+from p13n.adapt.runtime import AdaptedLLM, OnnxAdaptedLLM
+from p13n.errors import ConfigError, LLMError
 from p13n.llm import ChatMessage, GenerationOptions, LLMConfig, get_llm
 from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
 from p13n.llm.hf import HFLLM
 from p13n.llm.onnx import MANIFEST, OnnxLLM, _problem, converted_model, runtime_version
-from p13n.personalize import PersonalizerConfig
+from p13n.personalize import Personalizer, PersonalizerConfig
+from p13n.store import Store, StoredAdapter
 from tests.server_support import make_service
 from tests.test_llm import CONVERSATION, QUESTION, STORY
 
@@ -171,11 +178,96 @@ def test_telemetry_is_off_and_the_check_can_see_it(tmp_path: Path) -> None:
 
 
 def test_methods_that_need_torch_are_refused_by_name() -> None:
-    for method in ("lora", "dpo", "embedding"):
-        with pytest.raises(ValidationError, match=f"adapter '{method}' runs on the model's torch"):
-            PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter=method)
+    with pytest.raises(ValidationError, match="adapter 'embedding' feeds soft tokens to the mod"):
+        PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter="embedding")
+    for method in ("lora", "dpo"):  # LoRA adapters serve on the fast path
+        PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter=method)
+    with pytest.raises(ConfigError, match="training and soft tokens need the model's torch"):
+        base_model(LLMConfig(backend="onnx"))
+    assert base_model(LLMConfig(backend="onnx"), torch=False) == base_model()
+    with pytest.raises(LLMError, match="soft tokens need the model's torch weights"):
+        OnnxAdaptedLLM(base_model(), LLMConfig(backend="onnx")).use_prefix(None)
     with pytest.raises(ValidationError, match="precision"):
         LLMConfig(backend="onnx", precision="int3")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def lora_state() -> dict[str, Any]:
+    """A LoRA adapter in PEFT's format for the embedded model, as training stores it: seeded,
+    not trained, its B far enough from zero to move answers."""
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict
+
+    torch.manual_seed(7)
+    model = get_peft_model(load_torch_model(embedded_model_dir()), LoraSettings().peft_config())
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.03)
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def _register(store: Store, user: str, state: dict[str, Any]) -> StoredAdapter:
+    settings = LoraSettings()
+    trained = TrainedWeights(serialize(state), {"peft": "lora", **settings.model_dump()}, 4, {})
+    return adapters.register(store, trained, kind="user", owner=user, task="chat",
+                             method="lora", base=base_model(), data_version="v",
+                             settings=settings)  # fmt: skip
+
+
+def test_a_users_lora_adapter_scores_on_onnx_as_on_torch(
+    demo: Store, lora_state: dict[str, Any]
+) -> None:
+    """The same adapter on torch and on the fp32 conversion: the same scores within the
+    backends' tolerance; the adapter moves them well beyond it, so the check can fail."""
+    entry = _register(demo, "ada", lora_state)
+    labels = ["1", "2", "3", "4", "5", "A broken promise"]
+    torch_adapted = AdaptedLLM(base_model())
+    torch_adapted.activate(demo, entry)
+    reference = torch_adapted.score_choices(RATING, labels)
+    torch_adapted.unload(entry)
+    fp32 = LLMConfig(backend="onnx", precision="fp32")
+    onnx_adapted = OnnxAdaptedLLM(base_model(fp32, torch=False), fp32)
+    plain = onnx_adapted.score_choices(RATING, labels)
+    assert max(abs(a - b) for a, b in zip(plain, reference, strict=True)) > 5 * FP32_TOLERANCE
+    onnx_adapted.activate(demo, entry)
+    assert onnx_adapted.score_choices(RATING, labels) == pytest.approx(
+        reference, abs=FP32_TOLERANCE
+    )
+    onnx_adapted.deactivate()  # the LoRA-ready model with no adapter is the base model, exactly
+    assert onnx_adapted.score_choices(RATING, labels) == plain
+
+
+def test_lora_adapters_serve_on_onnx_through_the_personalizer(
+    demo: Store, lora_state: dict[str, Any], onnx_llm: OnnxLLM
+) -> None:
+    ada = _register(demo, "ada", lora_state)
+    bruno = _register(demo, "bruno", {k: v * 2 for k, v in lora_state.items()})
+    config = PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter="lora")
+    personalizer = Personalizer(demo, config, llm=onnx_llm)
+    adapted = personalizer.adapted
+    assert isinstance(adapted, OnnxAdaptedLLM)
+    answer = personalizer.generate("ada", "What should I do this weekend?")
+    trace = answer.trace
+    assert trace.adapter is not None and trace.adapter["adapter_id"] == "user:ada:chat:lora"
+    assert trace.backend == "onnx"
+    assert trace.model == f"{onnx_llm.model}+lora:{ada.weights_sha256[:12]}"
+    streamed = "".join(adapted.stream(BRIEF, GREEDY))
+    assert streamed.strip() == adapted.generate(BRIEF, GREEDY).text
+
+    choices = ["1", "2", "3", "4", "5"]
+    plain = onnx_llm.score_choices(RATING, choices)
+    adapted.activate(demo, ada)
+    ada_scores = adapted.score_choices(RATING, choices)
+    assert ada_scores != pytest.approx(plain, abs=1e-2)
+    adapted.activate(demo, bruno)
+    assert adapted.model.endswith(f"+lora:{bruno.weights_sha256[:12]}")
+    assert adapted.score_choices(RATING, choices) != pytest.approx(ada_scores, abs=1e-2)
+    adapted.activate(demo, ada)  # swapping back: ada's model exactly
+    assert adapted.score_choices(RATING, choices) == ada_scores
+    assert onnx_llm.score_choices(RATING, choices) == plain  # plain answers untouched meanwhile
+    assert adapted.unload(ada) and adapted.active is None and not adapted.unload(ada)
+    assert adapted.generate(BRIEF, GREEDY).text == onnx_llm.generate(BRIEF, GREEDY).text
 
 
 def test_the_service_answers_on_onnx_and_says_so(sqlite_url: str, onnx_llm: OnnxLLM) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p13n.data import Document
-from p13n.errors import ConfigError, InsufficientDataError, UnknownNameError
-from p13n.llm import LLMConfig, local_weights
+from p13n.errors import ConfigError, InsufficientDataError
+from p13n.llm import LLMConfig, converted_weights, local_weights
 from p13n.llm.base import ChatMessage, Tokenizer
 from p13n.prompt import NON_PERSONALIZED, templates
 
@@ -61,22 +61,33 @@ def weights_sha256(directory: Path) -> str:
         return _hashes[key]
 
 
-def base_model(config: LLMConfig | None = None) -> BaseModelInfo:
-    """The local torch model behind an LLM config (a backend in ``llm.local_weights``:
-    ``embedded`` or ``hf``); adapters, soft prompts and DPO need its weights, so a remote
-    (``openai``) backend is refused."""
+def base_model(config: LLMConfig | None = None, *, torch: bool = True) -> BaseModelInfo:
+    """The local model behind an LLM config. Training and soft tokens (``torch``) need a backend
+    that runs it in torch (``llm.local_weights``: ``embedded``, ``hf``); serving LoRA adapters
+    (``torch=False``) also works on one that runs a conversion of it (``llm.converted_weights``:
+    ``onnx``). A remote (``openai``) backend is refused."""
     config = config or LLMConfig()
-    try:
-        locate = local_weights.get(config.backend)
-    except UnknownNameError:
-        local = " or ".join(repr(name) for name in local_weights.names())
+    if config.backend in local_weights:
+        weights = local_weights.get(config.backend)(config)
+    elif config.backend in converted_weights and not torch:
+        weights = converted_weights.get(config.backend)(config)
+    elif config.backend in converted_weights:
         raise ConfigError(
-            f"learning the user needs a local torch model (backend {local}), "
+            f"training and soft tokens need the model's torch weights, which the "
+            f"{config.backend!r} backend does not run: use backend {_torch_backends()}; "
+            f"the LoRA adapters trained there serve on {config.backend!r} too"
+        )
+    else:
+        raise ConfigError(
+            f"learning the user needs a local model (backend {_torch_backends()}), "
             f"not {config.backend!r}: adapters and soft prompts change the model's weights "
             "or inputs"
-        ) from None
-    weights = locate(config)
+        )
     return BaseModelInfo(weights.name, weights.path, weights_sha256(weights.path))
+
+
+def _torch_backends() -> str:
+    return " or ".join(repr(name) for name in local_weights.names())
 
 
 def load_torch_model(path: Path) -> Any:

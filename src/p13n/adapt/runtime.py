@@ -11,6 +11,7 @@ no module is rebuilt. Deserialized adapters are kept in a small LRU cache; ``unl
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -19,19 +20,55 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from p13n.adapt.adapters import check_base, weights
-from p13n.adapt.base import BaseModelInfo
+from p13n.adapt.base import BaseModelInfo, base_model
 from p13n.adapt.embedding import Projector, pool_history
 from p13n.adapt.lora import LoraShape, deserialize
 from p13n.encode import Encoder
 from p13n.errors import AdapterMismatchError, LLMError, UnknownUserError
+from p13n.llm import LLM, LLMConfig, Tokenizer, get_llm, local_weights
 from p13n.llm.base import ChatMessage, Completion, GenerationOptions
 from p13n.llm.hf import HFLLM, HFTokenizer, load_model
 from p13n.store import Store, StoredAdapter
+
+
+class Adaptable(LLM, Protocol):
+    """A model that answers with a learned user swapped in: what the ``Personalizer`` needs of
+    one (``AdaptedLLM`` on torch, ``OnnxAdaptedLLM`` on the onnx fast path)."""
+
+    @property
+    def base(self) -> BaseModelInfo: ...
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held across a swap and the answers that use it."""
+        ...
+
+    def activate(self, store: Store, entry: StoredAdapter) -> float:
+        """Swap ``entry``'s LoRA weights in; the milliseconds it took."""
+        ...
+
+    def use_prefix(self, prefix: Any) -> None:
+        """Prepend these soft tokens to every prompt until changed."""
+        ...
+
+    def deactivate(self) -> None: ...
+
+    def unload(self, entry: StoredAdapter) -> bool:
+        """Drop ``entry``'s weights from memory; whether anything was held."""
+        ...
+
+
+def adapted_llm(config: LLMConfig) -> Adaptable:
+    """The adapted model for ``config``'s backend: torch's LoRA slot and soft tokens on a torch
+    backend, the runtime's multi-LoRA on ``onnx`` (LoRA adapters only)."""
+    if config.backend in local_weights:
+        return AdaptedLLM(base_model(config), backend=config.backend)
+    return OnnxAdaptedLLM(base_model(config, torch=False), config)
 
 
 @dataclass
@@ -260,6 +297,140 @@ class AdaptedLLM(HFLLM):
         with self.lock:
             self._refill()
         yield from super().stream(messages, options)
+
+
+class OnnxAdaptedLLM:
+    """Users' LoRA adapters on the ``onnx`` fast path (``p13n.llm.onnx_lora``): each adapter is
+    converted in memory to the runtime's format on first use and kept loaded (the newest
+    ``cache_size``), and the active one is set on every generator, so swapping is a dictionary
+    lookup. Plain answers run on the backend's plain model until an adapter is first activated;
+    the LoRA-ready copy, built then for that adapter's target modules, computes exactly the base
+    model when none is active. Soft tokens need torch and are refused."""
+
+    backend = "onnx"
+    supports_streaming: ClassVar[bool] = True
+
+    def __init__(self, base: BaseModelInfo, config: LLMConfig, *, cache_size: int = 8) -> None:
+        self.base = base
+        self.config = config
+        self._plain = get_llm(config)
+        self._lora: Any = None
+        self._held: OrderedDict[str, None] = OrderedDict()
+        self._cache_size = cache_size
+        self._active: StoredAdapter | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def active(self) -> StoredAdapter | None:
+        return self._active
+
+    @property
+    def _answering(self) -> LLM:
+        return self._lora if self._active is not None else self._plain
+
+    @property
+    def model(self) -> str:
+        if self._active is not None:
+            weights = self._active.weights_sha256[:12]
+            return f"{self._plain.model}+{self._active.method}:{weights}"
+        return self._plain.model
+
+    @property
+    def context_window(self) -> int:
+        return self._plain.context_window
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._plain.tokenizer
+
+    def activate(self, store: Store, entry: StoredAdapter) -> float:
+        from safetensors.numpy import load
+
+        from p13n.llm.onnx_lora import OnnxLoraLLM
+
+        started = time.perf_counter()
+        check_base(entry, self.base)
+        shape = LoraShape.of(entry.config)
+        targets = tuple(sorted(shape.target_modules))
+        with self._lock:
+            if self._lora is None:
+                self._lora = OnnxLoraLLM(
+                    self.base.path,
+                    targets=targets,
+                    model_name=self.base.name,
+                    precision=self.config.precision,
+                )
+            elif self._lora.targets != targets:
+                raise AdapterMismatchError(
+                    f"adapter {entry.adapter_id!r} targets {list(targets)}, the loaded LoRA-ready "
+                    f"model {list(self._lora.targets)}: serve adapters of one shape per process"
+                )
+            key = entry.weights_sha256
+            if key not in self._held:
+                state = load(weights(store, entry))
+                self._lora.load_adapter(key, state, shape.alpha / shape.rank)
+                self._held[key] = None
+                while len(self._held) > self._cache_size:
+                    oldest, _ = self._held.popitem(last=False)
+                    self._lora.unload_adapter(oldest)
+            self._held.move_to_end(key)
+            self._lora.use(key)
+            self._active = entry
+        return (time.perf_counter() - started) * 1000
+
+    def use_prefix(self, prefix: Any) -> None:
+        raise LLMError(
+            "soft tokens need the model's torch weights: the 'onnx' backend serves LoRA "
+            "adapters only; use backend 'embedded' for the user embedding"
+        )
+
+    def deactivate(self) -> None:
+        with self._lock:
+            self._active = None
+            if self._lora is not None:
+                self._lora.use(None)
+
+    def unload(self, entry: StoredAdapter) -> bool:
+        with self._lock:
+            if self._active is not None and self._active.adapter_id == entry.adapter_id:
+                self.deactivate()
+            if entry.weights_sha256 not in self._held:
+                return False
+            del self._held[entry.weights_sha256]
+            return bool(self._lora.unload_adapter(entry.weights_sha256))
+
+    def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
+        with self._lock:
+            completion = self._answering.generate(messages, options)
+            return dataclasses.replace(completion, model=self.model)
+
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
+        with self._lock:
+            yield from self._answering.stream(messages, options)
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        options: GenerationOptions,
+        *,
+        batch_size: int = 8,
+    ) -> list[Completion]:
+        with self._lock:
+            answering: Any = self._answering
+            result: list[Completion] = answering.generate_batch(
+                conversations, options, batch_size=batch_size
+            )
+            return [dataclasses.replace(c, model=self.model) for c in result]
+
+    def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
+        with self._lock:
+            answering: Any = self._answering
+            scores: list[float] = answering.score_choices(messages, choices)
+            return scores
 
 
 def user_history(store: Store, user_id: str, encoder: Encoder) -> tuple[list[str], np.ndarray]:

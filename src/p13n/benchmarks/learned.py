@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -29,7 +29,7 @@ from p13n.adapt.dpo import Pair, train_dpo
 from p13n.adapt.embedding import EmbeddingExample, ProjectorTrainer
 from p13n.adapt.embedding import pool_history as pool
 from p13n.adapt.lora import LoraTrainer
-from p13n.adapt.runtime import AdaptedLLM
+from p13n.adapt.runtime import Adaptable, adapted_llm
 from p13n.adapt.train import train_user_lora
 from p13n.benchmarks.config import AdaptSettings
 from p13n.benchmarks.results import TrainingCost
@@ -50,7 +50,7 @@ class CachedAdaptedLLM(CachedLLM):
     in the key, names the active adapter or soft prompt)."""
 
     def __init__(
-        self, adapted: AdaptedLLM, cache: GenerationCache, *, choices: Sequence[str] | None
+        self, adapted: Adaptable, cache: GenerationCache, *, choices: Sequence[str] | None
     ) -> None:
         super().__init__(adapted, cache, choices=choices)
         self.adapted = adapted
@@ -72,11 +72,8 @@ class CachedAdaptedLLM(CachedLLM):
     def deactivate(self) -> None:
         self.adapted.deactivate()
 
-    def as_adapted(self) -> AdaptedLLM:
-        """This model where the ``Personalizer`` takes an ``AdaptedLLM``: it uses nothing of one
-        but what is forwarded here (the lock, the base, activate, use_prefix) and the ``LLM``
-        protocol."""
-        return cast("AdaptedLLM", self)
+    def unload(self, entry: StoredAdapter) -> bool:
+        return self.adapted.unload(entry)
 
 
 class AdapterArms:
@@ -89,18 +86,20 @@ class AdapterArms:
         self.cache = cache
         self._base: BaseModelInfo | None = None
         self._trainer: LoraTrainer | None = None
-        self._llm: AdaptedLLM | None = None
+        self._llm: Adaptable | None = None
 
     @property
     def base(self) -> BaseModelInfo:
         if self._base is None:
-            self._base = base_model(self.llm_config)
+            # Adapters train in torch on the local weights the backend runs (the source folder
+            # of an onnx conversion); the learned arms then answer on the backend itself.
+            self._base = base_model(self.llm_config, torch=False)
         return self._base
 
     @property
-    def llm(self) -> AdaptedLLM:
+    def llm(self) -> Adaptable:
         if self._llm is None:
-            self._llm = AdaptedLLM(self.base, backend=self.llm_config.backend)
+            self._llm = adapted_llm(self.llm_config)
         return self._llm
 
     def answering(self, choices: Sequence[str] | None) -> CachedAdaptedLLM:
@@ -305,8 +304,8 @@ class AdapterArms:
         cost: TrainingCost,
     ) -> list[CachedAnswer]:
         """Each prepared prompt answered by ``personalizer`` (configured with a learned method
-        and given ``model.as_adapted()``), from the cache where it can; an adapter's swap time
-        is added to ``cost``."""
+        and given ``model`` as its adapted model), from the cache where it can; an adapter's
+        swap time is added to ``cost``."""
         method = personalizer.config.adapter
         if method == "embedding" and model.choices is not None:
             raise ConfigError(

@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from p13n.adapt.runtime import AdaptedLLM
+from p13n.adapt.runtime import Adaptable
 from p13n.benchmarks.config import BASELINE, Arm, BenchConfig, methods
 from p13n.benchmarks.generation import Generator
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
@@ -268,9 +268,7 @@ class BenchRunner:
         started, before = time.perf_counter(), self.generator.generated
         learned = methods.get(arm.method).adapter is not None
         model = self.learned.answering(run.choices) if learned else None
-        personalizer = self._personalizer(
-            run, arm, adapted=model.as_adapted() if model is not None else None
-        )
+        personalizer = self._personalizer(run, arm, adapted=model)
         prepared = [
             personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
             for e in _tracked(progress, run.examples, f"{run.task}: prompts, {arm.label}")
@@ -375,7 +373,7 @@ class BenchRunner:
         return spec.labels
 
     def _personalizer(
-        self, run: SplitRun, arm: Arm, *, adapted: AdaptedLLM | None = None
+        self, run: SplitRun, arm: Arm, *, adapted: Adaptable | None = None
     ) -> Personalizer:
         """The arm's method over the split's store (a learned method: with ``adapted``)."""
         method = methods.get(arm.method)

@@ -76,6 +76,11 @@ local_weights: Registry[Callable[[LLMConfig], LocalWeights]] = Registry("local m
 """Backends whose model runs here in torch, keyed like ``backends``: what adapters, soft prompts
 and training need (a remote backend has no entry)."""
 
+converted_weights: Registry[Callable[[LLMConfig], LocalWeights]] = Registry("converting backend")
+"""Backends that run a conversion of a local transformers directory (``onnx``): the LoRA
+adapters trained on that directory's torch weights serve on them; training and soft tokens,
+which need torch, do not run there."""
+
 
 @backends.decorator("embedded")
 def _embedded(config: LLMConfig) -> LLM:
@@ -110,11 +115,19 @@ def _hf_weights(config: LLMConfig) -> LocalWeights:
 def _onnx(config: LLMConfig) -> LLM:
     from p13n.llm.onnx import OnnxLLM
 
+    source = _onnx_weights(config)
+    return OnnxLLM(source.path, model_name=source.name, precision=config.precision)
+
+
+@converted_weights.decorator("onnx")
+def _onnx_weights(config: LLMConfig) -> LocalWeights:
+    """The folder the ``onnx`` backend converts: ``path``, or the embedded model's."""
     if config.path:
-        return OnnxLLM(config.path, precision=config.precision)
+        path = Path(config.path).expanduser().resolve()
+        return LocalWeights(path.name, path)
     from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
 
-    return OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL, precision=config.precision)
+    return LocalWeights(EMBEDDED_MODEL, embedded_model_dir())
 
 
 def _tokenizer(name: str) -> Tokenizer:
@@ -169,6 +182,7 @@ __all__ = [
     "LocalWeights",
     "Tokenizer",
     "backends",
+    "converted_weights",
     "generate_many",
     "get_llm",
     "local_weights",

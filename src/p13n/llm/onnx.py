@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -124,8 +124,6 @@ def converted_model(source: Path, precision: Precision = "int4") -> Path:
     """The runtime's copy of the transformers model folder ``source`` at ``precision``:
     converted on first use (tens of seconds), then reused by every process until the source,
     the precision or the runtime's version changes."""
-    from filelock import FileLock
-
     if precision not in PRECISIONS:
         raise ConfigError(
             f"onnx precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"
@@ -141,46 +139,66 @@ def converted_model(source: Path, precision: Precision = "int4") -> Path:
         "onnxruntime_genai": runtime_version(),
     }
     target = cache_dir() / "onnx-genai" / f"{source.name}-{precision}-{digest[:16]}"
+
+    def convert(built: Path, scratch: Path) -> None:
+        _convert(source, precision, built, scratch)
+
+    return built_once(target, expected, convert, extra={"source": str(source)})
+
+
+def built_once(
+    target: Path,
+    expected: dict[str, Any],
+    build: Callable[[Path, Path], None],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """``target``, built by ``build(folder, scratch)`` unless a complete build matching
+    ``expected`` is there: under a file lock (one builder at a time, across processes), into a
+    scratch folder renamed into place after the manifest (``expected``, ``extra`` and every
+    file's size and sha256) is written last."""
+    from filelock import FileLock
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # one converter at a time, across processes
+    with FileLock(str(target) + ".lock"):
         problem = _problem(target, expected)
         if problem is None:
             return target
         if target.exists():
-            log.warning("converting %s again: the conversion in %s: %s", source, target, problem)
+            log.warning("building %s again: %s", target, problem)
             shutil.rmtree(target)
-        _convert(source, precision, target, {**expected, "source": str(source)})
+        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            built = scratch / "model"
+            build(built, scratch)
+            files = {
+                str(p.relative_to(built)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+                for p in _files(built)
+            }
+            manifest = {**expected, **(extra or {}), "files": files}
+            (built / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            os.replace(built, target)  # atomic: another process sees all of it or none
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
-def _convert(source: Path, precision: Precision, target: Path, manifest: dict[str, Any]) -> None:
+def _convert(source: Path, precision: Precision, built: Path, scratch: Path) -> None:
     log.info("converting %s to ONNX Runtime GenAI (%s), once", source, precision)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        built = scratch / "model"
-        command = [
-            sys.executable, "-m", "onnxruntime_genai.models.builder",
-            "-i", str(source), "-o", str(built), "-p", precision, "-e", "cpu",
-            "-c", str(scratch / "builder-cache"),
-        ]  # fmt: skip
-        offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
-        done = subprocess.run(
-            command, capture_output=True, text=True, env={**os.environ, **offline}, check=False
+    command = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder",
+        "-i", str(source), "-o", str(built), "-p", precision, "-e", "cpu",
+        "-c", str(scratch / "builder-cache"),
+    ]  # fmt: skip
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **offline}, check=False
+    )
+    if done.returncode != 0 or not (built / "genai_config.json").exists():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise LLMError(
+            f"converting {source} to ONNX Runtime GenAI ({precision}) failed: " + " | ".join(tail)
         )
-        if done.returncode != 0 or not (built / "genai_config.json").exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise LLMError(
-                f"converting {source} to ONNX Runtime GenAI ({precision}) failed: "
-                + " | ".join(tail)
-            )
-        files = {
-            str(p.relative_to(built)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
-            for p in _files(built)
-        }
-        (built / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=2) + "\n")
-        os.replace(built, target)  # atomic: another process sees all of it or none
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass
@@ -217,7 +235,7 @@ class OnnxLLM:
     ) -> None:
         self.source = Path(source).expanduser().resolve()
         self.precision = precision
-        self.folder = converted_model(self.source, precision)
+        self.folder = self._model_folder(converted_model(self.source, precision))
         self._loaded = load_runtime_model(self.folder)
         self.model = f"{model_name or self.source.name}-onnx-{precision}"
         self.tokenizer = HFTokenizer.from_directory(self.source, self.model)
@@ -226,6 +244,13 @@ class OnnxLLM:
         self.context_window = int(settings["context_length"])
         eos = settings["eos_token_id"]
         self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
+
+    def _model_folder(self, converted: Path) -> Path:
+        """The folder the runtime loads: the conversion itself here."""
+        return converted
+
+    def _prepare(self, generator: Any) -> None:
+        """Set up a new generator before the prompt goes in (nothing here)."""
 
     def _prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         ids = self._hf(self.tokenizer.render(messages), add_special_tokens=False)["input_ids"]
@@ -253,6 +278,7 @@ class OnnxLLM:
             )
         params.set_search_options(**search)
         generator = og.Generator(self._loaded.model, params)
+        self._prepare(generator)
         generator.append_tokens(np.asarray(prompt, dtype=np.int32))
         return generator
 

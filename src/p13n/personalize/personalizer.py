@@ -13,12 +13,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from p13n.adapt import adapters, methods
-from p13n.adapt.base import base_model
 from p13n.adapt.embedding import Projector
-from p13n.adapt.runtime import AdaptedLLM, user_soft_tokens
+from p13n.adapt.runtime import Adaptable, adapted_llm, user_soft_tokens
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
 from p13n.errors import UnknownUserError
-from p13n.llm import LLM, Completion, GenerationOptions, LLMConfig, get_llm, local_weights
+from p13n.llm import (
+    LLM,
+    Completion,
+    GenerationOptions,
+    LLMConfig,
+    converted_weights,
+    get_llm,
+    local_weights,
+)
 from p13n.llm.base import streamed_finish_reason
 from p13n.personalize.profile import ProfileWriter
 from p13n.personalize.router import GranularityConfig, Route, Router
@@ -81,11 +88,22 @@ class PersonalizerConfig(BaseModel):
                 raise ValueError(
                     f"unknown {registry.kind} {name!r}: choose from {registry.names()}"
                 )
-        if self.adapter != methods.NONE and self.llm.backend not in local_weights:
-            torch_backends = " or ".join(repr(name) for name in local_weights.names())
+        method = self.adapter_method()
+        backend = self.llm.backend
+        if method is None or backend in local_weights:
+            return self
+        torch_backends = " or ".join(repr(name) for name in local_weights.names())
+        if backend not in converted_weights:
             raise ValueError(
-                f"adapter {self.adapter!r} runs on the model's torch weights, which the "
-                f"{self.llm.backend!r} backend does not have: use backend {torch_backends}"
+                f"adapter {self.adapter!r} runs on the model's own weights, which the "
+                f"{backend!r} backend does not have: use backend {torch_backends}"
+            )
+        if method.weights != "lora":
+            lora = ", ".join(repr(n) for n in methods.names() if methods.get(n).weights == "lora")
+            raise ValueError(
+                f"adapter {self.adapter!r} feeds soft tokens to the model's torch weights, which "
+                f"the {backend!r} backend does not run (it serves the LoRA methods {lora}): "
+                f"use backend {torch_backends}"
             )
         return self
 
@@ -120,7 +138,7 @@ class Personalizer:
         llm: LLM | None = None,
         encoder: Encoder | None = None,
         loader: CorpusLoader | None = None,
-        adapted: AdaptedLLM | None = None,
+        adapted: Adaptable | None = None,
     ) -> None:
         self.store = store
         self.config = config = config or PersonalizerConfig()
@@ -142,12 +160,12 @@ class Personalizer:
         self.retriever = build_retriever(config.retriever, encoder)
         self.profiles = ProfileWriter(store, self.loader, self.llm)
         self.router = Router(store, self.loader, config.granularity)
-        self.adapted: AdaptedLLM | None = None
+        self.adapted: Adaptable | None = None
         self._projector: tuple[str, Projector] | None = None
         if config.adapter_method() is not None:
             # On the process's one copy of the base model: the one ``self.llm`` runs when it is
             # the same local model.
-            self.adapted = adapted or AdaptedLLM(base_model(config.llm), backend=config.llm.backend)
+            self.adapted = adapted or adapted_llm(config.llm)
 
     @property
     def budget(self) -> int:
