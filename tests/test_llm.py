@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import openai
 import pytest
@@ -553,6 +553,31 @@ def test_llm_flags_name_the_whole_llm() -> None:
     assert llm_config(Settings(), None).api_key_env == "OPENAI_API_KEY"
     with pytest.raises(ConfigError, match="--model names the model of backend hf, onnx or openai"):
         llm_config(Settings(), "embedded", model="llama3")
+
+
+def test_every_command_that_answers_takes_the_llm_flags(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from p13n.cli import app
+
+    def options(*path: str) -> set[str]:
+        command: Any = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        return {param.name for param in command.params if param.name}
+
+    flags = {"backend", "model", "base_url", "api_key_env"}
+    answering = [("generate",), ("chat",), ("serve",), ("serve-llm",), ("bench", "run"),
+                 ("bench", "coldstart")]  # fmt: skip
+    for path in answering:
+        assert flags <= options(*path), path
+    # Training picks the local model it trains; a backend that cannot train is refused first.
+    assert {"backend", "model"} <= options("adapt", "train")
+    store = f"sqlite:///{tmp_path / 'p13n.db'}"
+    result = CliRunner().invoke(app, ["--store", store, "adapt", "train", "--backend", "onnx"])
+    assert result.exit_code != 0
+    assert "training and soft tokens need the model's torch weights" in result.output
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from p13n.cli.common import (
     tenant_store,
 )
 from p13n.errors import ConfigError
+from p13n.llm import LLMConfig
 
 adapt_app = typer.Typer(help="Learned users: per-user LoRA, DPO adapters, user embeddings.")
 
@@ -64,13 +65,20 @@ def train(
         int | None, typer.Option(help="LoRA: fewer usable documents are refused.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain current adapters.")] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="The local model trained on: 'embedded' (default) or 'hf'."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="hf: the model folder.")] = None,
 ) -> None:
     """Train adapters and register them in the store. Resumable: users whose adapter is current
     (same data, same settings) are skipped; each adapter is written in one transaction."""
-    from p13n.adapt import DpoSettings, EmbeddingSettings, LoraSettings
+    from p13n.adapt import DpoSettings, EmbeddingSettings, LoraSettings, base_model
 
     methods.check(method)
     settings = command_settings(ctx)
+    llm = llm_config(settings, backend, model=model)
+    base_model(llm)  # a backend that cannot train is refused before any work
     store = tenant_store(settings)
     overrides: dict[str, Any] = {
         "epochs": epochs,
@@ -92,14 +100,15 @@ def train(
             "the embedding projector is the tenant's, not a persona's: drop --persona"
         )
     if persona is not None or method == "embedding":
-        _train_in_process(store, settings, method, task, persona, users or ["all"], chosen)
+        _train_in_process(store, llm, settings, method, task, persona, users or ["all"], chosen)
         return
-    _train_batch(store, settings, method, task, users or [], chosen, workers, ray_address,
+    _train_batch(store, llm, settings, method, task, users or [], chosen, workers, ray_address,
                  from_persona, force)  # fmt: skip
 
 
 def _train_in_process(
     store: Any,
+    llm: LLMConfig,
     settings: Any,
     method: str,
     task: str,
@@ -111,7 +120,7 @@ def _train_in_process(
     from p13n.adapt.train import train_owner_dpo, train_persona_lora, train_projector
     from p13n.encode import get_encoder
 
-    base = base_model(llm_config(settings, None))
+    base = base_model(llm)
     with progress_display() as progress:
         bar = progress.add_task(f"training {method}", total=None)
 
@@ -139,6 +148,7 @@ def _train_in_process(
 
 def _train_batch(
     store: Any,
+    llm: LLMConfig,
     settings: Any,
     method: str,
     task: str,
@@ -161,7 +171,7 @@ def _train_batch(
             method="lora" if method == "lora" else "dpo",
             task=task,
             settings=chosen,
-            llm=llm_config(settings, None),
+            llm=llm,
             workers=workers,
             ray_address=ray_address,
             from_persona=from_persona,

@@ -75,11 +75,7 @@ def run(
         "out": out,
         "cache": cache,
     }
-    if any(flag is not None for flag in (backend, model, base_url, api_key_env)):
-        # the flags name the whole LLM, in place of the config file's [bench.llm]
-        overrides["llm"] = llm_config(
-            Settings(), backend, model=model, base_url=base_url, api_key_env=api_key_env
-        )
+    overrides.update(_llm_flags(backend, model, base_url, api_key_env))
     settings = load_bench_config(config, **overrides)
     started = time.perf_counter()
     runner = BenchRunner(settings)
@@ -97,6 +93,20 @@ def run(
     )
 
 
+def _llm_flags(
+    backend: str | None, model: str | None, base_url: str | None, api_key_env: str | None
+) -> dict[str, object]:
+    """The ``llm`` override the flags give: the whole LLM, in place of the config file's
+    ``llm`` table (none when no flag is given)."""
+    if all(flag is None for flag in (backend, model, base_url, api_key_env)):
+        return {}
+    return {
+        "llm": llm_config(
+            Settings(), backend, model=model, base_url=base_url, api_key_env=api_key_env
+        )
+    }
+
+
 @handles_p13n_errors
 def coldstart(
     config: Annotated[
@@ -110,6 +120,10 @@ def coldstart(
     discovery_users: Annotated[
         int | None, typer.Option(help="Training users the personas are discovered from.")
     ] = None,
+    backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Generation cache folder.")] = None,
 ) -> None:
@@ -128,6 +142,7 @@ def coldstart(
         discovery_users=discovery_users,
         out=out,
         cache=cache,
+        **_llm_flags(backend, model, base_url, api_key_env),
     )
     study = ColdStartStudy(settings)
     try:
