@@ -20,6 +20,7 @@ transport error.
 
     .venv/bin/python bench/load_test.py
     .venv/bin/python bench/load_test.py --clients 50 --generators 10 --duration 60
+    .venv/bin/python bench/load_test.py --llm embedded,onnx     # torch, then onnx int4
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,24 +380,18 @@ def report(
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--generators", type=int, default=10, help="of the clients")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
-    parser.add_argument("--users", type=int, default=40, help="seeded reviewers")
-    parser.add_argument("--writes", type=int, default=1, help="the server's write concurrency")
-    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    if not 0 <= args.generators < args.clients:
-        parser.error("--generators must be at least 0 and fewer than --clients")
+def run_once(args: Any, llm: str) -> tuple[dict[str, Any], list[str]]:
+    """One load test against a fresh server whose LLM backend is ``llm``: its summary and its
+    problems (lost writes, error responses, transport errors)."""
     with tempfile.TemporaryDirectory() as folder:
         store = args.store or f"sqlite:///{folder}/load.db"
         args.backend = store.split(":", 1)[0]
         options = ["--dev", "--slots", "1", "--queue", "64", "--writes", str(args.writes)]
+        options += ["--backend", llm]
         with serve_in_subprocess(store, Path(folder), options=options) as server:
-            console.print(f"server {server.url} (pid {server.pid}) on {args.backend}; seeding")
+            console.print(
+                f"server {server.url} (pid {server.pid}) on {args.backend}, LLM {llm}; seeding"
+            )
             key, users = set_up(server, args.users)
             served_alone = alone(server.url, key, users)
             rss = PeakRSS(server.pid)
@@ -411,10 +407,64 @@ def main() -> None:
             rss.join()
             lost = lost_writes(server.url, key, results)
             summary = report(results, elapsed, rss.peak, lost, served_alone, args)
+    summary["llm_backend"] = llm
+    return summary, lost[:10] + results.error_responses[:10] + results.transport_errors[:10]
+
+
+def compare(summaries: dict[str, dict[str, Any]]) -> None:
+    """Generation under load, one column per LLM backend (ratios against the first)."""
+    first = next(iter(summaries.values()))
+    table = Table(title="Generation under the same load, per LLM backend")
+    table.add_column("measure")
+    for llm in summaries:
+        table.add_column(llm, justify="right")
+    rows: dict[str, Callable[[dict[str, Any]], float]] = {
+        "generate p50 ms": lambda s: s["kinds"]["generate"]["p50_ms"],
+        "generate p99 ms": lambda s: s["kinds"]["generate"]["p99_ms"],
+        "generations/s": lambda s: s["kinds"]["generate"]["per_s"],
+        "model ms p50": lambda s: s["generation"]["model_ms"]["p50"],
+        "served alone ms p50": lambda s: s["generation_served_alone_ms_p50"],
+        "requests/s": lambda s: s["requests_per_s"],
+        "peak RSS MiB": lambda s: s["peak_rss_mib"],
+    }
+    for name, value in rows.items():
+        base = value(first)
+        cells = [
+            f"{value(s):.0f}" if value(s) >= 10 else f"{value(s):.2f}" for s in summaries.values()
+        ]
+        cells[1:] = [
+            f"{c} ({value(s) / base:.2f}x)"
+            for c, s in zip(cells[1:], list(summaries.values())[1:], strict=True)
+        ]
+        table.add_row(name, *cells)
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--generators", type=int, default=10, help="of the clients")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--users", type=int, default=40, help="seeded reviewers")
+    parser.add_argument("--writes", type=int, default=1, help="the server's write concurrency")
+    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--llm", default="embedded", help="LLM backends, comma-separated, one run each"
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if not 0 <= args.generators < args.clients:
+        parser.error("--generators must be at least 0 and fewer than --clients")
+    summaries: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for llm in args.llm.split(","):
+        summaries[llm], found = run_once(args, llm)
+        problems += found
+    if len(summaries) > 1:
+        compare(summaries)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     console.print(f"wrote {args.out}")
-    problems = lost[:10] + results.error_responses[:10] + results.transport_errors[:10]
     for line in problems:
         console.print(line, style="red", markup=False)
     if problems:

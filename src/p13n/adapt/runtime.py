@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -29,11 +29,15 @@ from p13n.adapt.base import BaseModelInfo, base_model
 from p13n.adapt.embedding import Projector, pool_history
 from p13n.adapt.lora import LoraShape, deserialize
 from p13n.encode import Encoder
-from p13n.errors import AdapterMismatchError, LLMError, UnknownUserError
+from p13n.errors import AdapterMismatchError, ConfigError, LLMError, UnknownUserError
 from p13n.llm import LLM, LLMConfig, Tokenizer, get_llm, local_weights
 from p13n.llm.base import ChatMessage, Completion, GenerationOptions
 from p13n.llm.hf import HFLLM, HFTokenizer, load_model
 from p13n.store import Store, StoredAdapter
+
+if TYPE_CHECKING:
+    from p13n.llm.onnx import OnnxLLM
+    from p13n.llm.onnx_lora import OnnxLoraLLM
 
 
 class Adaptable(LLM, Protocol):
@@ -311,10 +315,15 @@ class OnnxAdaptedLLM:
     supports_streaming: ClassVar[bool] = True
 
     def __init__(self, base: BaseModelInfo, config: LLMConfig, *, cache_size: int = 8) -> None:
+        from p13n.llm.onnx import OnnxLLM
+
         self.base = base
         self.config = config
-        self._plain = get_llm(config)
-        self._lora: Any = None
+        plain = get_llm(config)
+        if not isinstance(plain, OnnxLLM):
+            raise ConfigError(f"backend {config.backend!r} does not run ONNX Runtime GenAI")
+        self._plain = plain
+        self._lora: OnnxLoraLLM | None = None
         self._held: OrderedDict[str, None] = OrderedDict()
         self._cache_size = cache_size
         self._active: StoredAdapter | None = None
@@ -329,8 +338,8 @@ class OnnxAdaptedLLM:
         return self._active
 
     @property
-    def _answering(self) -> LLM:
-        return self._lora if self._active is not None else self._plain
+    def _answering(self) -> OnnxLLM:
+        return self._lora if self._active is not None and self._lora is not None else self._plain
 
     @property
     def model(self) -> str:
@@ -398,10 +407,10 @@ class OnnxAdaptedLLM:
         with self._lock:
             if self._active is not None and self._active.adapter_id == entry.adapter_id:
                 self.deactivate()
-            if entry.weights_sha256 not in self._held:
+            if self._lora is None or entry.weights_sha256 not in self._held:
                 return False
             del self._held[entry.weights_sha256]
-            return bool(self._lora.unload_adapter(entry.weights_sha256))
+            return self._lora.unload_adapter(entry.weights_sha256)
 
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         with self._lock:
@@ -420,16 +429,14 @@ class OnnxAdaptedLLM:
         batch_size: int = 8,
     ) -> list[Completion]:
         with self._lock:
-            answering: Any = self._answering
-            result: list[Completion] = answering.generate_batch(
+            result: list[Completion] = self._answering.generate_batch(
                 conversations, options, batch_size=batch_size
             )
             return [dataclasses.replace(c, model=self.model) for c in result]
 
     def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
         with self._lock:
-            answering: Any = self._answering
-            scores: list[float] = answering.score_choices(messages, choices)
+            scores: list[float] = self._answering.score_choices(messages, choices)
             return scores
 
 
