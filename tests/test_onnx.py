@@ -102,6 +102,20 @@ def test_greedy_batch_equals_one_at_a_time(onnx_llm: OnnxLLM) -> None:
     assert onnx_llm.generate_batch(conversations, GREEDY, batch_size=4) == one_by_one
 
 
+def test_the_runtime_gets_its_threads_said_and_they_do_not_change_answers(
+    onnx_llm: OnnxLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    single = OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    double = OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL)
+    assert (single._loaded.threads, double._loaded.threads) == (1, 2)
+    assert single._loaded.model is not double._loaded.model
+    choices = ["1", "2", "3", "4", "5"]
+    assert single.score_choices(RATING, choices) == double.score_choices(RATING, choices)
+    assert single.generate(STORY, GREEDY) == double.generate(STORY, GREEDY)
+
+
 def test_sampling_is_seeded(onnx_llm: OnnxLLM) -> None:
     sampled = GenerationOptions(max_new_tokens=16, temperature=1.0, seed=7)
     first = onnx_llm.generate(STORY, sampled).text

@@ -208,20 +208,36 @@ class LoadedRuntimeModel:
 
     model: Any
     config: dict[str, Any]
+    threads: int
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_loaded: dict[Path, LoadedRuntimeModel] = {}
+_loaded: dict[tuple[Path, int], LoadedRuntimeModel] = {}
 _load_lock = threading.Lock()
 
 
+def runtime_threads() -> int:
+    """The runtime's intra-op threads: ``OMP_NUM_THREADS`` when set (as torch reads it), else
+    the cores this process may run on. Said explicitly: the runtime's own default decoded at
+    ~60% of the speed on 2 cores, with the same logits bit for bit."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def load_runtime_model(folder: Path) -> LoadedRuntimeModel:
+    threads = runtime_threads()
     with _load_lock:
-        if folder not in _loaded:
+        if (folder, threads) not in _loaded:
             og = _runtime()
             config = json.loads((folder / "genai_config.json").read_text())
-            _loaded[folder] = LoadedRuntimeModel(og.Model(str(folder)), config)
-        return _loaded[folder]
+            settings = og.Config(str(folder))
+            options = {"intra_op_num_threads": threads}
+            settings.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+            model = og.Model(settings)
+            _loaded[folder, threads] = LoadedRuntimeModel(model, config, threads)
+        return _loaded[folder, threads]
 
 
 class OnnxLLM:
