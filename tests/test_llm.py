@@ -568,8 +568,8 @@ def test_every_command_that_answers_takes_the_llm_flags(tmp_path: Path) -> None:
         return {param.name for param in command.params if param.name}
 
     flags = {"backend", "model", "base_url", "api_key_env"}
-    answering = [("generate",), ("chat",), ("serve",), ("serve-llm",), ("bench", "run"),
-                 ("bench", "coldstart")]  # fmt: skip
+    answering = [("generate",), ("chat",), ("demo",), ("serve",), ("serve-llm",),
+                 ("bench", "run"), ("bench", "coldstart")]  # fmt: skip
     for path in answering:
         assert flags <= options(*path), path
     # Training picks the local model it trains; a backend that cannot train is refused first.

@@ -303,6 +303,10 @@ def demo(
         bool, typer.Option(help="Also answer one input for demo users, with and without p13n.")
     ] = True,
     max_new_tokens: TokensOption = 64,
+    backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
 ) -> None:
     """Ingest the bundled demo users (written for p13n), show them, and answer the same input
     for several of them with and without personalization, with the trace."""
@@ -323,8 +327,11 @@ def demo(
         k=3,
         prompt="contextual",
         query="identity",
-        backend=None,
+        backend=backend,
         max_new_tokens=max_new_tokens,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
     )
     with console.status("loading the model (the first run prepares it: ~30 s)"):
         personalizer = Personalizer(store, config)
