@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
+from p13n.benchmarks.coldstart_config import ColdStartConfig
 from p13n.benchmarks.config import BenchConfig
 from p13n.benchmarks.results import BenchResult
 from p13n.benchmarks.runner import BenchRunner
 from p13n.encode import Encoder
-from p13n.llm import LLM
+from p13n.llm import LLM, LLMConfig
 from p13n.store import SQLStore, Store
 from p13n.store import schema as s
 
@@ -35,9 +36,19 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
+C = TypeVar("C", BenchConfig, ColdStartConfig)
+
+
+def naming(config: C, llm: LLM) -> C:
+    """``config`` naming the session's embedded model as its LLM (benchmarks default to onnx),
+    so the runner's Ray workers and learned arms build the model it is given."""
+    assert llm.backend == "embedded", llm.backend
+    return config.model_copy(update={"llm": LLMConfig(backend="embedded")})
+
+
 def run_bench(config: BenchConfig, llm: LLM, encoder: Encoder) -> BenchResult:
     """One benchmark run with the session's model and encoder, its cache closed after."""
-    runner = BenchRunner(config, llm=llm, encoder=encoder)
+    runner = BenchRunner(naming(config, llm), llm=llm, encoder=encoder)
     try:
         return runner.run()
     finally:

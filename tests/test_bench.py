@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p13n.benchmarks.coldstart_config import ColdStartConfig
 from p13n.benchmarks.config import BenchConfig, load_bench_config
-from p13n.benchmarks.runner import derangement
+from p13n.benchmarks.runner import BenchRunner, derangement
 from p13n.benchmarks.runner_report import markdown, write_outputs
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, write_split
 from p13n.encode import Encoder
@@ -305,6 +306,16 @@ def test_config_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     assert config.tasks_dir == (tmp_path / "tasks").resolve()
     assert config.k == [1, 4] and config.limit == 3
     assert [arm.label for arm in config.arms()][:3] == ["none", "bm25 k=1", "bm25 k=4"]
+
+
+def test_benchmarks_default_to_onnx_and_the_runner_checks_the_model_it_is_given(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    assert BenchConfig(tasks=["headline"]).llm.backend == "onnx"
+    assert ColdStartConfig(tasks=["headline"]).llm.backend == "onnx"
+    config = BenchConfig(tasks=["headline"], cache=tmp_path / "c")
+    with pytest.raises(ConfigError, match="given a 'embedded' model but its config names backe"):
+        BenchRunner(config, llm=embedded_llm, encoder=encoder)
 
 
 def test_a_task_that_is_not_built_says_how_to_build_it(

@@ -37,7 +37,7 @@ from p13n.encode import Encoder
 from p13n.errors import ConfigError
 from p13n.llm import LLM, BatchGenerator
 from p13n.store import open_store
-from tests.helpers import run_bench
+from tests.helpers import naming, run_bench
 
 # --- a small LaMP-4-like task: two clearly different topics -------------------------------------
 
@@ -297,6 +297,7 @@ class StudyRun:
 
 
 def _study(config: ColdStartConfig, llm: LLM, encoder: Encoder) -> ColdStartResult:
+    config = naming(config, llm)
     runner = BenchRunner(config.bench_config(), llm=llm, encoder=encoder)
     study = ColdStartStudy(config, runner=runner)
     try:

@@ -46,7 +46,11 @@ class ColdStartConfig(BaseModel):
     collaborative_members: int = Field(
         20, ge=0, description="the collab arm: persona level + retrieval from this many members"
     )
-    llm: LLMConfig = LLMConfig()
+    llm: LLMConfig = Field(
+        default_factory=lambda: LLMConfig(backend="onnx"),
+        description="onnx int4 by default: as good as torch float32 on the four-task suite and "
+        "6-8x faster to decode (docs/BENCHMARKS.md); training still runs in torch",
+    )
     encoder: str = DEFAULT_ENCODER
     max_new_tokens: dict[str, int] = Field(default_factory=dict)
     max_item_tokens: int = Field(256, gt=0)

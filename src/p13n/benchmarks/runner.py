@@ -96,6 +96,12 @@ class BenchRunner:
     ) -> None:
         self.config = config
         self.console = console or Console(stderr=True)
+        if llm is not None and llm.backend != config.llm.backend:
+            # Ray workers and the learned arms build their model from config.llm.
+            raise ConfigError(
+                f"the runner was given a {llm.backend!r} model but its config names backend "
+                f"{config.llm.backend!r}: set [bench.llm] to the model given"
+            )
         self.llm = llm or get_llm(config.llm)
         self._encoder = encoder
         self.cache = GenerationCache(config.cache_path / "generations.sqlite")
