@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _runtime() -> Any:
+def genai_runtime() -> Any:
     """onnxruntime_genai, with its usage telemetry switched off before any model loads.
 
     ``ORT_DISABLE_TELEMETRY`` (set by ``import p13n`` unless the user set it) keeps the runtime
@@ -69,7 +69,7 @@ def runtime_version() -> str:
     return version("onnxruntime-genai")
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -85,7 +85,7 @@ def _files(folder: Path) -> list[Path]:
 def _source_sha256(folder: Path, stats: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
     for name, _, _ in stats:
-        digest.update(name.encode() + b"\0" + _file_sha256(folder / name).encode())
+        digest.update(name.encode() + b"\0" + file_sha256(folder / name).encode())
     return digest.hexdigest()
 
 
@@ -113,7 +113,7 @@ def _problem(target: Path, expected: dict[str, Any]) -> str | None:
         path = target / name
         if not path.is_file() or path.stat().st_size != recorded["size"]:
             return f"{name} is missing or has the wrong size"
-        if _file_sha256(path) != recorded["sha256"]:
+        if file_sha256(path) != recorded["sha256"]:
             return f"{name} does not match its recorded sha256"
     if not manifest.get("files"):
         return "its manifest lists no files"
@@ -172,7 +172,7 @@ def built_once(
             built = scratch / "model"
             build(built, scratch)
             files = {
-                str(p.relative_to(built)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+                str(p.relative_to(built)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
                 for p in _files(built)
             }
             manifest = {**expected, **(extra or {}), "files": files}
@@ -230,7 +230,7 @@ def load_runtime_model(folder: Path) -> LoadedRuntimeModel:
     threads = runtime_threads()
     with _load_lock:
         if (folder, threads) not in _loaded:
-            og = _runtime()
+            og = genai_runtime()
             config = json.loads((folder / "genai_config.json").read_text())
             settings = og.Config(str(folder))
             options = {"intra_op_num_threads": threads}
@@ -273,7 +273,7 @@ class OnnxLLM:
         return [int(t) for t in ids]
 
     def _generator(self, prompt: list[int], options: GenerationOptions) -> Any:
-        og = _runtime()
+        og = genai_runtime()
         if len(prompt) >= self.context_window:
             raise LLMError(
                 f"{self.model}: the prompt has {len(prompt)} tokens; "

@@ -32,9 +32,9 @@ from p13n.llm.onnx import (
     MANIFEST,
     OnnxLLM,
     Precision,
-    _file_sha256,
-    _runtime,
     built_once,
+    file_sha256,
+    genai_runtime,
     runtime_version,
 )
 
@@ -162,7 +162,7 @@ def lora_ready_model(folder: Path, targets: Iterable[str]) -> Path:
     label = ",".join(sorted(wanted))
     expected = {
         "format": LORA_FORMAT,
-        "base_manifest_sha256": _file_sha256(folder / MANIFEST),
+        "base_manifest_sha256": file_sha256(folder / MANIFEST),
         "targets": sorted(wanted),
         "onnxruntime_genai": runtime_version(),
     }
@@ -260,7 +260,7 @@ class OnnxLoraLLM(OnnxLLM):
         self.targets = tuple(sorted(set(targets)))
         super().__init__(source, model_name=model_name, precision=precision)
         self.projections = read_slots(self.folder)
-        self._adapters = _runtime().Adapters(self._loaded.model)
+        self._adapters = genai_runtime().Adapters(self._loaded.model)
         self._held: set[str] = set()
         self.active: str | None = None
         self._adapters_lock = threading.Lock()
