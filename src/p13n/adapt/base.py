@@ -74,19 +74,20 @@ def base_model(config: LLMConfig | None = None, *, torch: bool = True) -> BaseMo
     elif config.backend in converted_weights:
         raise ConfigError(
             f"training and soft tokens need the model's torch weights, which the "
-            f"{config.backend!r} backend does not run: use backend {_torch_backends()}; "
+            f"{config.backend!r} backend does not run: use backend {torch_backends()}; "
             f"the LoRA adapters trained there serve on {config.backend!r} too"
         )
     else:
         raise ConfigError(
-            f"learning the user needs a local model (backend {_torch_backends()}), "
+            f"learning the user needs a local model (backend {torch_backends()}), "
             f"not {config.backend!r}: adapters and soft prompts change the model's weights "
             "or inputs"
         )
     return BaseModelInfo(weights.name, weights.path, weights_sha256(weights.path))
 
 
-def _torch_backends() -> str:
+def torch_backends() -> str:
+    """The backends that run the model in torch, for messages: ``'embedded' or 'hf'``."""
     return " or ".join(repr(name) for name in local_weights.names())
 
 

@@ -67,12 +67,14 @@ class Adaptable(LLM, Protocol):
         ...
 
 
-def adapted_llm(config: LLMConfig) -> Adaptable:
+def adapted_llm(config: LLMConfig, *, plain: LLM | None = None) -> Adaptable:
     """The adapted model for ``config``'s backend: torch's LoRA slot and soft tokens on a torch
-    backend, the runtime's multi-LoRA on ``onnx`` (LoRA adapters only)."""
+    backend, the runtime's multi-LoRA on ``onnx`` (LoRA adapters only). ``plain``: the model
+    ``config`` already built, which onnx answers with while no adapter is active (another one
+    is ignored)."""
     if config.backend in local_weights:
         return AdaptedLLM(base_model(config), backend=config.backend)
-    return OnnxAdaptedLLM(base_model(config, torch=False), config)
+    return OnnxAdaptedLLM(base_model(config, torch=False), config, plain=plain)
 
 
 @dataclass
@@ -314,17 +316,28 @@ class OnnxAdaptedLLM:
     backend = "onnx"
     supports_streaming: ClassVar[bool] = True
 
-    def __init__(self, base: BaseModelInfo, config: LLMConfig, *, cache_size: int = 8) -> None:
+    def __init__(
+        self,
+        base: BaseModelInfo,
+        config: LLMConfig,
+        *,
+        plain: LLM | None = None,
+        cache_size: int = 8,
+    ) -> None:
         from p13n.llm.onnx import OnnxLLM
 
         self.base = base
         self.config = config
-        plain = get_llm(config)
+        same = (
+            isinstance(plain, OnnxLLM)
+            and plain.source == base.path.expanduser().resolve()
+            and plain.precision == config.precision
+        )
+        plain = plain if same else get_llm(config)
         if not isinstance(plain, OnnxLLM):
             raise ConfigError(f"backend {config.backend!r} does not run ONNX Runtime GenAI")
         self._plain = plain
         self._lora: OnnxLoraLLM | None = None
-        self._held: OrderedDict[str, None] = OrderedDict()
         self._cache_size = cache_size
         self._active: StoredAdapter | None = None
         self._lock = threading.RLock()
@@ -372,6 +385,7 @@ class OnnxAdaptedLLM:
                     targets=targets,
                     model_name=self.base.name,
                     precision=self.config.precision,
+                    capacity=self._cache_size,
                 )
             elif self._lora.targets != targets:
                 raise AdapterMismatchError(
@@ -379,14 +393,9 @@ class OnnxAdaptedLLM:
                     f"model {list(self._lora.targets)}: serve adapters of one shape per process"
                 )
             key = entry.weights_sha256
-            if key not in self._held:
+            if not self._lora.holds(key):
                 state = load(weights(store, entry))
                 self._lora.load_adapter(key, state, shape.alpha / shape.rank)
-                self._held[key] = None
-                while len(self._held) > self._cache_size:
-                    oldest, _ = self._held.popitem(last=False)
-                    self._lora.unload_adapter(oldest)
-            self._held.move_to_end(key)
             self._lora.use(key)
             self._active = entry
         return (time.perf_counter() - started) * 1000
@@ -407,10 +416,7 @@ class OnnxAdaptedLLM:
         with self._lock:
             if self._active is not None and self._active.adapter_id == entry.adapter_id:
                 self.deactivate()
-            if self._lora is None or entry.weights_sha256 not in self._held:
-                return False
-            del self._held[entry.weights_sha256]
-            return self._lora.unload_adapter(entry.weights_sha256)
+            return self._lora is not None and self._lora.unload_adapter(entry.weights_sha256)
 
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         with self._lock:

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -246,8 +247,9 @@ def adapter_inputs(
 
 
 class OnnxLoraLLM(OnnxLLM):
-    """``OnnxLLM`` on the LoRA-ready copy of its model: adapters are loaded by key and one is
-    active at a time (none: exactly the base model)."""
+    """``OnnxLLM`` on the LoRA-ready copy of its model: adapters are loaded by key (the
+    ``capacity`` most recently used stay loaded) and one is active at a time (none: exactly the
+    base model)."""
 
     def __init__(
         self,
@@ -256,12 +258,14 @@ class OnnxLoraLLM(OnnxLLM):
         targets: Iterable[str],
         model_name: str | None = None,
         precision: Precision = "int4",
+        capacity: int = 8,
     ) -> None:
         self.targets = tuple(sorted(set(targets)))
         super().__init__(source, model_name=model_name, precision=precision)
         self.projections = read_slots(self.folder)
         self._adapters = genai_runtime().Adapters(self._loaded.model)
-        self._held: set[str] = set()
+        self._held: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
         self.active: str | None = None
         self._adapters_lock = threading.Lock()
         # A private folder: an adapter's file lives there only while the runtime reads it.
@@ -271,8 +275,13 @@ class OnnxLoraLLM(OnnxLLM):
     def _model_folder(self, converted: Path) -> Path:
         return lora_ready_model(converted, self.targets)
 
+    def holds(self, key: str) -> bool:
+        """Whether an adapter is loaded as ``key``."""
+        return key in self._held
+
     def load_adapter(self, key: str, state: Mapping[str, np.ndarray], scaling: float) -> None:
-        """Load a PEFT adapter's tensors under ``key`` (a no-op when it is loaded)."""
+        """Load a PEFT adapter's tensors under ``key`` (a no-op when it is loaded), dropping the
+        least recently used one beyond ``capacity``."""
         import onnxruntime
 
         with self._adapters_lock:
@@ -291,24 +300,32 @@ class OnnxLoraLLM(OnnxLLM):
                 self._adapters.load(str(path), key)
             finally:
                 path.unlink(missing_ok=True)
-            self._held.add(key)
+            self._held[key] = None
+            while len(self._held) > self._capacity:
+                self._drop(next(iter(self._held)))
 
     def unload_adapter(self, key: str) -> bool:
         """Drop a loaded adapter (not the active one's answers in flight); whether it was held."""
         with self._adapters_lock:
             if key not in self._held:
                 return False
-            if self.active == key:
-                self.active = None
-            self._adapters.unload(key)
-            self._held.discard(key)
+            self._drop(key)
             return True
+
+    def _drop(self, key: str) -> None:
+        if self.active == key:
+            self.active = None
+        self._adapters.unload(key)
+        del self._held[key]
 
     def use(self, key: str | None) -> None:
         """Answer with the adapter loaded as ``key`` from now on (None: the base model)."""
-        if key is not None and key not in self._held:
-            raise LLMError(f"adapter {key!r} is not loaded")
-        self.active = key
+        with self._adapters_lock:
+            if key is not None:
+                if key not in self._held:
+                    raise LLMError(f"adapter {key!r} is not loaded")
+                self._held.move_to_end(key)
+            self.active = key
 
     def _prepare(self, generator: Any) -> None:
         if self.active is not None:

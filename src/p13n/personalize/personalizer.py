@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from p13n.adapt import adapters, methods
+from p13n.adapt.base import torch_backends
 from p13n.adapt.embedding import Projector
 from p13n.adapt.runtime import Adaptable, adapted_llm, user_soft_tokens
 from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
@@ -92,18 +93,17 @@ class PersonalizerConfig(BaseModel):
         backend = self.llm.backend
         if method is None or backend in local_weights:
             return self
-        torch_backends = " or ".join(repr(name) for name in local_weights.names())
         if backend not in converted_weights:
             raise ValueError(
                 f"adapter {self.adapter!r} runs on the model's own weights, which the "
-                f"{backend!r} backend does not have: use backend {torch_backends}"
+                f"{backend!r} backend does not have: use backend {torch_backends()}"
             )
         if method.weights != "lora":
             lora = ", ".join(repr(n) for n in methods.names() if methods.get(n).weights == "lora")
             raise ValueError(
                 f"adapter {self.adapter!r} feeds soft tokens to the model's torch weights, which "
                 f"the {backend!r} backend does not run (it serves the LoRA methods {lora}): "
-                f"use backend {torch_backends}"
+                f"use backend {torch_backends()}"
             )
         return self
 
@@ -165,7 +165,7 @@ class Personalizer:
         if config.adapter_method() is not None:
             # On the process's one copy of the base model: the one ``self.llm`` runs when it is
             # the same local model.
-            self.adapted = adapted or adapted_llm(config.llm)
+            self.adapted = adapted or adapted_llm(config.llm, plain=self.llm)
 
     @property
     def budget(self) -> int:
