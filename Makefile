@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/p13n demo --backend onnx
+	$(BIN)/p13n demo
 	$(BIN)/p13n bench run bench/configs/demo.toml
 
 test: $(STAMP)

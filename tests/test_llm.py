@@ -572,12 +572,13 @@ def test_every_command_that_answers_takes_the_llm_flags(tmp_path: Path) -> None:
                  ("bench", "run"), ("bench", "coldstart")]  # fmt: skip
     for path in answering:
         assert flags <= options(*path), path
-    # Training picks the local model it trains; a backend that cannot train is refused first.
+    # Training picks the local model it trains; a backend with no local weights is refused first.
     assert {"backend", "model"} <= options("adapt", "train")
     store = f"sqlite:///{tmp_path / 'p13n.db'}"
-    result = CliRunner().invoke(app, ["--store", store, "adapt", "train", "--backend", "onnx"])
+    remote = ["--backend", "openai", "--model", "llama3"]
+    result = CliRunner().invoke(app, ["--store", store, "adapt", "train", *remote])
     assert result.exit_code != 0
-    assert "training and soft tokens need the model's torch weights" in result.output
+    assert "learning the user needs a local model" in result.output
 
 
 @pytest.mark.slow

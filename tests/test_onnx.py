@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -109,11 +110,30 @@ def test_the_runtime_gets_its_threads_said_and_they_do_not_change_answers(
     single = OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     double = OnnxLLM(embedded_model_dir(), model_name=EMBEDDED_MODEL)
-    assert (single._loaded.threads, double._loaded.threads) == (1, 2)
-    assert single._loaded.model is not double._loaded.model
+    assert (single.runtime.threads, double.runtime.threads) == (1, 2)
+    assert single.runtime is not double.runtime
     choices = ["1", "2", "3", "4", "5"]
     assert single.score_choices(RATING, choices) == double.score_choices(RATING, choices)
     assert single.generate(STORY, GREEDY) == double.generate(STORY, GREEDY)
+
+
+def test_the_runtime_decodes_in_its_own_process_and_is_restarted_when_it_dies(
+    onnx_llm: OnnxLLM,
+) -> None:
+    """Its Python binding holds the interpreter's lock while it computes, so it runs in a
+    child process; a child that dies fails the request in flight, and the next one restarts it."""
+    before = onnx_llm.generate(BRIEF, GREEDY)
+    pid = onnx_llm.runtime.pid
+    assert pid is not None and pid != os.getpid()
+    stream = onnx_llm.stream(STORY, GREEDY)
+    next(stream)  # a stream abandoned mid-answer frees the runtime for the next request
+    stream.close()
+    assert onnx_llm.generate(BRIEF, GREEDY) == before
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(LLMError, match=r"process for .* exited \(code -9\); the next request"):
+        onnx_llm.generate(BRIEF, GREEDY)
+    assert onnx_llm.generate(BRIEF, GREEDY) == before
+    assert onnx_llm.runtime.pid not in (None, pid)
 
 
 def test_sampling_is_seeded(onnx_llm: OnnxLLM) -> None:
@@ -196,7 +216,7 @@ def test_methods_that_need_torch_are_refused_by_name() -> None:
         PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter="embedding")
     for method in ("lora", "dpo"):  # LoRA adapters serve on the fast path
         PersonalizerConfig(llm=LLMConfig(backend="onnx"), adapter=method)
-    with pytest.raises(ConfigError, match="training and soft tokens need the model's torch"):
+    with pytest.raises(ConfigError, match="soft tokens need the model in torch, which the 'onnx'"):
         base_model(LLMConfig(backend="onnx"))
     assert base_model(LLMConfig(backend="onnx"), torch=False) == base_model()
     with pytest.raises(LLMError, match="soft tokens need the model's torch weights"):
@@ -278,6 +298,12 @@ def test_lora_adapters_serve_on_onnx_through_the_personalizer(
     assert adapted.model.endswith(f"+lora:{bruno.weights_sha256[:12]}")
     assert adapted.score_choices(RATING, choices) != pytest.approx(ada_scores, abs=1e-2)
     adapted.activate(demo, ada)  # swapping back: ada's model exactly
+    assert adapted.score_choices(RATING, choices) == ada_scores
+    pid = adapted.answering.runtime.pid
+    assert pid is not None and pid != onnx_llm.runtime.pid
+    os.kill(pid, signal.SIGKILL)  # a new runtime process loads the adapters again
+    with pytest.raises(LLMError, match="exited"):
+        adapted.score_choices(RATING, choices)
     assert adapted.score_choices(RATING, choices) == ada_scores
     assert onnx_llm.score_choices(RATING, choices) == plain  # plain answers untouched meanwhile
     assert adapted.unload(ada) and adapted.active is None and not adapted.unload(ada)

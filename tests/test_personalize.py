@@ -247,7 +247,7 @@ def test_serve_llm_answers_the_openai_client(tmp_path: Path) -> None:
                 assert server.poll() is None, server.communicate()[0]
                 assert time.monotonic() < deadline, "serve-llm did not start in 120 s"
                 time.sleep(0.5)
-        assert models == ["SmolLM2-135M-Instruct"]
+        assert models == ["SmolLM2-135M-Instruct-onnx-int4"]  # the default: onnx int4
         answer = client.chat.completions.create(
             model=models[0],
             messages=[{"role": "user", "content": "Say hello."}],

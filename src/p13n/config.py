@@ -30,7 +30,9 @@ class Settings(BaseModel):
     max_attribute_chars: int = Field(
         DEFAULT_MAX_ATTRIBUTE_CHARS, gt=0, description="longest attributes or metadata, as JSON"
     )
-    llm_backend: str = Field("embedded", description="embedded, hf, onnx or openai")
+    llm_backend: str = Field(
+        "onnx", description="onnx (the embedded model, int4), embedded (torch), hf or openai"
+    )
     llm_model: str | None = Field(None, description="openai: the served model's name")
     llm_path: str | None = Field(None, description="hf, onnx: a local transformers model directory")
     llm_precision: Literal["int4", "int8", "fp32"] = Field(

@@ -62,10 +62,11 @@ def weights_sha256(directory: Path) -> str:
 
 
 def base_model(config: LLMConfig | None = None, *, torch: bool = True) -> BaseModelInfo:
-    """The local model behind an LLM config. Training and soft tokens (``torch``) need a backend
-    that runs it in torch (``llm.local_weights``: ``embedded``, ``hf``); serving LoRA adapters
-    (``torch=False``) also works on one that runs a conversion of it (``llm.converted_weights``:
-    ``onnx``). A remote (``openai``) backend is refused."""
+    """The local model behind an LLM config. Answering in torch with adapters or soft tokens
+    (``torch``) needs a backend that runs it in torch (``llm.local_weights``: ``embedded``,
+    ``hf``). Training, which loads the folder's weights in torch itself, and serving LoRA
+    adapters on a conversion (``torch=False``) also work on a backend that runs a conversion of
+    it (``llm.converted_weights``: ``onnx``). A remote (``openai``) backend is refused."""
     config = config or LLMConfig()
     if config.backend in local_weights:
         weights = local_weights.get(config.backend)(config)
@@ -73,9 +74,9 @@ def base_model(config: LLMConfig | None = None, *, torch: bool = True) -> BaseMo
         weights = converted_weights.get(config.backend)(config)
     elif config.backend in converted_weights:
         raise ConfigError(
-            f"training and soft tokens need the model's torch weights, which the "
-            f"{config.backend!r} backend does not run: use backend {torch_backends()}; "
-            f"the LoRA adapters trained there serve on {config.backend!r} too"
+            f"soft tokens need the model in torch, which the {config.backend!r} backend does "
+            f"not run: use backend {torch_backends()}; LoRA adapters serve on "
+            f"{config.backend!r} too"
         )
     else:
         raise ConfigError(

@@ -60,7 +60,8 @@ class _Worker:
 
         torch.set_num_threads(threads)
         self.store = open_store(store_url, tenant=tenant)
-        self.base = base_model(LLMConfig.model_validate_json(llm))
+        # torch trains on the folder's weights; a conversion of them (onnx) serves the adapter
+        self.base = base_model(LLMConfig.model_validate_json(llm), torch=False)
         self.method = method
         self.settings = _settings_for(method, json.loads(settings))
         self.trainer: Any = None

@@ -351,7 +351,8 @@ class OnnxAdaptedLLM:
         return self._active
 
     @property
-    def _answering(self) -> OnnxLLM:
+    def answering(self) -> OnnxLLM:
+        """The model answering now: the LoRA-ready one while an adapter is active."""
         return self._lora if self._active is not None and self._lora is not None else self._plain
 
     @property
@@ -420,12 +421,12 @@ class OnnxAdaptedLLM:
 
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         with self._lock:
-            completion = self._answering.generate(messages, options)
+            completion = self.answering.generate(messages, options)
             return dataclasses.replace(completion, model=self.model)
 
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         with self._lock:
-            yield from self._answering.stream(messages, options)
+            yield from self.answering.stream(messages, options)
 
     def generate_batch(
         self,
@@ -435,14 +436,14 @@ class OnnxAdaptedLLM:
         batch_size: int = 8,
     ) -> list[Completion]:
         with self._lock:
-            result: list[Completion] = self._answering.generate_batch(
+            result: list[Completion] = self.answering.generate_batch(
                 conversations, options, batch_size=batch_size
             )
             return [dataclasses.replace(c, model=self.model) for c in result]
 
     def score_choices(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> list[float]:
         with self._lock:
-            scores: list[float] = self._answering.score_choices(messages, choices)
+            scores: list[float] = self.answering.score_choices(messages, choices)
             return scores
 
 

@@ -67,9 +67,12 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Retrain current adapters.")] = False,
     backend: Annotated[
         str | None,
-        typer.Option(help="The local model trained on: 'embedded' (default) or 'hf'."),
+        typer.Option(
+            help="The backend the adapters serve on; training runs in torch on its model's "
+            "weights (onnx: the folder it converts). Default: the settings' backend."
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="hf: the model folder.")] = None,
+    model: Annotated[str | None, typer.Option(help="hf, onnx: the model folder.")] = None,
 ) -> None:
     """Train adapters and register them in the store. Resumable: users whose adapter is current
     (same data, same settings) are skipped; each adapter is written in one transaction."""
@@ -78,7 +81,7 @@ def train(
     methods.check(method)
     settings = command_settings(ctx)
     llm = llm_config(settings, backend, model=model)
-    base_model(llm)  # a backend that cannot train is refused before any work
+    base_model(llm, torch=False)  # a backend with no local weights is refused before any work
     store = tenant_store(settings)
     overrides: dict[str, Any] = {
         "epochs": epochs,
@@ -120,7 +123,7 @@ def _train_in_process(
     from p13n.adapt.train import train_owner_dpo, train_persona_lora, train_projector
     from p13n.encode import get_encoder
 
-    base = base_model(llm)
+    base = base_model(llm, torch=False)
     with progress_display() as progress:
         bar = progress.add_task(f"training {method}", total=None)
 

@@ -259,7 +259,8 @@ QueryOption = Annotated[
     str, typer.Option(help=f"Query generator: {one_of(query_generators.names())}.")
 ]
 BackendOption = Annotated[
-    str | None, typer.Option(help=f"LLM backend: {one_of(backends.names())}.")
+    str | None,
+    typer.Option(help=f"LLM backend: {one_of(backends.names())} (default: the settings', onnx)."),
 ]
 ModelOption = Annotated[
     str | None,

@@ -277,7 +277,8 @@ def serve_llm(
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
 ) -> None:
-    """Serve an LLM backend (the embedded model by default) as an OpenAI-compatible API."""
+    """Serve an LLM backend (the embedded model on onnx int4 by default) as an OpenAI-compatible
+    API."""
     import uvicorn
 
     from p13n.llm import get_llm

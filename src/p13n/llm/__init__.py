@@ -78,8 +78,8 @@ and training need (a remote backend has no entry)."""
 
 converted_weights: Registry[Callable[[LLMConfig], LocalWeights]] = Registry("converting backend")
 """Backends that run a conversion of a local transformers directory (``onnx``): the LoRA
-adapters trained on that directory's torch weights serve on them; training and soft tokens,
-which need torch, do not run there."""
+adapters trained (in torch) on that directory's weights serve on them; soft tokens, which feed
+the torch model's input embeddings, do not."""
 
 
 @backends.decorator("embedded")

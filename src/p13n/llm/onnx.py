@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -20,14 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-
-import numpy as np
-from scipy.special import log_softmax
 
 from p13n.errors import ConfigError, LLMError
 from p13n.llm.base import (
@@ -39,6 +33,7 @@ from p13n.llm.base import (
     until_stop,
 )
 from p13n.llm.hf import HFTokenizer
+from p13n.llm.onnx_worker import runtime_worker
 from p13n.paths import cache_dir
 
 Precision = Literal["int4", "int8", "fp32"]
@@ -47,20 +42,6 @@ MANIFEST = "p13n-conversion.json"
 MANIFEST_FORMAT = 1
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def genai_runtime() -> Any:
-    """onnxruntime_genai, with its usage telemetry switched off before any model loads.
-
-    ``ORT_DISABLE_TELEMETRY`` (set by ``import p13n`` unless the user set it) keeps the runtime
-    from writing a device id and an event database under ``~/.cache/Microsoft``, which
-    ``disable_telemetry_events()`` alone does not: the runtime queues events at import.
-    """
-    import onnxruntime_genai
-
-    onnxruntime_genai.disable_telemetry_events()
-    return onnxruntime_genai
 
 
 def runtime_version() -> str:
@@ -201,47 +182,10 @@ def _convert(source: Path, precision: Precision, built: Path, scratch: Path) -> 
         )
 
 
-@dataclass
-class LoadedRuntimeModel:
-    """One converted folder's runtime model, loaded once per process; ``lock`` is held while it
-    decodes (one answer at a time, as ``HFLLM`` does: the cores are shared either way)."""
-
-    model: Any
-    config: dict[str, Any]
-    threads: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_loaded: dict[tuple[Path, int], LoadedRuntimeModel] = {}
-_load_lock = threading.Lock()
-
-
-def runtime_threads() -> int:
-    """The runtime's intra-op threads: ``OMP_NUM_THREADS`` when set (as torch reads it), else
-    the cores this process may run on. Said explicitly: the runtime's own default decoded at
-    ~60% of the speed on 2 cores, with the same logits bit for bit."""
-    given = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if given.isdigit() and int(given) > 0:
-        return int(given)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def load_runtime_model(folder: Path) -> LoadedRuntimeModel:
-    threads = runtime_threads()
-    with _load_lock:
-        if (folder, threads) not in _loaded:
-            og = genai_runtime()
-            config = json.loads((folder / "genai_config.json").read_text())
-            settings = og.Config(str(folder))
-            options = {"intra_op_num_threads": threads}
-            settings.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
-            model = og.Model(settings)
-            _loaded[folder, threads] = LoadedRuntimeModel(model, config, threads)
-        return _loaded[folder, threads]
-
-
 class OnnxLLM:
-    """A local transformers model folder, decoded by ONNX Runtime GenAI at ``precision``."""
+    """A local transformers model folder, decoded by ONNX Runtime GenAI at ``precision`` in a
+    process of its own (``onnx_worker``), shared by every ``OnnxLLM`` of this process on the
+    same conversion."""
 
     backend = "onnx"
     supports_streaming: ClassVar[bool] = True
@@ -252,11 +196,11 @@ class OnnxLLM:
         self.source = Path(source).expanduser().resolve()
         self.precision = precision
         self.folder = self._model_folder(converted_model(self.source, precision))
-        self._loaded = load_runtime_model(self.folder)
+        self.runtime = runtime_worker(self.folder)
         self.model = f"{model_name or self.source.name}-onnx-{precision}"
         self.tokenizer = HFTokenizer.from_directory(self.source, self.model)
         self._hf = self.tokenizer.hf
-        settings = self._loaded.config["model"]
+        settings = json.loads((self.folder / "genai_config.json").read_text())["model"]
         self.context_window = int(settings["context_length"])
         eos = settings["eos_token_id"]
         self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
@@ -265,21 +209,21 @@ class OnnxLLM:
         """The folder the runtime loads: the conversion itself here."""
         return converted
 
-    def _prepare(self, generator: Any) -> None:
-        """Set up a new generator before the prompt goes in (nothing here)."""
+    def _adapter(self) -> str | None:
+        """The runtime's key of the adapter to answer with (none here)."""
+        return None
 
     def _prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         ids = self._hf(self.tokenizer.render(messages), add_special_tokens=False)["input_ids"]
         return [int(t) for t in ids]
 
-    def _generator(self, prompt: list[int], options: GenerationOptions) -> Any:
-        og = genai_runtime()
+    def _search(self, prompt: list[int], options: GenerationOptions) -> dict[str, Any]:
+        """The runtime's search options for ``prompt``."""
         if len(prompt) >= self.context_window:
             raise LLMError(
                 f"{self.model}: the prompt has {len(prompt)} tokens; "
                 f"the context holds {self.context_window}"
             )
-        params = og.GeneratorParams(self._loaded.model)
         search: dict[str, Any] = {
             "max_length": min(self.context_window, len(prompt) + options.max_new_tokens),
             "do_sample": options.temperature > 0,
@@ -292,18 +236,11 @@ class OnnxLLM:
                 top_k=50,
                 random_seed=options.seed,
             )
-        params.set_search_options(**search)
-        generator = og.Generator(self._loaded.model, params)
-        self._prepare(generator)
-        generator.append_tokens(np.asarray(prompt, dtype=np.int32))
-        return generator
+        return search
 
     def _decode(self, prompt: list[int], options: GenerationOptions) -> Iterator[int]:
         """The new token ids, one by one, as the runtime decodes them (the end token included)."""
-        generator = self._generator(prompt, options)
-        while not generator.is_done():
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
+        for token in self.runtime.decode(prompt, self._search(prompt, options), self._adapter()):
             yield token
             if token in self._eos:
                 return
@@ -312,11 +249,10 @@ class OnnxLLM:
         prompt = self._prompt(messages)
         tokens: list[int] = []
         try:
-            with self._loaded.lock:
-                for token in self._decode(prompt, options):
-                    tokens.append(token)
-                    if options.stop and cut_at_stop(self._text(tokens), options.stop)[1]:
-                        break
+            for token in self._decode(prompt, options):
+                tokens.append(token)
+                if options.stop and cut_at_stop(self._text(tokens), options.stop)[1]:
+                    break
         except LLMError:
             raise
         except Exception as error:
@@ -354,16 +290,15 @@ class OnnxLLM:
         def pieces() -> Iterator[str]:
             tokens: list[int] = []
             shown = ""
-            with self._loaded.lock:
-                for token in self._decode(prompt, options):
-                    tokens.append(token)
-                    text = self._text(tokens)
-                    # a piece ending in an incomplete UTF-8 character waits for the next token
-                    if text.endswith("\ufffd"):
-                        continue
-                    if len(text) > len(shown):
-                        yield text[len(shown) :]
-                        shown = text
+            for token in self._decode(prompt, options):
+                tokens.append(token)
+                text = self._text(tokens)
+                # a piece ending in an incomplete UTF-8 character waits for the next token
+                if text.endswith("\ufffd"):
+                    continue
+                if len(text) > len(shown):
+                    yield text[len(shown) :]
+                    shown = text
 
         try:
             yield from until_stop(pieces(), options.stop)
@@ -385,23 +320,8 @@ class OnnxLLM:
         if any(not ids for ids in encoded):
             raise LLMError("every choice must have at least one token")
         longest = max(len(ids) for ids in encoded)
-        scores: list[float] = []
+        search = self._search(prompt, GenerationOptions(max_new_tokens=longest + 1))
         try:
-            with self._loaded.lock:
-                options = GenerationOptions(max_new_tokens=longest + 1)
-                generator = self._generator(prompt, options)
-                first = log_softmax(generator.get_logits().reshape(-1).astype(np.float64))
-                for ids in encoded:
-                    total = float(first[ids[0]])
-                    if len(ids) > 1:
-                        generator.rewind_to(len(prompt))
-                        for previous, token in itertools.pairwise(ids):
-                            generator.append_tokens(np.asarray([previous], dtype=np.int32))
-                            logits = generator.get_logits().reshape(-1).astype(np.float64)
-                            total += float(log_softmax(logits)[token])
-                    scores.append(total)
-        except LLMError:
-            raise
+            return self.runtime.score(prompt, search, self._adapter(), encoded)
         except Exception as error:
             raise LLMError(f"{self.model} failed while scoring choices: {error}") from error
-        return scores

@@ -14,12 +14,11 @@ per generator, so answers with and without adapters share the one loaded model.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import shutil
-import tempfile
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -35,7 +34,6 @@ from p13n.llm.onnx import (
     Precision,
     built_once,
     file_sha256,
-    genai_runtime,
     runtime_version,
 )
 
@@ -251,6 +249,8 @@ class OnnxLoraLLM(OnnxLLM):
     ``capacity`` most recently used stay loaded) and one is active at a time (none: exactly the
     base model)."""
 
+    _spaces = itertools.count()
+
     def __init__(
         self,
         source: str | Path,
@@ -263,14 +263,12 @@ class OnnxLoraLLM(OnnxLLM):
         self.targets = tuple(sorted(set(targets)))
         super().__init__(source, model_name=model_name, precision=precision)
         self.projections = read_slots(self.folder)
-        self._adapters = genai_runtime().Adapters(self._loaded.model)
         self._held: OrderedDict[str, None] = OrderedDict()
         self._capacity = capacity
         self.active: str | None = None
         self._adapters_lock = threading.Lock()
-        # A private folder: an adapter's file lives there only while the runtime reads it.
-        self._scratch = Path(tempfile.mkdtemp(prefix="p13n-onnx-adapters-"))
-        weakref.finalize(self, shutil.rmtree, self._scratch, True)
+        # The runtime's process is shared by every model object on this folder: keys are ours.
+        self._space = f"{next(self._spaces)}/"
 
     def _model_folder(self, converted: Path) -> Path:
         return lora_ready_model(converted, self.targets)
@@ -282,30 +280,17 @@ class OnnxLoraLLM(OnnxLLM):
     def load_adapter(self, key: str, state: Mapping[str, np.ndarray], scaling: float) -> None:
         """Load a PEFT adapter's tensors under ``key`` (a no-op when it is loaded), dropping the
         least recently used one beyond ``capacity``."""
-        import onnxruntime
-
         with self._adapters_lock:
             if key in self._held:
                 return
             inputs = adapter_inputs(state, self.projections, scaling)
-            adapter = onnxruntime.AdapterFormat()
-            adapter.set_adapter_version(1)
-            adapter.set_model_version(1)
-            adapter.set_parameters(
-                {k: onnxruntime.OrtValue.ortvalue_from_numpy(v) for k, v in inputs.items()}
-            )
-            path = self._scratch / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx_adapter"
-            adapter.export_adapter(str(path))
-            try:
-                self._adapters.load(str(path), key)
-            finally:
-                path.unlink(missing_ok=True)
+            self.runtime.load_adapter(self._space + key, inputs)
             self._held[key] = None
             while len(self._held) > self._capacity:
                 self._drop(next(iter(self._held)))
 
     def unload_adapter(self, key: str) -> bool:
-        """Drop a loaded adapter (not the active one's answers in flight); whether it was held."""
+        """Drop a loaded adapter; whether it was held."""
         with self._adapters_lock:
             if key not in self._held:
                 return False
@@ -315,7 +300,7 @@ class OnnxLoraLLM(OnnxLLM):
     def _drop(self, key: str) -> None:
         if self.active == key:
             self.active = None
-        self._adapters.unload(key)
+        self.runtime.unload_adapter(self._space + key)
         del self._held[key]
 
     def use(self, key: str | None) -> None:
@@ -327,6 +312,6 @@ class OnnxLoraLLM(OnnxLLM):
                 self._held.move_to_end(key)
             self.active = key
 
-    def _prepare(self, generator: Any) -> None:
-        if self.active is not None:
-            generator.set_active_adapter(self._adapters, self.active)
+    def _adapter(self) -> str | None:
+        active = self.active
+        return None if active is None else self._space + active
