@@ -20,7 +20,7 @@ transport error.
 
     .venv/bin/python bench/load_test.py
     .venv/bin/python bench/load_test.py --clients 50 --generators 10 --duration 60
-    .venv/bin/python bench/load_test.py --llm embedded,onnx     # torch, then onnx int4
+    .venv/bin/python bench/load_test.py --llm embedded,onnx     # torch, then onnx int4 (default)
 """
 
 from __future__ import annotations
@@ -448,9 +448,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=40, help="seeded reviewers")
     parser.add_argument("--writes", type=int, default=1, help="the server's write concurrency")
     parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
-    parser.add_argument(
-        "--llm", default="embedded", help="LLM backends, comma-separated, one run each"
-    )
+    parser.add_argument("--llm", default="onnx", help="LLM backends, comma-separated, one run each")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if not 0 <= args.generators < args.clients:

@@ -198,6 +198,15 @@ class RuntimeWorker:
             if self._process is not None:
                 self._ask("unload", key)
 
+    def forget(self) -> None:
+        """Close this process's ends of the pipes without a word to the child (after a fork:
+        the child is the parent process's)."""
+        for end in (self._requests, self._replies):
+            if end is not None:
+                end.close()
+        self._process = self._requests = self._replies = None
+        self.lock = threading.Lock()
+
     def close(self) -> None:
         """Stop the child (it also stops by itself when this process exits)."""
         with self.lock:
@@ -230,8 +239,11 @@ def runtime_worker(folder: Path, threads: int | None = None) -> RuntimeWorker:
 
 
 def _forget_workers_in_forked_child() -> None:
-    # A forked process shares its parent's pipes; its own first request starts its own child.
+    # A forked process holds copies of its parent's pipe ends: it closes them (so a child still
+    # sees its end of the pipe close when the parent exits) and starts its own on first use.
     global _workers_lock
+    for worker in _workers.values():
+        worker.forget()
     _workers.clear()
     _workers_lock = threading.Lock()
 
@@ -351,7 +363,8 @@ def serve(folder: Path, threads: int, requests: Connection, replies: Connection)
                 continue  # it came after the answer it meant to stop had ended
             try:
                 if op == "decode":
-                    runtime.decode(*args, requests, replies)
+                    prompt, search, adapter = args
+                    runtime.decode(prompt, search, adapter, requests, replies)
                     continue
                 if op not in OPERATIONS:
                     raise ValueError(f"unknown request {op!r}")
