@@ -63,14 +63,19 @@ def test_the_baseline_uses_the_same_model_and_template_without_user_data(
     demo: Store, embedded_llm: LLM, encoder: Encoder
 ) -> None:
     p = personalizer(demo, embedded_llm, encoder, task="lamp4")
-    baseline, personalized = p.compare("bruno", "Local bakery wins a national prize")
+    baseline, personalized = p.compare("bruno", "Local sourdough bakery wins a national prize")
     assert not baseline.trace.personalized and baseline.trace.retrieved is None
     assert baseline.trace.prompt.builder == "none" and not baseline.trace.prompt.items
     assert baseline.trace.model == personalized.trace.model
     assert (
         baseline.trace.prompt.messages
         == builders.get("none")
-        .build(p.template, "Local bakery wins a national prize", embedded_llm.tokenizer, p.budget)
+        .build(
+            p.template,
+            "Local sourdough bakery wins a national prize",
+            embedded_llm.tokenizer,
+            p.budget,
+        )
         .messages
     )
     assert personalized.trace.prompt.items
@@ -166,10 +171,16 @@ runner = CliRunner()
 
 def test_cli_generate_compare_and_json(demo: Store, demo_url: str) -> None:
     url = str(demo.engine.url)  # type: ignore[attr-defined]
-    args = ["--store", url, "generate", "--user", "ada", QUESTION, "--max-new-tokens", "8"]
+    question = "Why did the edge cache go stale?"
+    args = ["--store", url, "generate", "--user", "ada", question, "--max-new-tokens", "8"]
     result = runner.invoke(app, [*args, "--compare"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "non-personalized" in result.output and "retrieved by bm25" in result.output
+    unrelated = ["--store", url, "generate", "--user", "ada", "xylophonequasar", "--max-new-tokens"]
+    result = runner.invoke(app, [*unrelated, "4"], catch_exceptions=False)
+    assert "not personalized: none of the 4 best items had a term shared" in " ".join(
+        result.output.split()
+    )
     result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert '"personalized": true' in result.output
@@ -267,6 +278,26 @@ def test_max_item_tokens_shortens_the_excerpts(
     assert prompt.items and any(item.truncated for item in prompt.items)
     full = personalizer(demo, embedded_llm, encoder).generate("chloe", QUESTION).trace.prompt
     assert prompt.tokens < full.tokens
+
+
+def test_a_user_whose_data_has_nothing_relevant_gets_the_plain_prompt_and_is_told(
+    demo: Store, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    unrelated = "xylophonequasar zygomorphic"
+    p = personalizer(demo, embedded_llm, encoder, retriever=RetrieverConfig(name="bm25", k=3))
+    plain = p.prepare("ada", unrelated, personalize=False)
+    prepared = p.prepare("ada", unrelated)
+    assert prepared.prompt.messages == plain.prompt.messages and not prepared.prompt.items
+    assert prepared.trace.retrieved is not None and prepared.trace.retrieved.unmatched == 3
+    assert prepared.trace.abstained == (
+        "none of the 3 best items had a term shared with the input (bm25): the prompt carries "
+        "no user data"
+    )
+    related = p.prepare("ada", "Why did the edge cache go stale?")
+    assert related.prompt.items and related.trace.abstained is None
+    quoting = RetrieverConfig(name="bm25", k=3, require_match=False)  # LaMP's protocol
+    every = personalizer(demo, embedded_llm, encoder, retriever=quoting).prepare("ada", unrelated)
+    assert len(every.prompt.items) == 3 and every.trace.abstained is None
 
 
 def test_cli_reports_an_incomplete_llm_configuration(demo: Store) -> None:

@@ -302,6 +302,56 @@ def test_queries_with_no_indexed_word_still_return_k_rows(
         assert len(result) == 4 and all(np.isfinite(i.score) for i in result.items)
 
 
+def test_rows_with_no_sign_of_relevance_are_not_quoted(
+    world: World, retriever: Retriever, config_name: str
+) -> None:
+    """With ``require_match``, a sparse retriever (and a hybrid or recency on one) quotes only
+    rows sharing a word with the query; ``min_score`` thresholds any score; the rows left out
+    are counted, and the defaults of ``top_k`` keep them all."""
+    corpus = world.loader.corpus("alice")
+    article = full_text(world.alice_articles[3])
+    for query in ("xylophonequasar", article, "award show red carpet"):
+        everything = top_k(retriever, query, corpus, 4)
+        matched = top_k(retriever, query, corpus, 4, require_match=True)
+        assert everything.unmatched == 0 and len(everything) == 4
+        shared = [not set(tokenize(query)).isdisjoint(tokenize(corpus.retrievable_text(
+            corpus.ids.index(i.id)))) for i in everything.items]  # fmt: skip
+        sparse = config_name in ("bm25", "tfidf", "recency-bm25")
+        if sparse:
+            assert [i.id for i in matched.items] == [
+                i.id for i, hit in zip(everything.items, shared, strict=True) if hit
+            ]
+        elif config_name in ("dense", "recency-dense") or "dense" in config_name:
+            assert matched.items == everything.items  # a dense component matches every row
+        assert len(matched) + matched.unmatched == 4 and matched.require_match
+    nothing = top_k(retriever, "xylophonequasar", corpus, 4, require_match=True)
+    if config_name in ("bm25", "tfidf", "recency-bm25"):
+        assert nothing.items == () and nothing.unmatched == 4
+    assert len(top_k(retriever, article, corpus, 4, require_match=True)) == 4
+    high = top_k(retriever, "xylophonequasar", corpus, 4, min_score=0.99)
+    assert high.items == () and high.unmatched == 4 and high.min_score == 0.99
+    assert high.relevance_rule() == "a score above 0.99"
+    with pytest.raises(ValidationError, match="finite number"):
+        RetrieverConfig(min_score=float("nan"))
+
+
+def test_a_small_corpus_matches_where_bm25_scores_zero_or_less() -> None:
+    """rank_bm25's idf floor scores a word found in every row at or under 0: whether a row
+    matches is whether it shares a word, not the sign of its score."""
+    from datetime import UTC, datetime
+
+    texts = ["My dog is called Biscuit.", "What is my dog called?"]
+    corpus = UserCorpus(
+        user_id="u", version="v", ids=["a", "b"], sources=["document"] * 2, kinds=["note"] * 2,
+        titles=[None, None], texts=texts, timestamps=[datetime.now(UTC)] * 2, owners=["u"] * 2,
+    )  # fmt: skip
+    bm25 = BM25Retriever()
+    assert (bm25.score("dog toy", corpus) <= 0).all()
+    found = top_k(bm25, "dog toy", corpus, 2, require_match=True)
+    assert [i.id for i in found.items] == ["a", "b"] and found.unmatched == 0
+    assert top_k(bm25, "cat toy", corpus, 2, require_match=True).unmatched == 2
+
+
 def test_retrieval_is_deterministic(
     world: World, retriever: Retriever, config_name: str, encoder: Encoder
 ) -> None:

@@ -226,7 +226,11 @@ class ColdStartStudy:
             run.store,
             PersonalizerConfig(
                 task=run.spec.template,
-                retriever=RetrieverConfig(name=self.config.retriever, k=self.config.k),
+                retriever=RetrieverConfig(
+                    name=self.config.retriever,
+                    k=self.config.k,
+                    require_match=self.config.require_match,
+                ),
                 llm=self.config.llm,
                 generation=run.options,
                 max_prompt_tokens=self.config.max_prompt_tokens,

@@ -40,6 +40,9 @@ class ColdStartConfig(BaseModel):
     dev_limits: dict[str, PositiveInt] = Field(default_factory=dict)
     retriever: str = "bm25"
     k: int = Field(4, ge=1)
+    require_match: bool = Field(
+        True, description="quote only items sharing a word with the input (false: the top k)"
+    )
     discovery_users: int = Field(300, ge=3, description="training users personas come from")
     personas: int | None = Field(None, ge=1, description="None: chosen by silhouette")
     max_personas: int = Field(8, ge=2)

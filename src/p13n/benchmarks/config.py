@@ -145,6 +145,15 @@ class BenchConfig(BaseModel):
         default_factory=dict, description="per task; default by output kind"
     )
     max_item_tokens: int = Field(256, gt=0)
+    min_score: float | None = Field(
+        None,
+        description="retrieval arms quote only items scoring above this (RetrieverConfig)",
+    )
+    require_match: bool = Field(
+        True,
+        description="retrieval arms quote only items sharing a word with the input (sparse "
+        "retrievers); false: the top k whatever they share, LaMP's protocol",
+    )
     max_prompt_tokens: int = Field(2048, gt=0)
     metrics: dict[str, list[str]] = Field(default_factory=dict, description="per task override")
     answer: dict[str, Literal["generate", "likelihood"]] = Field(

@@ -383,7 +383,12 @@ class BenchRunner:
     ) -> Personalizer:
         """The arm's method over the split's store (a learned method: with ``adapted``)."""
         method = methods.get(arm.method)
-        retriever = RetrieverConfig(name=method.retriever or "bm25", k=arm.k or 1)
+        retriever = RetrieverConfig(
+            name=method.retriever or "bm25",
+            k=arm.k or 1,
+            min_score=self.config.min_score,
+            require_match=self.config.require_match,
+        )
         config = PersonalizerConfig(
             task=run.spec.template,
             retriever=retriever,

@@ -281,6 +281,16 @@ ApiKeyEnvOption = Annotated[
     typer.Option(help="openai: the environment variable holding the API key (OPENAI_API_KEY)."),
 ]
 TokensOption = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
+MinScoreOption = Annotated[
+    float | None, typer.Option(help="Quote only items scoring above this (a dense cosine, say).")
+]
+MatchOption = Annotated[
+    bool,
+    typer.Option(
+        help="Quote only items sharing a word with the input (sparse retrievers); "
+        "--no-require-match quotes the top k whatever they share."
+    ),
+]
 ItemTokensOption = Annotated[
     int, typer.Option(help="Cut each retrieved item's text to this many tokens.")
 ]
@@ -341,6 +351,8 @@ def personalizer_config(
     model: str | None = None,
     base_url: str | None = None,
     api_key_env: str | None = None,
+    min_score: float | None = None,
+    require_match: bool = True,
 ) -> PersonalizerConfig:
     """The ``Personalizer`` a command's options describe, on the settings' LLM and router."""
     try:
@@ -349,7 +361,9 @@ def personalizer_config(
             task=task,
             query=query,
             prompt=prompt,
-            retriever=RetrieverConfig(name=retriever, k=k),
+            retriever=RetrieverConfig(
+                name=retriever, k=k, min_score=min_score, require_match=require_match
+            ),
             llm=llm_config(
                 settings, backend, model=model, base_url=base_url, api_key_env=api_key_env
             ),

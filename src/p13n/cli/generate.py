@@ -18,6 +18,8 @@ from p13n.cli.common import (
     BaseUrlOption,
     ItemTokensOption,
     KOption,
+    MatchOption,
+    MinScoreOption,
     ModelOption,
     PromptOption,
     QueryOption,
@@ -83,6 +85,8 @@ def print_trace(generation: Generation) -> None:
             f"[dim]served at {trace.granularity.level} level: {trace.granularity.reason}[/]",
             highlight=False,
         )
+    if trace.abstained is not None:
+        console.print(f"[dim]not personalized: {escape(trace.abstained)}[/]", highlight=False)
     if trace.adapter is not None:
         console.print(
             f"[dim]adapter {escape(trace.adapter['adapter_id'])} "
@@ -126,6 +130,8 @@ def generate(
     api_key_env: ApiKeyEnvOption = None,
     max_new_tokens: TokensOption = 128,
     max_item_tokens: ItemTokensOption = 256,
+    min_score: MinScoreOption = None,
+    require_match: MatchOption = True,
     compare: Annotated[
         bool, typer.Option("--compare", help="Also answer without personalization, side by side.")
     ] = False,
@@ -174,6 +180,8 @@ def generate(
         max_item_tokens=max_item_tokens,
         level=level,
         adapter=adapter,
+        min_score=min_score,
+        require_match=require_match,
     )
     attributes = parse_attributes(attr)
     personalizer = Personalizer(tenant_store(settings), config)

@@ -36,6 +36,7 @@ from p13n.retrieve import (
     CorpusLoader,
     Retrieved,
     RetrieverConfig,
+    UserCorpus,
     build_query_generator,
     build_retriever,
     query_generators,
@@ -339,7 +340,7 @@ class Personalizer:
                         else self.loader.corpus(user_id, version=version)
                     )
                     version = corpus.version
-                    retrieved = top_k(self.retriever, query, corpus, k)
+                    retrieved = self._top_k(query, corpus, k)
                 t_retrieve = time.perf_counter()
                 if builder.persona:
                     persona = (
@@ -361,7 +362,7 @@ class Personalizer:
                     query = self.query_generator.query(text)
                     t_query = time.perf_counter()
                     corpus = self.loader.group_corpus(user_id, route.members)
-                    retrieved = top_k(self.retriever, query, corpus, k)
+                    retrieved = self._top_k(query, corpus, k)
                 t_retrieve = time.perf_counter()
             elif route.level == "global":
                 builder = dataclasses.replace(builder, persona=True, profile=False, items=False)
@@ -380,6 +381,14 @@ class Personalizer:
             persona_label=persona_label,
         )
         t_prompt = time.perf_counter()
+        abstained = None
+        carries_data = bool(prompt.items or prompt.persona or prompt.profile)
+        found = retrieved if builder.personalized and not carries_data else None
+        if found is not None and found.unmatched > 0:  # nothing relevant: the bare prompt
+            abstained = (
+                f"none of the {found.unmatched} best items had {found.relevance_rule()} "
+                f"({found.retriever}): the prompt carries no user data"
+            )
         trace = PartialTrace(
             user_id=user_id,
             personalized=builder.personalized,
@@ -391,6 +400,7 @@ class Personalizer:
             data_version=version or "",
             profile_refreshed=refreshed,
             granularity=route,
+            abstained=abstained,
         )
         return PreparedPrompt(
             prompt=prompt,
@@ -402,6 +412,17 @@ class Personalizer:
             started_at=started,
             text=text,
             personalize=personalize,
+        )
+
+    def _top_k(self, query: str, corpus: UserCorpus, k: int) -> Retrieved:
+        rule = self.config.retriever
+        return top_k(
+            self.retriever,
+            query,
+            corpus,
+            k,
+            min_score=rule.min_score,
+            require_match=rule.require_match,
         )
 
     def _stored_persona(self, user_id: str) -> str | None:

@@ -55,6 +55,8 @@ class Trace:
     """The level that served (user, persona, global, none) and why; None when not personalized."""
     adapter: dict[str, Any] | None = None
     """The learned user's adapter that answered (id, method, weights sha256, swap ms)."""
+    abstained: str | None = None
+    """Why a personalized request got the non-personalized prompt (nothing relevant found)."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -95,6 +97,7 @@ class PartialTrace:
     data_version: str
     profile_refreshed: bool | None
     granularity: Route | None
+    abstained: str | None = None
 
     def finished(
         self,
@@ -125,6 +128,7 @@ class PartialTrace:
             timings=timings,
             granularity=self.granularity,
             adapter=adapter,
+            abstained=self.abstained,
         )
 
 

@@ -46,6 +46,18 @@ class RetrieverConfig(BaseModel):
         0, ge=0, le=50, description="also retrieve from this many similar users' documents"
     )
     cache_size: int = Field(256, ge=1, description="users whose corpus and indexes stay cached")
+    min_score: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="quote only rows scoring above this (a cosine threshold for dense, chosen on "
+        "dev); none: any score",
+    )
+    require_match: bool = Field(
+        True,
+        description="quote only rows the retriever matches: for a sparse retriever (and a hybrid "
+        "or recency built on one), rows sharing a word with the query; false quotes the top k "
+        "whatever they share (LaMP's protocol)",
+    )
 
     @model_validator(mode="after")
     def _known_names(self) -> RetrieverConfig:

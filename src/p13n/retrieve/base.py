@@ -108,6 +108,18 @@ class Retrieved:
     query: str
     retriever: str
     items: tuple[RetrievedItem, ...]
+    unmatched: int = 0
+    """Rows of the top k left out for showing no sign of relevance: no term shared with the
+    query (``require_match``), or a score at or under ``min_score``."""
+    min_score: float | None = None
+    require_match: bool = False
+
+    def relevance_rule(self) -> str:
+        """What a row needed to be quoted, in words (for traces)."""
+        rules = ["a term shared with the input"] if self.require_match else []
+        if self.min_score is not None:
+            rules.append(f"a score above {self.min_score:g}")
+        return " and ".join(rules) or "nothing"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -123,15 +135,58 @@ class Retriever(Protocol):
     def score(self, query: str, corpus: UserCorpus) -> Scores: ...
 
 
-def top_k(retriever: Retriever, query: str, corpus: UserCorpus, k: int) -> Retrieved:
-    """The ``k`` best rows (all of them when there are fewer). Ties keep corpus order
-    (documents, then interactions, then attributes; each newest first): deterministic."""
+@runtime_checkable
+class Matcher(Protocol):
+    """A retriever that can tell a row with a sign of relevance from one without (a sparse
+    retriever: a term shared with the query), beyond ranking it."""
+
+    def matches(self, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]: ...
+
+
+def matches(retriever: Retriever, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+    """The rows ``retriever`` finds some sign of relevance in: every row for one that only
+    ranks (a dense cosine is a degree, not a match; ``min_score`` thresholds it)."""
+    if isinstance(retriever, Matcher):
+        return retriever.matches(query, corpus)
+    return np.ones(len(corpus), dtype=bool)
+
+
+def term_matches(query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+    """Rows sharing at least one indexed word (``tokenize``) with the query. Not a BM25 score
+    above 0: in a small corpus rank_bm25's idf floor makes a matching row score 0 or less."""
+
+    def token_sets(corpus: UserCorpus) -> list[frozenset[str]]:
+        return [frozenset(tokenize(corpus.retrievable_text(r))) for r in range(len(corpus))]
+
+    terms = set(tokenize(query))
+    rows = corpus.derived("token-sets", token_sets)
+    return np.array([not terms.isdisjoint(row) for row in rows], dtype=bool)
+
+
+def top_k(
+    retriever: Retriever,
+    query: str,
+    corpus: UserCorpus,
+    k: int,
+    *,
+    min_score: float | None = None,
+    require_match: bool = False,
+) -> Retrieved:
+    """Of the ``k`` best rows (all of them when there are fewer), those that score above
+    ``min_score`` and, with ``require_match``, that the retriever ``matches``. Ties keep corpus
+    order (documents, then interactions, then attributes; each newest first): deterministic."""
     if k < 0:
         raise ValueError(f"k must be >= 0, not {k}")
     if len(corpus) == 0 or k == 0:
-        return Retrieved(query=query, retriever=retriever.name, items=())
+        return Retrieved(
+            query, retriever.name, (), min_score=min_score, require_match=require_match
+        )
     scores = retriever.score(query, corpus)
     order = np.argsort(-scores, kind="stable")[:k]
+    quoted = scores > (-np.inf if min_score is None else min_score)
+    if require_match:
+        quoted &= matches(retriever, query, corpus)
+    kept = [row for row in order.tolist() if quoted[row]]
     return Retrieved(
         query=query,
         retriever=retriever.name,
@@ -146,8 +201,11 @@ def top_k(retriever: Retriever, query: str, corpus: UserCorpus, k: int) -> Retri
                 timestamp=corpus.timestamps[row],
                 owner=corpus.owners[row],
             )
-            for row in order.tolist()
+            for row in kept
         ),
+        unmatched=len(order) - len(kept),
+        min_score=min_score,
+        require_match=require_match,
     )
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from p13n.retrieve.base import Scores, UserCorpus, bm25s_module, tokenize
+from p13n.retrieve.base import Scores, UserCorpus, bm25s_module, term_matches, tokenize
 
 RANK_BM25_EPSILON = 0.25
 
@@ -60,6 +61,9 @@ class BM25Retriever:
             tf = np.array([n for _, n in holding], dtype=np.float64)
             floored[term] = (where, tf * (self.k1 + 1) / (tf + norm[where]))
         return _Index(index, frozenset(frequency), floor_idf, floored)
+
+    def matches(self, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+        return term_matches(query, corpus)
 
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         if len(corpus) == 0:

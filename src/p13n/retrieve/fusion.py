@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
-from p13n.retrieve.base import Retriever, Scores, UserCorpus, rank_positions
+from p13n.retrieve.base import Retriever, Scores, UserCorpus, matches, rank_positions
 
 SECONDS_PER_DAY = 86400.0
 
@@ -29,6 +30,13 @@ class HybridRetriever:
     @property
     def name(self) -> str:
         return "hybrid(" + ",".join(c.name for c in self.components) + ")"
+
+    def matches(self, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+        """Rows some component matches (any row, with a component that only ranks)."""
+        found = np.zeros(len(corpus), dtype=bool)
+        for component in self.components:
+            found |= matches(component, query, corpus)
+        return found
 
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         fused = np.zeros(len(corpus))
@@ -68,6 +76,9 @@ class RecencyRetriever:
             ]
         )
         return np.power(0.5, ages / (self.half_life_days * SECONDS_PER_DAY))
+
+    def matches(self, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+        return matches(self.inner, query, corpus)
 
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         scores = self.inner.score(query, corpus)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from p13n.retrieve.base import Scores, UserCorpus, tokenize
+from p13n.retrieve.base import Scores, UserCorpus, term_matches, tokenize
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class TfidfRetriever:
         except ValueError:  # every row is stopwords only: nothing to match
             return None, None
         return vectorizer, matrix
+
+    def matches(self, query: str, corpus: UserCorpus) -> npt.NDArray[np.bool_]:
+        return term_matches(query, corpus)
 
     def score(self, query: str, corpus: UserCorpus) -> Scores:
         if len(corpus) == 0:

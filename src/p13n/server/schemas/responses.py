@@ -268,6 +268,12 @@ class RetrievedOut(Public):
     query: str
     retriever: str
     items: list[RetrievedItemOut]
+    unmatched: int = Field(
+        description="top-k rows not quoted: no word shared with the input (require_match) or a "
+        "score at or under min_score"
+    )
+    min_score: float | None = Field(description="null: any score")
+    require_match: bool
 
 
 class MessageOut(Public):
@@ -332,6 +338,10 @@ class TraceOut(Public):
     timings: TimingsOut
     granularity: RouteOut | None
     adapter: AdapterUsedOut | None
+    abstained: str | None = Field(
+        description="why a personalized request got the non-personalized prompt: nothing of "
+        "the user's data showed a sign of relevance"
+    )
 
 
 class GenerationOut(Public):
