@@ -12,76 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from p13n.benchmarks.config import load_bench_config
-from p13n.benchmarks.runner import BenchRunner
-from p13n.benchmarks.runner_report import write_outputs
-from p13n.evaluate.stats import paired_decomposable
+from p13n.benchmarks.variants import paired_rows, run_variant
 from p13n.llm import LLMConfig
 
 BACKENDS = {
     "torch float32": LLMConfig(backend="embedded"),
     "onnx int4": LLMConfig(backend="onnx", precision="int4"),
 }
-
-
-def run(config: Path, name: str, llm: LLMConfig, out: Path) -> dict[str, Any]:
-    folder = out / name.replace(" ", "-")
-    settings = load_bench_config(config, llm=llm, out=folder)
-    runner = BenchRunner(settings)
-    try:
-        result = runner.run()
-    finally:
-        runner.close()
-    paths = write_outputs(result, settings.out)
-    data: dict[str, Any] = json.loads(paths["json"].read_text())
-    data["cache"] = {"generated": result.generated, "reused": result.reused}
-    return data
-
-
-def compare(reference: dict[str, Any], candidate: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per task, arm and per-example metric: candidate minus reference."""
-    rows = []
-    for ref_task, cand_task in zip(reference["tasks"], candidate["tasks"], strict=True):
-        assert ref_task["task"] == cand_task["task"]
-        ids = [e["id"] for e in ref_task["examples"]]
-        assert ids == [e["id"] for e in cand_task["examples"]], "not the same examples"
-        for arm in ref_task["arms"]:
-            for metric, summary in ref_task["metrics"].items():
-                ref = [e["outputs"][arm]["scores"].get(metric) for e in ref_task["examples"]]
-                cand = [e["outputs"][arm]["scores"].get(metric) for e in cand_task["examples"]]
-                if any(v is None for v in ref + cand):
-                    continue  # a corpus-level metric: no per-example scores
-                higher = bool(summary["higher_is_better"])
-                paired = paired_decomposable(
-                    cand, ref, higher_is_better=higher, resamples=10_000, seed=0
-                )
-                same = sum(
-                    a["outputs"][arm]["prediction"] == b["outputs"][arm]["prediction"]
-                    for a, b in zip(ref_task["examples"], cand_task["examples"], strict=True)
-                )
-                rows.append(
-                    {
-                        "task": ref_task["task"],
-                        "arm": arm,
-                        "metric": metric,
-                        "primary": metric == ref_task["primary"],
-                        "higher_is_better": higher,
-                        "n": len(ids),
-                        "torch": sum(ref) / len(ref),
-                        "onnx": sum(cand) / len(cand),
-                        "difference": paired.difference,
-                        "low": paired.low,
-                        "high": paired.high,
-                        "p": paired.p_value,
-                        "same_answer": same,
-                    }
-                )
-    return rows
 
 
 def main() -> None:
@@ -91,8 +32,13 @@ def main() -> None:
     parser.add_argument("--all-metrics", action="store_true", help="not only each primary")
     args = parser.parse_args()
     console = Console()
-    results = {name: run(args.config, name, llm, args.out) for name, llm in BACKENDS.items()}
-    rows = compare(results["torch float32"], results["onnx int4"])
+    results = {
+        name: run_variant(args.config, args.out / name.replace(" ", "-"), llm=llm)
+        for name, llm in BACKENDS.items()
+    }
+    rows = paired_rows(results["torch float32"], results["onnx int4"])
+    for row in rows:
+        row["torch"], row["onnx"] = row.pop("reference"), row.pop("candidate")
     shown = rows if args.all_metrics else [r for r in rows if r["primary"]]
     table = Table(title="onnx int4 against torch float32: same examples, same prompts")
     for column in ("task", "arm", "metric", "n", "torch", "onnx", "onnx - torch [95% CI]", "p",

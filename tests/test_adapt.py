@@ -25,6 +25,7 @@ from p13n.adapt import (
     pool_history,
     train_dpo,
 )
+from p13n.adapt.base import CONTINUE
 from p13n.adapt.dpo import Pair, PairScorer, likelihood_accuracy, reward_accuracy
 from p13n.adapt.lora import deserialize, serialize
 from p13n.adapt.runtime import AdaptedLLM
@@ -33,6 +34,7 @@ from p13n.adapt.train import (
     train_persona_lora,
     train_projector,
     train_user_lora,
+    user_examples,
 )
 from p13n.cli import app
 from p13n.data import Document, Persona
@@ -41,7 +43,7 @@ from p13n.encode import Encoder
 from p13n.errors import ConfigError, UnknownUserError
 from p13n.ingest import ingest
 from p13n.llm import LLM, GenerationOptions
-from p13n.llm.hf import HFLLM
+from p13n.llm.hf import HFLLM, HFTokenizer
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.prompt import NON_PERSONALIZED, templates
 from p13n.store import Store
@@ -166,6 +168,33 @@ def test_adapters_run_on_the_plain_models_weights_and_leave_its_answers_exactly_
     adapted.deactivate()
     assert adapted.generate(messages, SHORT) == plain
     assert embedded_llm.score_choices(messages, choices) == plain_scores
+
+
+def test_a_user_who_writes_only_untitled_texts_gets_an_adapter(
+    demo: Store, trainer: LoraTrainer
+) -> None:
+    posts = [
+        "Rode forty miles along the coast today and my legs are jelly, but the view paid for it.",
+        "Swapped the old chain for a new one tonight; the drivetrain finally sounds quiet again.",
+        "Rain all weekend, so I trued both wheels in the kitchen while the soup was cooking.",
+        "Found a 1982 steel frame at the flea market for twenty euros, rust and all. Mine now.",
+        "Short.",  # too short to cut in two: left out
+    ]
+    ingest(demo, [Sourced(Document(user_id="rider", text=t), "test") for t in posts], encoder=None)
+    tokenizer = HFTokenizer(trainer.tokenizer, trainer.base.name)
+    examples = user_examples(demo, "rider", "chat", tokenizer, TINY)
+    assert len(examples) == 4
+    by_source = {e.source_id: e for e in examples}
+    first = next(d for d in demo.documents("rider") if d.text == posts[0])
+    words = posts[0].split()
+    assert by_source[first.id or ""].answer == " ".join(words[len(words) // 3 :])
+    opening = CONTINUE + " ".join(words[: len(words) // 3])
+    assert by_source[first.id or ""].prompt[-1]["content"].endswith(opening)
+    entry = train_user_lora(demo, "rider", "chat", trainer)
+    assert entry.data_size == 4 and entry.user_id == "rider"
+    titled_only = TINY.model_copy(update={"untitled": False})
+    with pytest.raises(InsufficientDataError, match="has 0 usable titled documents"):
+        user_examples(demo, "rider", "chat", tokenizer, titled_only)
 
 
 def test_too_little_data_says_how_much_is_needed(demo: Store, trainer: LoraTrainer) -> None:

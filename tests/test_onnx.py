@@ -134,6 +134,9 @@ def test_the_runtime_decodes_in_its_own_process_and_is_restarted_when_it_dies(
         onnx_llm.generate(BRIEF, GREEDY)
     assert onnx_llm.generate(BRIEF, GREEDY) == before
     assert onnx_llm.runtime.pid not in (None, pid)
+    onnx_llm.runtime.close()  # stopped on purpose: started again on the next request too
+    assert onnx_llm.runtime.pid is None
+    assert onnx_llm.generate(BRIEF, GREEDY) == before
 
 
 def test_sampling_is_seeded(onnx_llm: OnnxLLM) -> None:

@@ -130,24 +130,40 @@ class TrainingExample:
     answer: str
 
 
+CONTINUE = "Continue this text in its author's own words: "
+MIN_CONTINUATION_WORDS = 8
+"""An untitled text shorter than this teaches too little to cut in two."""
+
+
 def examples_from_documents(
     documents: Iterable[Document],
     task: str,
     tokenizer: Tokenizer,
     *,
     max_input_tokens: int = 192,
+    untitled: bool = False,
 ) -> list[TrainingExample]:
-    """The user's titled documents as the task's examples: the text is the input (cut to
-    ``max_input_tokens``), the title the output (LaMP profiles: an article and its headline, an
-    email and its subject, a review and its score). Untitled documents are skipped."""
+    """The user's documents as the task's examples. A titled document's text is the input (cut
+    to ``max_input_tokens``) and its title the output (LaMP profiles: an article and its
+    headline, an email and its subject, a review and its score). With ``untitled``, an untitled
+    one (a post, a note, a chat message) of ``MIN_CONTINUATION_WORDS`` words or more is cast as
+    opening → continuation: its first third is the input (after ``CONTINUE``), the rest is the
+    user's own writing to learn; otherwise untitled documents are skipped."""
     template = templates.get(task)
     examples = []
     for document in documents:
-        if not document.title or not document.text.strip():
+        if not document.text.strip():
             continue
-        text = tokenizer.truncate(document.text, max_input_tokens)
+        if document.title:
+            text, answer = tokenizer.truncate(document.text, max_input_tokens), document.title
+        elif untitled and len(words := document.text.split()) >= MIN_CONTINUATION_WORDS:
+            cut = len(words) // 3
+            opening = tokenizer.truncate(" ".join(words[:cut]), max_input_tokens)
+            text, answer = CONTINUE + opening, " ".join(words[cut:])
+        else:
+            continue
         prompt = NON_PERSONALIZED.build(template, text, tokenizer, 1 << 30)
-        examples.append(TrainingExample(document.id or "", prompt.messages, document.title))
+        examples.append(TrainingExample(document.id or "", prompt.messages, answer))
     return examples
 
 

@@ -81,6 +81,11 @@ class LoraSettings(LoraShape):
     max_answer_tokens: int = Field(64, ge=1)
     max_examples: int = Field(100, ge=1, description="the user's newest documents trained on")
     min_examples: int = Field(4, ge=1, description="fewer usable documents: refused")
+    untitled: bool = Field(
+        True,
+        description="untitled texts (posts, notes, chat messages) train too, cast as opening → "
+        "continuation; false: titled documents only (input → title)",
+    )
     seed: int = 0
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from p13n.adapt.adapters import OwnerKind, register, require, weights
 from p13n.adapt.base import (
+    MIN_CONTINUATION_WORDS,
     BaseModelInfo,
     TrainingExample,
     examples_from_documents,
@@ -32,24 +33,33 @@ from p13n.errors import ConfigError, UnknownUserError
 from p13n.llm.hf import HFTokenizer
 from p13n.store import Store, StoredAdapter
 
+USABLE = (
+    "documents (a titled text, input → title; or an untitled one of "
+    f"{MIN_CONTINUATION_WORDS} words or more, opening → continuation)"
+)
+
 
 def user_examples(
     store: Store, user_id: str, task: str, tokenizer: HFTokenizer, settings: LoraSettings
 ) -> list[TrainingExample]:
-    """The user's newest titled documents as the task's input → output examples; too few is an
-    ``InsufficientDataError`` saying how many are needed."""
+    """The user's newest documents as the task's examples (``examples_from_documents``); too few
+    is an ``InsufficientDataError`` saying how many are needed."""
     if store.data_version(user_id) is None:
         raise UnknownUserError(user_id, store.tenant)
     documents = store.documents(user_id)
     examples = examples_from_documents(
-        documents, task, tokenizer, max_input_tokens=settings.max_input_tokens
+        documents,
+        task,
+        tokenizer,
+        max_input_tokens=settings.max_input_tokens,
+        untitled=settings.untitled,
     )[: settings.max_examples]
     require_examples(
         examples,
         settings.min_examples,
         owner=f"user {user_id!r}",
         task=task,
-        what="documents (a text as input and a title as output)",
+        what=USABLE if settings.untitled else "titled documents",
     )
     return examples
 
@@ -121,14 +131,18 @@ def train_persona_lora(
     for member in members:
         documents = store.documents(member, limit=per_member)
         examples += examples_from_documents(
-            documents, task, tokenizer, max_input_tokens=trainer.settings.max_input_tokens
+            documents,
+            task,
+            tokenizer,
+            max_input_tokens=trainer.settings.max_input_tokens,
+            untitled=trainer.settings.untitled,
         )
     require_examples(
         examples,
         trainer.settings.min_examples,
         owner=f"persona {persona_id!r} ({len(members)} members)",
         task=task,
-        what="documents (a text as input and a title as output)",
+        what=USABLE if trainer.settings.untitled else "titled documents",
     )
     trained = trainer.train(examples, progress=progress)
     return register(
