@@ -21,13 +21,15 @@ from p13n.benchmarks.runner_report import markdown, write_outputs
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, write_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
+from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration
 from p13n.evaluate.stats import (
     bootstrap_corpus,
     bootstrap_mean,
     paired_corpus,
     paired_decomposable,
 )
-from p13n.llm import LLM
+from p13n.llm import LLM, ChoiceScorer
+from p13n.prompt import NON_PERSONALIZED, templates, with_input
 from tests.helpers import run_bench
 
 SPEC = TaskSpec("headlines", "lamp4", "text", "text", "title", lamp_name="p13n_headlines")
@@ -198,25 +200,35 @@ REVIEWS = {
     "critic": [("Broke after a day, useless", "1"), ("Cheap and disappointing", "1")],
     "moderate": [("Fine, nothing special", "3"), ("Does the job, a bit flimsy", "3")],
 }
+INPUTS = {
+    f"r-{user}": f"What is the score of this review? review: {items[0][0]}"
+    for user, items in REVIEWS.items()
+}
 
 
-@pytest.mark.slow
-def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
-    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
-) -> None:
+def _ratings_task(tmp_path: Path) -> Path:
+    """A likelihood-answered rating task of three reviewers: its folder."""
     folder = tmp_path / "tasks" / "ratings"
     write_recipe(folder, {"spec": RATING.to_dict()})
     examples = [
         LampExample(
             id=f"r-{user}",
             user_id=user,
-            input=f"What is the score of this review? review: {items[0][0]}",
+            input=INPUTS[f"r-{user}"],
             output=items[0][1],
             profile=[{"id": str(n), "text": t, "score": r} for n, (t, r) in enumerate(items[1:])],
         )
         for user, items in REVIEWS.items()
     ]
     write_split(LampSplit(RATING, "test", examples), folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    folder = _ratings_task(tmp_path)
     config = BenchConfig(
         tasks=["ratings"],
         tasks_dir=folder.parent,
@@ -246,6 +258,48 @@ def test_ratings_chosen_by_likelihood_are_labels_scored_as_lamp3(
     no_labels = no_labels.model_copy(update={"tasks_dir": headlines.parent})
     with pytest.raises(ConfigError, match="needs a label or rating task"):
         run_bench(no_labels, embedded_llm, encoder)
+
+
+@pytest.mark.slow
+def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    """Every arm, the baseline and the profile swap included, is calibrated from the same
+    prompt with content-free inputs; the model's own scores are kept beside."""
+    folder = _ratings_task(tmp_path)
+    config = BenchConfig(
+        tasks=["ratings"], tasks_dir=folder.parent, methods=["none", "bm25"], k=[1],
+        answer={"ratings": "likelihood"}, resamples=100, corpus_resamples=50,
+        cache=tmp_path / "cache", swap=["bm25"],
+    )  # fmt: skip
+    (raw,) = run_bench(config, embedded_llm, encoder).tasks
+    calibrated_config = config.model_copy(update={"calibration": "contextual"})
+    (task,) = run_bench(calibrated_config, embedded_llm, encoder).tasks
+    template = templates.get("lamp3")
+    for before, example in zip(raw.examples, task.examples, strict=True):
+        outputs = [
+            *example.outputs.items(),
+            *(("swap " + k, v) for k, v in example.swapped.items()),
+        ]
+        assert len(outputs) == 3
+        for label, output in outputs:
+            assert output.calibrated_scores is not None and output.choice_scores is not None
+            kept = before.outputs.get(label) or before.swapped[label.removeprefix("swap ")]
+            assert output.choice_scores == kept.choice_scores  # the model's own, from the cache
+            assert output.prediction == RATING.labels[int(np.argmax(output.calibrated_scores))]
+        baseline = example.outputs["none"]
+        messages = NON_PERSONALIZED.build(
+            template, INPUTS[example.id], embedded_llm.tokenizer, 1 << 20
+        ).messages
+        assert isinstance(embedded_llm, ChoiceScorer)
+        blanks = [
+            embedded_llm.score_choices(
+                list(with_input(messages, template, INPUTS[example.id], blank)), RATING.labels
+            )
+            for blank in CONTENT_FREE
+        ]
+        expected = contextual_calibration(baseline.choice_scores or [], blanks)
+        assert baseline.calibrated_scores == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 @pytest.mark.slow

@@ -161,6 +161,11 @@ class BenchConfig(BaseModel):
         description="per task: 'likelihood' picks the label the model finds most likely among the "
         "task's labels (label and rating tasks) instead of parsing generated text",
     )
+    calibration: Literal["none", "contextual"] = Field(
+        "none",
+        description="likelihood tasks: 'contextual' calibrates every arm's label scores, the "
+        "baseline's included (Zhao et al., 2021: the prior read from content-free inputs)",
+    )
     min_profile: int | None = Field(
         None, gt=0, description="only examples whose profile has at least N items (every arm)"
     )

@@ -29,6 +29,9 @@ class ArmOutput:
     cached: bool
     scores: dict[str, float] = field(default_factory=dict)
     choice_scores: list[float] | None = None
+    calibrated_scores: list[float] | None = None
+    """With contextual calibration: the labels' calibrated log-probabilities (the prediction is
+    their argmax; ``choice_scores`` stay the model's own)."""
 
 
 @dataclass

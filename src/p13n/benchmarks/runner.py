@@ -9,6 +9,7 @@ against the non-personalized baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,10 +51,12 @@ from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.datasets.lamp import read_split as read_lamp_split
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
+from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration
 from p13n.ingest import ingest
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
+from p13n.prompt import templates, with_input
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
 
@@ -291,6 +294,8 @@ class BenchRunner:
                 f"{run.task}: {arm.label}",
                 arm,
             )
+        if self._calibrating(run):
+            self._calibrate(run, arm, personalizer, model, prepared, progress)
         if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
             self._answer_swapped(run, arm, personalizer, progress)
         self.console.print(
@@ -343,6 +348,80 @@ class BenchRunner:
         )
         for i, record in enumerate(run.records):
             record.swapped_with = examples[run.partners[i]].id
+        if self._calibrating(run):
+            self._calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
+
+    def _calibrating(self, run: SplitRun) -> bool:
+        return run.choices is not None and self.config.calibration == "contextual"
+
+    def _calibrate(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM | None,
+        prepared: Sequence[PreparedPrompt],
+        progress: Progress,
+        *,
+        swapped: bool = False,
+    ) -> None:
+        """Contextual calibration of the arm's label answers: every prompt scored again with
+        each content-free input in place of the example's (same user data, same model and
+        adapter); the prediction becomes the calibrated scores' argmax."""
+        assert run.choices is not None
+        template = templates.get(run.spec.template)
+        free = [
+            dataclasses.replace(
+                p,
+                prompt=dataclasses.replace(
+                    p.prompt, messages=with_input(p.prompt.messages, template, p.text, blank)
+                ),
+            )
+            for p in prepared
+            for blank in CONTENT_FREE
+        ]
+        label = f"{run.task}: calibrating {arm.label}"
+        scores = self._choice_scores(run, arm, personalizer, model, free, progress, label)
+        per = len(CONTENT_FREE)
+        for i, record in enumerate(run.records):
+            output = (record.swapped if swapped else record.outputs)[arm.label]
+            assert output.choice_scores is not None
+            calibrated = contextual_calibration(
+                output.choice_scores, scores[i * per : (i + 1) * per]
+            )
+            output.calibrated_scores = [float(v) for v in calibrated]
+            output.prediction = run.choices[int(np.argmax(calibrated))]
+
+    def _choice_scores(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM | None,
+        prepared: Sequence[PreparedPrompt],
+        progress: Progress,
+        label: str,
+    ) -> list[list[float]]:
+        """The label scores of prepared prompts, through the arm's own path (a learned arm's
+        adapters included), from the cache where it can."""
+        if model is not None:
+            cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
+            answers = self.learned.answer(personalizer, model, prepared, cost)
+            made = sum(answer.fresh for answer in answers)
+            self.generator.generated += made
+            self.generator.reused += len(prepared) - made
+            found: list[CachedGeneration | None] = [answer.generation for answer in answers]
+        else:
+            jobs = [
+                self.generator.job(p.prompt.messages, run.options, run.choices) for p in prepared
+            ]
+            self.generator.run(jobs, progress, label)
+            found = [self.generator.llm.cached(job.key) for job in jobs]
+        scores = []
+        for generation in found:
+            assert generation is not None and generation.choice_scores is not None
+            scores.append(generation.choice_scores)
+        return scores
 
     def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
         """What a learned arm answers with: each user's adapter, or the task's projector

@@ -3,7 +3,14 @@ Pure: no I/O and no model calls (stored profiles are written in ``p13n.personali
 
 from __future__ import annotations
 
-from p13n.prompt.builders import NON_PERSONALIZED, Prompt, PromptBuilder, PromptItem, builders
+from p13n.prompt.builders import (
+    NON_PERSONALIZED,
+    Prompt,
+    PromptBuilder,
+    PromptItem,
+    builders,
+    with_input,
+)
 from p13n.prompt.templates import TaskTemplate, quote, templates
 
 __all__ = [
@@ -15,4 +22,5 @@ __all__ = [
     "builders",
     "quote",
     "templates",
+    "with_input",
 ]

@@ -58,6 +58,21 @@ class Prompt:
         return "\n".join(f"[{m['role']}]\n{m['content']}" for m in self.messages) + "\n"
 
 
+def with_input(
+    messages: Sequence[ChatMessage], template: TaskTemplate, text: str, replacement: str
+) -> tuple[ChatMessage, ...]:
+    """The same prompt (instructions, user data) asking about ``replacement`` instead of
+    ``text``: what contextual calibration scores for content-free inputs."""
+    *head, last = messages
+    asked = template.render_input(text)
+    if last["role"] != "user" or not last["content"].endswith(asked):
+        raise ValueError(f"the prompt does not end with the {template.name} input {text[:40]!r}")
+    content = last["content"][: len(last["content"]) - len(asked)] + template.render_input(
+        replacement
+    )
+    return (*head, {"role": "user", "content": content})
+
+
 @dataclass(frozen=True)
 class PromptBuilder:
     """Which parts of the user's data a prompt carries."""
