@@ -276,6 +276,7 @@ def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
     calibrated_config = config.model_copy(update={"calibration": "contextual"})
     (task,) = run_bench(calibrated_config, embedded_llm, encoder).tasks
     template = templates.get("lamp3")
+    task_priors: dict[str, list[list[float]]] = {}
     for before, example in zip(raw.examples, task.examples, strict=True):
         outputs = [
             *example.outputs.items(),
@@ -300,6 +301,17 @@ def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
         ]
         expected = contextual_calibration(baseline.choice_scores or [], blanks)
         assert baseline.calibrated_scores == pytest.approx(expected.tolist(), abs=1e-6)
+        task_priors[example.id] = blanks
+
+    # 'task': every arm divides by the non-personalized prompt's prior, the same for all users
+    # (its blank prompts carry no user data: the baseline's three, answered once).
+    task_config = config.model_copy(update={"calibration": "task"})
+    (by_task,) = run_bench(task_config, embedded_llm, encoder).tasks
+    for before, example in zip(task.examples, by_task.examples, strict=True):
+        assert example.outputs["none"].calibrated_scores == before.outputs["none"].calibrated_scores
+        retrieved = example.outputs["bm25 k=1"]
+        expected = contextual_calibration(retrieved.choice_scores or [], task_priors[example.id])
+        assert retrieved.calibrated_scores == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 @pytest.mark.slow

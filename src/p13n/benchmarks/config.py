@@ -161,10 +161,12 @@ class BenchConfig(BaseModel):
         description="per task: 'likelihood' picks the label the model finds most likely among the "
         "task's labels (label and rating tasks) instead of parsing generated text",
     )
-    calibration: Literal["none", "contextual"] = Field(
+    calibration: Literal["none", "contextual", "task"] = Field(
         "none",
-        description="likelihood tasks: 'contextual' calibrates every arm's label scores, the "
-        "baseline's included (Zhao et al., 2021: the prior read from content-free inputs)",
+        description="likelihood tasks: calibrate every arm's label scores, the baseline's "
+        "included, by the prior read from content-free inputs (Zhao et al., 2021) in the arm's "
+        "own prompt ('contextual': the user's data included) or in the task's non-personalized "
+        "prompt ('task': the template's and model's prior only)",
     )
     min_profile: int | None = Field(
         None, gt=0, description="only examples whose profile has at least N items (every arm)"

@@ -53,10 +53,10 @@ from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
 from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration
 from p13n.ingest import ingest
-from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
+from p13n.llm import LLM, ChatMessage, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
-from p13n.prompt import templates, with_input
+from p13n.prompt import NON_PERSONALIZED, templates, with_input
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
 
@@ -352,7 +352,7 @@ class BenchRunner:
             self._calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
 
     def _calibrating(self, run: SplitRun) -> bool:
-        return run.choices is not None and self.config.calibration == "contextual"
+        return run.choices is not None and self.config.calibration != "none"
 
     def _calibrate(
         self,
@@ -365,17 +365,22 @@ class BenchRunner:
         *,
         swapped: bool = False,
     ) -> None:
-        """Contextual calibration of the arm's label answers: every prompt scored again with
-        each content-free input in place of the example's (same user data, same model and
-        adapter); the prediction becomes the calibrated scores' argmax."""
+        """Calibration of the arm's label answers: each content-free input scored in place of
+        the example's, in the arm's own prompt (``contextual``: the same user data) or in the
+        task's non-personalized one (``task``), by the same model and adapter; the prediction
+        becomes the calibrated scores' argmax."""
         assert run.choices is not None
         template = templates.get(run.spec.template)
+
+        def blank_prompt(p: PreparedPrompt, blank: str) -> tuple[ChatMessage, ...]:
+            if self.config.calibration == "contextual":
+                return with_input(p.prompt.messages, template, p.text, blank)
+            tokenizer = personalizer.llm.tokenizer
+            return NON_PERSONALIZED.build(template, blank, tokenizer, personalizer.budget).messages
+
         free = [
             dataclasses.replace(
-                p,
-                prompt=dataclasses.replace(
-                    p.prompt, messages=with_input(p.prompt.messages, template, p.text, blank)
-                ),
+                p, prompt=dataclasses.replace(p.prompt, messages=blank_prompt(p, blank))
             )
             for p in prepared
             for blank in CONTENT_FREE
