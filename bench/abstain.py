@@ -34,11 +34,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=Path("bench/out/abstain"))
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="default: the config's")
     args = parser.parse_args()
     console = Console()
     runs = {
-        "top k": run_variant(args.config, args.out / "top-k", require_match=False),
-        "matched": run_variant(args.config, args.out / "matched", require_match=True),
+        "top k": run_variant(
+            args.config, args.out / "top-k", require_match=False, split=args.split
+        ),
+        "matched": run_variant(
+            args.config, args.out / "matched", require_match=True, split=args.split
+        ),
     }
     rows = [r for r in paired_rows(runs["top k"], runs["matched"]) if r["primary"]]
     baseline = {r["task"]: r["reference"] for r in rows if r["arm"] == BASELINE}

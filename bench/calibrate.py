@@ -35,10 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=Path("bench/out/calibration"))
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="default: the config's")
     args = parser.parse_args()
     console = Console()
     runs = {
-        mode: run_variant(args.config, args.out / mode, calibration=mode)
+        mode: run_variant(args.config, args.out / mode, calibration=mode, split=args.split)
         for mode in ("none", "contextual", "task")
     }
     rows = [
