@@ -11,14 +11,13 @@ protocol's, example by example (difference, 95% bootstrap interval, randomizatio
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from p13n.benchmarks.variants import paired_rows, run_variant
+from p13n.benchmarks.variants import paired_rows, run_variant, save_rows
 
 BASELINE = "none"
 
@@ -65,12 +64,7 @@ def main() -> None:
             f"{empty:.0%}", f"{top_items:.2f} → {matched_items:.2f}",
         )  # fmt: skip
     console.print(table)
-    for name, data in runs.items():
-        cache = data["cache"]
-        console.print(f"{name}: {cache['generated']} generated, {cache['reused']} reused")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "abstain.json").write_text(json.dumps(rows, indent=2) + "\n")
-    console.print(f"saved {args.out / 'abstain.json'}")
+    save_rows(console, runs, rows, args.out / "abstain.json")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ the runner's generation cache, so a rerun only compares.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from p13n.benchmarks.variants import paired_rows, run_variant
+from p13n.benchmarks.variants import paired_rows, run_variant, save_rows
 from p13n.llm import LLMConfig
 
 BACKENDS = {
@@ -51,12 +50,7 @@ def main() -> None:
             f"{r['p']:.3f}", f"{r['same_answer']}/{r['n']}",
         )  # fmt: skip
     console.print(table)
-    for name, data in results.items():
-        cache = data["cache"]
-        console.print(f"{name}: {cache['generated']} generated, {cache['reused']} reused")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "parity.json").write_text(json.dumps(rows, indent=2) + "\n")
-    console.print(f"saved {args.out / 'parity.json'}")
+    save_rows(console, results, rows, args.out / "parity.json")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ label (a prior the model carries, not the input).
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from p13n.benchmarks.variants import paired_rows, run_variant
+from p13n.benchmarks.variants import paired_rows, run_variant, save_rows
 
 
 def most_frequent_share(run: dict[str, Any], task: str, arm: str) -> tuple[str, float]:
@@ -65,12 +64,7 @@ def main() -> None:
             f"{raw_label} {raw_share:.0%} → {cal_label} {cal_share:.0%}",
         )  # fmt: skip
     console.print(table)
-    for name, data in runs.items():
-        cache = data["cache"]
-        console.print(f"{name}: {cache['generated']} generated, {cache['reused']} reused")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration.json").write_text(json.dumps(rows, indent=2) + "\n")
-    console.print(f"saved {args.out / 'calibration.json'}")
+    save_rows(console, runs, rows, args.out / "calibration.json")
 
 
 if __name__ == "__main__":

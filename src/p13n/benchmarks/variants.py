@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from p13n.benchmarks.config import load_bench_config
 from p13n.benchmarks.runner import BenchRunner
 from p13n.benchmarks.runner_report import write_outputs
@@ -72,3 +74,15 @@ def paired_rows(reference: dict[str, Any], candidate: dict[str, Any]) -> list[di
                     }
                 )
     return rows
+
+
+def save_rows(
+    console: Console, runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]], path: Path
+) -> None:
+    """Say how many answers each variant generated and reused, and write ``rows`` as JSON."""
+    for name, data in runs.items():
+        cache = data["cache"]
+        console.print(f"{name}: {cache['generated']} generated, {cache['reused']} reused")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    console.print(f"saved {path}")
