@@ -21,7 +21,12 @@ from p13n.benchmarks.runner_report import markdown, write_outputs
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, write_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
-from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration
+from p13n.evaluate.calibration import (
+    CONTENT_FREE,
+    contextual_calibration,
+    fuse,
+    user_label_prior,
+)
 from p13n.evaluate.stats import (
     bootstrap_corpus,
     bootstrap_mean,
@@ -302,6 +307,24 @@ def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
         expected = contextual_calibration(baseline.choice_scores or [], blanks)
         assert baseline.calibrated_scores == pytest.approx(expected.tolist(), abs=1e-6)
         task_priors[example.id] = blanks
+
+    # Fusion: the personalized arms' calibrated distribution times the user's own ratings
+    # (the partner's, for a swapped answer); the baseline is left alone.
+    fused_config = calibrated_config.model_copy(update={"fusion_weight": 2.0})
+    (fused,) = run_bench(fused_config, embedded_llm, encoder).tasks
+    profiles = {user: [r for _, r in items[1:]] for user, items in REVIEWS.items()}
+    for before, example in zip(task.examples, fused.examples, strict=True):
+        none = example.outputs["none"]
+        assert none.fused_scores is None and none.prediction == before.outputs["none"].prediction
+        for output, owner in (
+            (example.outputs["bm25 k=1"], example.id),
+            (example.swapped["bm25 k=1"], example.swapped_with),
+        ):
+            assert output.calibrated_scores is not None and owner is not None
+            prior = user_label_prior(profiles[owner.removeprefix("r-")], RATING.labels)
+            expected = fuse(output.calibrated_scores, prior, 2.0)
+            assert output.fused_scores == pytest.approx(expected.tolist(), abs=1e-9)
+            assert output.prediction == RATING.labels[int(np.argmax(expected))]
 
     # 'task': every arm divides by the non-personalized prompt's prior, the same for all users
     # (its blank prompts carry no user data: the baseline's three, answered once).

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration, label_log_probs
+from p13n.evaluate.calibration import (
+    CONTENT_FREE,
+    contextual_calibration,
+    fuse,
+    label_log_probs,
+    user_label_prior,
+)
 from p13n.llm import CharTokenizer
 from p13n.prompt import NON_PERSONALIZED, builders, templates, with_input
 from p13n.retrieve import RetrievedItem
@@ -64,3 +70,27 @@ def test_content_free_prompts_keep_everything_but_the_input() -> None:
     assert with_input(plain, template, text, "")[-1]["content"] == template.render_input("")
     with pytest.raises(ValueError, match="does not end with the lamp3 input"):
         with_input(plain, template, "another review", "N/A")
+
+
+def test_a_users_label_prior_counts_their_own_labels_smoothed() -> None:
+    labels = ["1", "2", "3", "4", "5"]
+    prior = np.exp(user_label_prior(["5", "5", "4", "five", "5"], labels))
+    assert prior == pytest.approx([1 / 9, 1 / 9, 1 / 9, 2 / 9, 4 / 9])  # "five" is not a label
+    assert np.exp(user_label_prior([], labels)) == pytest.approx([0.2] * 5)
+    with pytest.raises(ValueError, match="smoothing must be > 0"):
+        user_label_prior(["1"], labels, smoothing=0)
+
+
+def test_fusion_weighs_the_users_prior_against_the_model() -> None:
+    model = np.log([0.6, 0.3, 0.1])
+    prior = np.log([0.1, 0.2, 0.7])
+    assert fuse(model, prior, 0.0) == pytest.approx(label_log_probs(model))
+    product = np.array([0.06, 0.06, 0.07])
+    assert np.exp(fuse(model, prior, 1.0)) == pytest.approx(product / product.sum())
+    assert int(np.argmax(fuse(model, prior, 5.0))) == 2  # a strong weight: the user's habit
+    habit = np.log([0.4, 0.4, 0.2])  # an infinite one: the habit, the model breaking its tie
+    assert np.exp(fuse(model, habit, math.inf)) == pytest.approx([2 / 3, 1 / 3, 0.0])
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        fuse(model, prior, -1.0)
+    with pytest.raises(ValueError, match="the prior has 2 labels, the scores 3"):
+        fuse(model, np.log([0.5, 0.5]), 1.0)

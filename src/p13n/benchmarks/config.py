@@ -168,6 +168,14 @@ class BenchConfig(BaseModel):
         "own prompt ('contextual': the user's data included) or in the task's non-personalized "
         "prompt ('task': the template's and model's prior only)",
     )
+    fusion_weight: float = Field(
+        0.0,
+        ge=0,
+        description="likelihood tasks: each personalized arm's label distribution (calibrated "
+        "if so configured) times the user's own label history (add-one smoothed) to this power; "
+        "the baseline is left alone. 0: off; inf: the user's most frequent label, the model "
+        "breaking ties",
+    )
     min_profile: int | None = Field(
         None, gt=0, description="only examples whose profile has at least N items (every arm)"
     )

@@ -32,6 +32,9 @@ class ArmOutput:
     calibrated_scores: list[float] | None = None
     """With contextual calibration: the labels' calibrated log-probabilities (the prediction is
     their argmax; ``choice_scores`` stay the model's own)."""
+    fused_scores: list[float] | None = None
+    """With fusion: the labels' log-probabilities after the user's own label prior (the
+    prediction is their argmax)."""
 
 
 @dataclass

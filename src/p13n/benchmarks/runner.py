@@ -51,7 +51,12 @@ from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.datasets.lamp import read_split as read_lamp_split
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
-from p13n.evaluate.calibration import CONTENT_FREE, contextual_calibration
+from p13n.evaluate.calibration import (
+    CONTENT_FREE,
+    contextual_calibration,
+    fuse,
+    user_label_prior,
+)
 from p13n.ingest import ingest
 from p13n.llm import LLM, ChatMessage, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
@@ -296,6 +301,8 @@ class BenchRunner:
             )
         if self._calibrating(run):
             self._calibrate(run, arm, personalizer, model, prepared, progress)
+        if self._fusing(run, arm):
+            self._fuse(run, arm)
         if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
             self._answer_swapped(run, arm, personalizer, progress)
         self.console.print(
@@ -350,6 +357,27 @@ class BenchRunner:
             record.swapped_with = examples[run.partners[i]].id
         if self._calibrating(run):
             self._calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
+        if self._fusing(run, arm):
+            self._fuse(run, arm, swapped=True)
+
+    def _fusing(self, run: SplitRun, arm: Arm) -> bool:
+        return run.choices is not None and arm.method != BASELINE and self.config.fusion_weight > 0
+
+    def _fuse(self, run: SplitRun, arm: Arm, *, swapped: bool = False) -> None:
+        """Each answer's label distribution times the user's own label history (a swapped
+        answer: the partner's, whose profile it was given) to the power ``fusion_weight``."""
+        assert run.choices is not None
+        field = run.spec.profile_title
+        for i, record in enumerate(run.records):
+            example = run.examples[run.partners[i] if swapped else i]
+            output = (record.swapped if swapped else record.outputs)[arm.label]
+            history = [str(item.get(field, "")) for item in example.profile] if field else []
+            base = output.calibrated_scores or output.choice_scores
+            assert base is not None
+            prior = user_label_prior(history, run.choices)
+            fused = fuse(base, prior, self.config.fusion_weight)
+            output.fused_scores = [float(v) for v in fused]
+            output.prediction = run.choices[int(np.argmax(fused))]
 
     def _calibrating(self, run: SplitRun) -> bool:
         return run.choices is not None and self.config.calibration != "none"
