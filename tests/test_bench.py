@@ -279,7 +279,9 @@ def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
     )  # fmt: skip
     (raw,) = run_bench(config, embedded_llm, encoder).tasks
     calibrated_config = config.model_copy(update={"calibration": "contextual"})
-    (task,) = run_bench(calibrated_config, embedded_llm, encoder).tasks
+    calibrated = run_bench(calibrated_config, embedded_llm, encoder)
+    (task,) = calibrated.tasks
+    assert "Label answers are calibrated (contextual" in markdown(calibrated)
     template = templates.get("lamp3")
     task_priors: dict[str, list[list[float]]] = {}
     for before, example in zip(raw.examples, task.examples, strict=True):
@@ -311,7 +313,9 @@ def test_contextual_calibration_divides_out_the_prompts_own_label_prior(
     # Fusion: the personalized arms' calibrated distribution times the user's own ratings
     # (the partner's, for a swapped answer); the baseline is left alone.
     fused_config = calibrated_config.model_copy(update={"fusion_weight": 2.0})
-    (fused,) = run_bench(fused_config, embedded_llm, encoder).tasks
+    fused_result = run_bench(fused_config, embedded_llm, encoder)
+    (fused,) = fused_result.tasks
+    assert "fused with the user's own label history (weight 2)" in markdown(fused_result)
     profiles = {user: [r for _, r in items[1:]] for user, items in REVIEWS.items()}
     for before, example in zip(task.examples, fused.examples, strict=True):
         none = example.outputs["none"]

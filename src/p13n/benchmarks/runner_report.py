@@ -115,6 +115,19 @@ def markdown(result: BenchResult) -> str:
         "randomization test; W/L/T counts examples where the method scored better / worse / "
         "the same as the baseline (for MAE/RMSE lower is better)."
     )
+    config = result.config
+    if not config.require_match:
+        lines.append("Retrieval quotes the top k whatever they share with the input (LaMP's).")
+    if config.calibration != "none":
+        lines.append(
+            f"Label answers are calibrated ({config.calibration}: the prior read from "
+            "content-free inputs), the baseline's included."
+        )
+    if config.fusion_weight > 0:
+        lines.append(
+            f"The personalized arms' label answers are fused with the user's own label history "
+            f"(weight {config.fusion_weight:g}); the baseline's are not."
+        )
     for task in result.tasks:
         lines += ["", f"## {task_title(task, result.llm)}", ""]
         headers = _headers(task)
