@@ -471,6 +471,7 @@ def _bench(tasks_dir: Path, cache: Path, batch_size: int, limit: int = 3) -> Ben
         metrics={TASK: ["rouge-1"]},
         resamples=100,
         batch_size=batch_size,
+        require_match=False,  # LaMP's top k: every bm25 prompt differs from the baseline's
         out=cache.parent / "out",
         cache=cache,
     )

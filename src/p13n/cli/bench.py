@@ -53,6 +53,17 @@ def run(
         str | None, typer.Option(help="'dev': also run the validation split, report its k.")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="> 1: generate in parallel on Ray.")] = None,
+    require_match: Annotated[
+        bool | None,
+        typer.Option(
+            help="Retrieval arms quote only items sharing a word with the input (the default); "
+            "--no-require-match quotes the top k (LaMP's protocol)."
+        ),
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="Likelihood tasks: none, contextual or task calibration of labels."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Generation cache folder.")] = None,
 ) -> None:
@@ -72,6 +83,8 @@ def run(
         "swap": comma_separated(swap),
         "select_k_on": select_k_on,
         "workers": workers,
+        "require_match": require_match,
+        "calibration": calibration,
         "out": out,
         "cache": cache,
     }
