@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from p13n.benchmarks.config import BenchConfig
-from p13n.datasets.lamp import TaskSpec
+from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.evaluate.stats import Interval, PairedComparison
-from p13n.store import StoredAdapter
+from p13n.llm import GenerationOptions
+from p13n.retrieve import CorpusLoader
+from p13n.store import Store, StoredAdapter
 
 
 @dataclass
@@ -151,3 +154,28 @@ class BenchResult:
             "cache": {"generated": self.generated, "reused": self.reused},
             "tasks": [task.to_dict() for task in self.tasks],
         }
+
+
+@dataclass
+class SplitRun:
+    """One task split being run: its examples' store, decoding, and each example's record."""
+
+    task: str
+    folder: Path
+    split: LampSplit
+    examples: list[LampExample]
+    store: Store
+    loader: CorpusLoader
+    options: GenerationOptions
+    choices: tuple[str, ...] | None
+    records: list[ExampleRecord]
+    partners: list[int]
+    """Example i is also answered with example ``partners[i]``'s profile (the swap test)."""
+    selecting: bool
+    """A validation run for k: no profile swap, the primary metric only."""
+    training: dict[str, TrainingCost] = field(default_factory=dict)
+    """What training each learned arm's adapters cost."""
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.split.spec

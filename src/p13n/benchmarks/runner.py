@@ -9,11 +9,9 @@ against the non-personalized baseline.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +29,13 @@ from rich.progress import (
 from p13n.adapt.runtime import Adaptable
 from p13n.benchmarks.config import BASELINE, Arm, BenchConfig, methods
 from p13n.benchmarks.generation import Generator
+from p13n.benchmarks.label_answers import LabelAnswers
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
 from p13n.benchmarks.results import (
     ArmOutput,
     BenchResult,
     ExampleRecord,
+    SplitRun,
     TaskResult,
     TrainingCost,
 )
@@ -51,44 +51,13 @@ from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.datasets.lamp import read_split as read_lamp_split
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
-from p13n.evaluate.calibration import (
-    CONTENT_FREE,
-    contextual_calibration,
-    fuse,
-    user_label_prior,
-)
 from p13n.ingest import ingest
-from p13n.llm import LLM, ChatMessage, ChoiceScorer, GenerationOptions, get_llm
+from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
-from p13n.prompt import NON_PERSONALIZED, templates, with_input
+from p13n.prompt import templates
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
-
-
-@dataclass
-class SplitRun:
-    """One task split being run: its examples' store, decoding, and each example's record."""
-
-    task: str
-    folder: Path
-    split: LampSplit
-    examples: list[LampExample]
-    store: Store
-    loader: CorpusLoader
-    options: GenerationOptions
-    choices: tuple[str, ...] | None
-    records: list[ExampleRecord]
-    partners: list[int]
-    """Example i is also answered with example ``partners[i]``'s profile (the swap test)."""
-    selecting: bool
-    """A validation run for k: no profile swap, the primary metric only."""
-    training: dict[str, TrainingCost] = field(default_factory=dict)
-    """What training each learned arm's adapters cost."""
-
-    @property
-    def spec(self) -> TaskSpec:
-        return self.split.spec
 
 
 class BenchRunner:
@@ -114,6 +83,7 @@ class BenchRunner:
         self._encoder = encoder
         self.cache = GenerationCache(config.cache_path / "generations.sqlite")
         self.generator = Generator(CachedLLM(self.llm, self.cache), config)
+        self.labels = LabelAnswers(config, self.generator, lambda: self.learned)
         self._learned: AdapterArms | None = None
 
     @property
@@ -180,7 +150,6 @@ class BenchRunner:
         """The task's folder; a shipped task not built yet is built first when its sources are
         at hand (the data root, or the package for the demo task)."""
         from p13n.datasets.tasks import shipped_tasks, write_task
-        from p13n.prompt import templates
 
         folder = self.config.tasks_dir / task
         if (folder / "recipe.json").exists() or any(folder.glob("*_questions.json")):
@@ -299,10 +268,10 @@ class BenchRunner:
                 f"{run.task}: {arm.label}",
                 arm,
             )
-        if self._calibrating(run):
-            self._calibrate(run, arm, personalizer, model, prepared, progress)
-        if self._fusing(run, arm):
-            self._fuse(run, arm)
+        if self.labels.calibrating(run):
+            self.labels.calibrate(run, arm, personalizer, model, prepared, progress)
+        if self.labels.fusing(run, arm):
+            self.labels.fuse(run, arm)
         if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
             self._answer_swapped(run, arm, personalizer, progress)
         self.console.print(
@@ -355,106 +324,10 @@ class BenchRunner:
         )
         for i, record in enumerate(run.records):
             record.swapped_with = examples[run.partners[i]].id
-        if self._calibrating(run):
-            self._calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
-        if self._fusing(run, arm):
-            self._fuse(run, arm, swapped=True)
-
-    def _fusing(self, run: SplitRun, arm: Arm) -> bool:
-        return run.choices is not None and arm.method != BASELINE and self.config.fusion_weight > 0
-
-    def _fuse(self, run: SplitRun, arm: Arm, *, swapped: bool = False) -> None:
-        """Each answer's label distribution times the user's own label history (a swapped
-        answer: the partner's, whose profile it was given) to the power ``fusion_weight``."""
-        assert run.choices is not None
-        field = run.spec.profile_title
-        for i, record in enumerate(run.records):
-            example = run.examples[run.partners[i] if swapped else i]
-            output = (record.swapped if swapped else record.outputs)[arm.label]
-            history = [str(item.get(field, "")) for item in example.profile] if field else []
-            base = output.calibrated_scores or output.choice_scores
-            assert base is not None
-            prior = user_label_prior(history, run.choices)
-            fused = fuse(base, prior, self.config.fusion_weight)
-            output.fused_scores = [float(v) for v in fused]
-            output.prediction = run.choices[int(np.argmax(fused))]
-
-    def _calibrating(self, run: SplitRun) -> bool:
-        return run.choices is not None and self.config.calibration != "none"
-
-    def _calibrate(
-        self,
-        run: SplitRun,
-        arm: Arm,
-        personalizer: Personalizer,
-        model: CachedAdaptedLLM | None,
-        prepared: Sequence[PreparedPrompt],
-        progress: Progress,
-        *,
-        swapped: bool = False,
-    ) -> None:
-        """Calibration of the arm's label answers: each content-free input scored in place of
-        the example's, in the arm's own prompt (``contextual``: the same user data) or in the
-        task's non-personalized one (``task``), by the same model and adapter; the prediction
-        becomes the calibrated scores' argmax."""
-        assert run.choices is not None
-        template = templates.get(run.spec.template)
-
-        def blank_prompt(p: PreparedPrompt, blank: str) -> tuple[ChatMessage, ...]:
-            if self.config.calibration == "contextual":
-                return with_input(p.prompt.messages, template, p.text, blank)
-            tokenizer = personalizer.llm.tokenizer
-            return NON_PERSONALIZED.build(template, blank, tokenizer, personalizer.budget).messages
-
-        free = [
-            dataclasses.replace(
-                p, prompt=dataclasses.replace(p.prompt, messages=blank_prompt(p, blank))
-            )
-            for p in prepared
-            for blank in CONTENT_FREE
-        ]
-        label = f"{run.task}: calibrating {arm.label}"
-        scores = self._choice_scores(run, arm, personalizer, model, free, progress, label)
-        per = len(CONTENT_FREE)
-        for i, record in enumerate(run.records):
-            output = (record.swapped if swapped else record.outputs)[arm.label]
-            assert output.choice_scores is not None
-            calibrated = contextual_calibration(
-                output.choice_scores, scores[i * per : (i + 1) * per]
-            )
-            output.calibrated_scores = [float(v) for v in calibrated]
-            output.prediction = run.choices[int(np.argmax(calibrated))]
-
-    def _choice_scores(
-        self,
-        run: SplitRun,
-        arm: Arm,
-        personalizer: Personalizer,
-        model: CachedAdaptedLLM | None,
-        prepared: Sequence[PreparedPrompt],
-        progress: Progress,
-        label: str,
-    ) -> list[list[float]]:
-        """The label scores of prepared prompts, through the arm's own path (a learned arm's
-        adapters included), from the cache where it can."""
-        if model is not None:
-            cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
-            answers = self.learned.answer(personalizer, model, prepared, cost)
-            made = sum(answer.fresh for answer in answers)
-            self.generator.generated += made
-            self.generator.reused += len(prepared) - made
-            found: list[CachedGeneration | None] = [answer.generation for answer in answers]
-        else:
-            jobs = [
-                self.generator.job(p.prompt.messages, run.options, run.choices) for p in prepared
-            ]
-            self.generator.run(jobs, progress, label)
-            found = [self.generator.llm.cached(job.key) for job in jobs]
-        scores = []
-        for generation in found:
-            assert generation is not None and generation.choice_scores is not None
-            scores.append(generation.choice_scores)
-        return scores
+        if self.labels.calibrating(run):
+            self.labels.calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
+        if self.labels.fusing(run, arm):
+            self.labels.fuse(run, arm, swapped=True)
 
     def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
         """What a learned arm answers with: each user's adapter, or the task's projector
