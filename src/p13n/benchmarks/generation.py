@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from p13n.benchmarks.config import BenchConfig
 from p13n.llm import ChatMessage, GenerationOptions, LLMConfig, get_llm
-from p13n.llm.cache import CachedGeneration, CachedLLM, answer_one
+from p13n.llm.cache import CachedAnswer, CachedGeneration, CachedLLM, answer_one
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,12 @@ class Generator:
         self._started_ray = False
         self.generated = 0
         self.reused = 0
+
+    def count(self, answers: Sequence[CachedAnswer]) -> None:
+        """Add answers made elsewhere (a learned arm's, through the Personalizer) to the tally."""
+        made = sum(answer.fresh for answer in answers)
+        self.generated += made
+        self.reused += len(answers) - made
 
     def job(
         self,

@@ -74,11 +74,17 @@ class LabelAnswers:
         assert run.choices is not None
         template = templates.get(run.spec.template)
 
+        tokenizer, budget = personalizer.llm.tokenizer, personalizer.budget
+        task_blanks = {  # the same for every example: built once
+            blank: NON_PERSONALIZED.build(template, blank, tokenizer, budget).messages
+            for blank in CONTENT_FREE
+            if self.config.calibration == "task"
+        }
+
         def blank_prompt(p: PreparedPrompt, blank: str) -> tuple[ChatMessage, ...]:
             if self.config.calibration == "contextual":
                 return with_input(p.prompt.messages, template, p.text, blank)
-            tokenizer = personalizer.llm.tokenizer
-            return NON_PERSONALIZED.build(template, blank, tokenizer, personalizer.budget).messages
+            return task_blanks[blank]
 
         free = [
             dataclasses.replace(
@@ -114,9 +120,7 @@ class LabelAnswers:
         if model is not None:
             cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
             answers = self.learned().answer(personalizer, model, prepared, cost)
-            made = sum(answer.fresh for answer in answers)
-            self.generator.generated += made
-            self.generator.reused += len(prepared) - made
+            self.generator.count(answers)
             found: list[CachedGeneration | None] = [answer.generation for answer in answers]
         else:
             jobs = [

@@ -299,9 +299,7 @@ class BenchRunner:
             record.outputs[arm.label] = arm_output(
                 answer.generation, prompt, cached=not answer.fresh
             )
-        made = sum(answer.fresh for answer in answers)
-        self.generator.generated += made
-        self.generator.reused += len(prepared) - made
+        self.generator.count(answers)
 
     def _answer_swapped(
         self, run: SplitRun, arm: Arm, personalizer: Personalizer, progress: Progress
