@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from p13n.benchmarks.coldstart_config import ColdStartConfig
 from p13n.benchmarks.config import BenchConfig, load_bench_config
-from p13n.benchmarks.runner import BenchRunner, derangement
+from p13n.benchmarks.results import derangement
+from p13n.benchmarks.runner import BenchRunner
 from p13n.benchmarks.runner_report import markdown, write_outputs
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec, write_recipe, write_split
 from p13n.encode import Encoder

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.embedding import EmbeddingSettings
@@ -20,6 +28,8 @@ from p13n.paths import cache_dir
 from p13n.registry import Registry
 
 BASELINE = "none"
+Calibration = Literal["none", "contextual", "task"]
+AUTO = "auto"
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 
@@ -84,6 +94,16 @@ methods.register(
         None,
         "user embedding as soft tokens (Persona-Plug): projector trained on the train split",
         "embedding",
+    ),
+)
+methods.register(
+    AUTO,
+    Method(
+        AUTO,
+        "none",
+        None,
+        "the policy learned on dev: the simplest arm (calibration, fusion) within one standard "
+        "error of the best, served through the Personalizer",
     ),
 )
 
@@ -176,6 +196,22 @@ class BenchConfig(BaseModel):
         "the baseline is left alone. 0: off; inf: the user's most frequent label, the model "
         "breaking ties",
     )
+    policy_calibrations: list[Calibration] = Field(
+        default_factory=lambda: list[Calibration](["none", "task"]),
+        description="auto, likelihood tasks: the calibrations each arm's answers are read "
+        "through as candidates",
+    )
+    policy_fusion: list[float] = Field(
+        default_factory=lambda: [0.0, 1.0, float("inf")],
+        description="auto, likelihood tasks: the fusion weights with the user's label history "
+        "tried as candidates (inf on the baseline: the history alone)",
+    )
+    policy_dev_examples: int = Field(
+        40,
+        ge=2,
+        description="auto: the fewest dev examples it may choose on (a task with fewer is an "
+        "error; select_limit(s) cap how many it uses)",
+    )
     min_profile: int | None = Field(
         None, gt=0, description="only examples whose profile has at least N items (every arm)"
     )
@@ -215,6 +251,26 @@ class BenchConfig(BaseModel):
             raise ValueError(f"unknown method {unknown[0]!r}; known: {', '.join(methods.names())}")
         return value
 
+    @model_validator(mode="after")
+    def _auto_chooses_alone(self) -> BenchConfig:
+        if AUTO not in self.methods:
+            return self
+        learned = [name for name in self.methods if methods.get(name).adapter]
+        if learned:
+            raise ValueError(
+                f"auto chooses among prompt-level arms; learned method {learned[0]!r} is not a "
+                "candidate yet: run it in a separate benchmark"
+            )
+        if self.calibration != "none" or self.fusion_weight > 0:
+            raise ValueError(
+                "auto chooses calibration and fusion itself: leave calibration and "
+                "fusion_weight unset and list the candidates in policy_calibrations and "
+                "policy_fusion"
+            )
+        if self.select_k_on is not None:
+            raise ValueError("auto chooses k itself on dev: leave select_k_on unset")
+        return self
+
     @field_validator("swap")
     @classmethod
     def _swap_needs_a_prompt(cls, value: list[str]) -> list[str]:
@@ -238,15 +294,16 @@ class BenchConfig(BaseModel):
         return self.cache or cache_dir() / "bench"
 
     def arms(self) -> list[Arm]:
-        """The baseline first (every comparison is against it), then each method at each k."""
+        """The baseline first (every comparison is against it), then each method at each k,
+        ``auto`` last (it chooses among the others)."""
         arms = [Arm(BASELINE, None)]
         for name in self.methods:
-            if name == BASELINE:
+            if name in (BASELINE, AUTO):
                 continue
             arms += (
                 [Arm(name, k) for k in self.k] if methods.get(name).uses_k else [Arm(name, None)]
             )
-        return arms
+        return arms + ([Arm(AUTO, None)] if AUTO in self.methods else [])
 
     def swaps(self, arm: Arm) -> bool:
         """Whether ``arm`` is also answered with another user's profile."""

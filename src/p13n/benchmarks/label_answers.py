@@ -13,6 +13,7 @@ from rich.progress import Progress
 from p13n.benchmarks.config import BASELINE, Arm, BenchConfig
 from p13n.benchmarks.generation import Generator
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
+from p13n.benchmarks.policy import Variant
 from p13n.benchmarks.results import SplitRun, TrainingCost
 from p13n.evaluate.calibration import (
     CONTENT_FREE,
@@ -37,24 +38,22 @@ class LabelAnswers:
     def fusing(self, run: SplitRun, arm: Arm) -> bool:
         return run.choices is not None and arm.method != BASELINE and self.config.fusion_weight > 0
 
-    def fuse(self, run: SplitRun, arm: Arm, *, swapped: bool = False) -> None:
-        """Each answer's label distribution times the user's own label history (a swapped
-        answer: the partner's, whose profile it was given) to the power ``fusion_weight``."""
+    def fuse(self, run: SplitRun, label: str, weight: float, *, swapped: bool = False) -> None:
+        """Each answer's label distribution (under ``label``) times the user's own label
+        history (a swapped answer: the partner's, whose profile it was given) to the power
+        ``weight``."""
         assert run.choices is not None
         field = run.spec.profile_title
         for i, record in enumerate(run.records):
             example = run.examples[run.partners[i] if swapped else i]
-            output = (record.swapped if swapped else record.outputs)[arm.label]
+            output = (record.swapped if swapped else record.outputs)[label]
             history = [str(item.get(field, "")) for item in example.profile] if field else []
             base = output.calibrated_scores or output.choice_scores
             assert base is not None
             prior = user_label_prior(history, run.choices)
-            fused = fuse(base, prior, self.config.fusion_weight)
+            fused = fuse(base, prior, weight)
             output.fused_scores = [float(v) for v in fused]
             output.prediction = run.choices[int(np.argmax(fused))]
-
-    def calibrating(self, run: SplitRun) -> bool:
-        return run.choices is not None and self.config.calibration != "none"
 
     def calibrate(
         self,
@@ -65,12 +64,64 @@ class LabelAnswers:
         prepared: Sequence[PreparedPrompt],
         progress: Progress,
         *,
+        mode: str,
+        label: str | None = None,
         swapped: bool = False,
     ) -> None:
-        """Calibration of the arm's label answers: each content-free input scored in place of
-        the example's, in the arm's own prompt (``contextual``: the same user data) or in the
-        task's non-personalized one (``task``), by the same model and adapter; the prediction
-        becomes the calibrated scores' argmax."""
+        """The answers under ``label`` (default: the arm's) calibrated the ``mode`` way; the
+        prediction becomes the calibrated scores' argmax."""
+        assert run.choices is not None
+        outputs = [(r.swapped if swapped else r.outputs)[label or arm.label] for r in run.records]
+        raw = [output.choice_scores for output in outputs]
+        calibrated = self.calibrated(run, arm, personalizer, model, prepared, raw, progress, mode)
+        for output, scores in zip(outputs, calibrated, strict=True):
+            output.calibrated_scores = scores
+            output.prediction = run.choices[int(np.argmax(scores))]
+
+    def variants(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        prepared: Sequence[PreparedPrompt],
+        progress: Progress,
+        variants: Sequence[Variant],
+    ) -> None:
+        """The arm's answers read each of the ``variants``' ways, each under its own label
+        (calibrating once per mode, from the cache)."""
+        assert run.choices is not None
+        raw = [record.outputs[arm.label].choice_scores for record in run.records]
+        by_mode: dict[str, list[list[float]]] = {}
+        for variant in variants:
+            mode = variant.calibration
+            if mode != "none" and mode not in by_mode:
+                by_mode[mode] = self.calibrated(
+                    run, arm, personalizer, None, prepared, raw, progress, mode
+                )
+            for i, record in enumerate(run.records):
+                base = record.outputs[arm.label]
+                output = dataclasses.replace(base, scores={}, fused_scores=None)
+                if mode != "none":
+                    output.calibrated_scores = by_mode[mode][i]
+                    output.prediction = run.choices[int(np.argmax(by_mode[mode][i]))]
+                record.outputs[variant.label] = output
+            if variant.fusion:
+                self.fuse(run, variant.label, variant.fusion)
+
+    def calibrated(
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM | None,
+        prepared: Sequence[PreparedPrompt],
+        raw: Sequence[list[float] | None],
+        progress: Progress,
+        mode: str,
+    ) -> list[list[float]]:
+        """Calibration of each prepared prompt's label scores: each content-free input scored
+        in place of the example's, in the prompt itself (``contextual``: the same user data) or
+        in the task's non-personalized one (``task``), by the same model and adapter."""
         assert run.choices is not None
         template = templates.get(run.spec.template)
 
@@ -78,11 +129,11 @@ class LabelAnswers:
         task_blanks = {  # the same for every example: built once
             blank: NON_PERSONALIZED.build(template, blank, tokenizer, budget).messages
             for blank in CONTENT_FREE
-            if self.config.calibration == "task"
+            if mode == "task"
         }
 
         def blank_prompt(p: PreparedPrompt, blank: str) -> tuple[ChatMessage, ...]:
-            if self.config.calibration == "contextual":
+            if mode == "contextual":
                 return with_input(p.prompt.messages, template, p.text, blank)
             return task_blanks[blank]
 
@@ -93,17 +144,15 @@ class LabelAnswers:
             for p in prepared
             for blank in CONTENT_FREE
         ]
-        label = f"{run.task}: calibrating {arm.label}"
+        label = f"{run.task}: calibrating {arm.label} ({mode})"
         scores = self._choice_scores(run, arm, personalizer, model, free, progress, label)
         per = len(CONTENT_FREE)
-        for i, record in enumerate(run.records):
-            output = (record.swapped if swapped else record.outputs)[arm.label]
-            assert output.choice_scores is not None
-            calibrated = contextual_calibration(
-                output.choice_scores, scores[i * per : (i + 1) * per]
-            )
-            output.calibrated_scores = [float(v) for v in calibrated]
-            output.prediction = run.choices[int(np.argmax(calibrated))]
+        calibrated = []
+        for i, own in enumerate(raw):
+            assert own is not None
+            free_scores = scores[i * per : (i + 1) * per]
+            calibrated.append([float(v) for v in contextual_calibration(own, free_scores)])
+        return calibrated
 
     def _choice_scores(
         self,

@@ -15,6 +15,8 @@ from p13n.benchmarks.config import BenchConfig
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.evaluate.stats import Interval, PairedComparison
 from p13n.llm import GenerationOptions
+from p13n.llm.cache import CachedGeneration
+from p13n.personalize import Policy, PreparedPrompt
 from p13n.retrieve import CorpusLoader
 from p13n.store import Store, StoredAdapter
 
@@ -112,6 +114,8 @@ class TaskResult:
     skipped_profile_items: int = 0
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Learned-user methods: what training their adapters cost (``TrainingCost.to_dict``)."""
+    policy: dict[str, Any] | None = None
+    """With ``auto``: the policy learned on dev, with its evidence (``Policy.to_json``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +139,7 @@ class TaskResult:
             "swap": self.swap,
             "selected_k": self.selected_k,
             "training": self.training,
+            "policy": self.policy,
             "examples": [asdict(example) for example in self.examples],
         }
 
@@ -175,7 +180,37 @@ class SplitRun:
     """A validation run for k: no profile swap, the primary metric only."""
     training: dict[str, TrainingCost] = field(default_factory=dict)
     """What training each learned arm's adapters cost."""
+    policy: Policy | None = None
+    """What the ``auto`` arm serves (learned on dev)."""
 
     @property
     def spec(self) -> TaskSpec:
         return self.split.spec
+
+
+def arm_output(answer: CachedGeneration, prepared: PreparedPrompt, *, cached: bool) -> ArmOutput:
+    """What is recorded of one arm's answer to one prepared prompt."""
+    retrieved = prepared.trace_fields.get("retrieved")
+    return ArmOutput(
+        prediction=answer.text,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        generate_ms=round(answer.generate_ms, 1),
+        retrieved=[item.id for item in retrieved.items] if retrieved else [],
+        items_in_prompt=len(prepared.prompt.items),
+        cached=cached,
+        choice_scores=answer.choice_scores,
+    )
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation with no fixed point: example i is answered with partner[i]'s profile."""
+    if n < 2:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(1, n))
+    order = rng.permutation(n)
+    partner = [0] * n
+    for position, index in enumerate(order):  # a cyclic shift over a random order
+        partner[int(index)] = int(order[(position + shift) % n])
+    return partner

@@ -9,13 +9,13 @@ against the non-personalized baseline.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,17 +27,19 @@ from rich.progress import (
 )
 
 from p13n.adapt.runtime import Adaptable
-from p13n.benchmarks.config import BASELINE, Arm, BenchConfig, methods
+from p13n.benchmarks.config import AUTO, BASELINE, Arm, BenchConfig, methods
 from p13n.benchmarks.generation import Generator
 from p13n.benchmarks.label_answers import LabelAnswers
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
+from p13n.benchmarks.policy import candidates, label_variants, learn_policy
 from p13n.benchmarks.results import (
-    ArmOutput,
     BenchResult,
     ExampleRecord,
     SplitRun,
     TaskResult,
     TrainingCost,
+    arm_output,
+    derangement,
 )
 from p13n.benchmarks.scoring import metrics_for_task, primary_metric, score_task, select_k
 from p13n.benchmarks.stores import (
@@ -53,8 +55,8 @@ from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
 from p13n.ingest import ingest
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
-from p13n.llm.cache import CachedGeneration, CachedLLM, GenerationCache
-from p13n.personalize import Personalizer, PersonalizerConfig, PreparedPrompt
+from p13n.llm.cache import CachedLLM, GenerationCache
+from p13n.personalize import Personalizer, PersonalizerConfig, Policy, PreparedPrompt, save_policy
 from p13n.prompt import templates
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
@@ -116,9 +118,13 @@ class BenchRunner:
                         selecting=True,
                     )
                     selected = select_k(dev)
+                policy = self._learn_policy(folder, task, progress)
                 limit = self.config.limits.get(task, self.config.limit)
-                result = self._run_split(folder, task, self.config.split, limit, progress)
+                result = self._run_split(
+                    folder, task, self.config.split, limit, progress, policy=policy
+                )
                 result.selected_k = selected
+                result.policy = policy.to_json() if policy else None
                 results.append(result)
         return BenchResult(
             self.config,
@@ -127,6 +133,26 @@ class BenchRunner:
             self.generator.reused,
             {"backend": self.llm.backend, "model": self.llm.model},
         )
+
+    def _learn_policy(self, folder: Path, task: str, progress: Progress) -> Policy | None:
+        """With ``auto``: every other candidate on dev, and the policy it supports."""
+        if AUTO not in self.config.methods:
+            return None
+        limit = self.config.select_limits.get(task, self.config.select_limit)
+        dev = self._run_split(folder, task, "dev", limit, progress, selecting=True)
+        if len(dev.examples) < self.config.policy_dev_examples:
+            raise ConfigError(
+                f"task {task!r}: auto chooses on at least {self.config.policy_dev_examples} dev "
+                f"examples (policy_dev_examples), and dev gives {len(dev.examples)}"
+            )
+        variants = candidates(self.config, self._choices(task, dev.spec) is not None)
+        policy = learn_policy(dev, variants, self.config, self.llm.model)
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        (self.config.out / f"policy-{task}.json").write_text(
+            json.dumps(policy.to_json(), indent=2), encoding="utf-8"
+        )
+        self.console.print(f"{task}: auto chose {policy.choice!r} on dev", highlight=False)
+        return policy
 
     def close(self) -> None:
         self.generator.close()
@@ -178,8 +204,10 @@ class BenchRunner:
         progress: Progress,
         *,
         selecting: bool = False,
+        policy: Policy | None = None,
     ) -> TaskResult:
-        """Every arm on one split; ``selecting``: a validation run for k (primary metric only)."""
+        """Every arm on one split; ``selecting``: a validation run for k or the policy (primary
+        metric only); ``policy``: what the ``auto`` arm serves."""
         split = read_lamp_split(folder, split_name)
         examples = [
             e
@@ -189,17 +217,23 @@ class BenchRunner:
         if not examples:
             raise ConfigError(f"task {task!r} split {split_name!r} has no examples with golds")
         store, skipped = self._store(folder, split, examples, progress)
+        arms = [arm for arm in self.config.arms() if not (selecting and arm.method == AUTO)]
         try:
             run = self._start(task, folder, split, examples, store, selecting=selecting)
-            for arm in self.config.arms():
+            run.policy = policy
+            for arm in arms:
                 self._run_arm(run, arm, progress)
         finally:
             store.close()
+        labels = [arm.label for arm in arms]
+        if AUTO in self.config.methods:  # the label variants auto chose among, after their arm
+            labels = [v.label for v in candidates(self.config, run.choices is not None)]
+            labels += [] if selecting else [AUTO]
         result = TaskResult(
             task=task,
             split=split_name,
             spec=split.spec,
-            arms=[arm.label for arm in self.config.arms()],
+            arms=labels,
             examples=run.records,
             primary=primary_metric(split.spec),
             skipped_profile_items=skipped,
@@ -251,6 +285,9 @@ class BenchRunner:
         started, before = time.perf_counter(), self.generator.generated
         learned = methods.get(arm.method).adapter is not None
         model = self.learned.answering(run.choices) if learned else None
+        if arm.method == AUTO:  # served from the store, as the service serves it
+            assert run.policy is not None
+            save_policy(run.store, run.policy)
         personalizer = self._personalizer(run, arm, adapted=model)
         prepared = [
             personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
@@ -268,10 +305,16 @@ class BenchRunner:
                 f"{run.task}: {arm.label}",
                 arm,
             )
-        if self.labels.calibrating(run):
-            self.labels.calibrate(run, arm, personalizer, model, prepared, progress)
-        if self.labels.fusing(run, arm):
-            self.labels.fuse(run, arm)
+        calibration, fusion = self._label_reading(run, arm)
+        if calibration != "none":
+            self.labels.calibrate(
+                run, arm, personalizer, model, prepared, progress, mode=calibration
+            )
+        if fusion:
+            self.labels.fuse(run, arm.label, fusion)
+        if run.choices is not None and AUTO in self.config.methods and arm.method != AUTO:
+            variants = label_variants(self.config, arm)
+            self.labels.variants(run, arm, personalizer, prepared, progress, variants)
         if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
             self._answer_swapped(run, arm, personalizer, progress)
         self.console.print(
@@ -322,10 +365,23 @@ class BenchRunner:
         )
         for i, record in enumerate(run.records):
             record.swapped_with = examples[run.partners[i]].id
-        if self.labels.calibrating(run):
-            self.labels.calibrate(run, arm, personalizer, None, swapped, progress, swapped=True)
-        if self.labels.fusing(run, arm):
-            self.labels.fuse(run, arm, swapped=True)
+        calibration, fusion = self._label_reading(run, arm)
+        if calibration != "none":
+            self.labels.calibrate(
+                run, arm, personalizer, None, swapped, progress, mode=calibration, swapped=True
+            )
+        if fusion:
+            self.labels.fuse(run, arm.label, fusion, swapped=True)
+
+    def _label_reading(self, run: SplitRun, arm: Arm) -> tuple[str, float]:
+        """How the arm's label answers are read: its calibration and fusion weight."""
+        if run.choices is None:
+            return "none", 0.0
+        if arm.method == AUTO:
+            assert run.policy is not None
+            return run.policy.labels.calibration, run.policy.labels.fusion_weight
+        fusion = self.config.fusion_weight if self.labels.fusing(run, arm) else 0.0
+        return self.config.calibration, fusion
 
     def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
         """What a learned arm answers with: each user's adapter, or the task's projector
@@ -382,6 +438,7 @@ class BenchRunner:
             max_item_tokens=self.config.max_item_tokens,
             encoder=self.config.encoder,
             adapter=method.adapter or "none",
+            policy="auto" if arm.method == AUTO else "fixed",
         )
         return Personalizer(
             run.store,
@@ -433,37 +490,9 @@ class BenchRunner:
         return cached_store(path, build), skipped
 
 
-def arm_output(answer: CachedGeneration, prepared: PreparedPrompt, *, cached: bool) -> ArmOutput:
-    """What is recorded of one arm's answer to one prepared prompt."""
-    retrieved = prepared.trace_fields.get("retrieved")
-    return ArmOutput(
-        prediction=answer.text,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        generate_ms=round(answer.generate_ms, 1),
-        retrieved=[item.id for item in retrieved.items] if retrieved else [],
-        items_in_prompt=len(prepared.prompt.items),
-        cached=cached,
-        choice_scores=answer.choice_scores,
-    )
-
-
 def _tracked(progress: Progress, items: Sequence[LampExample], label: str) -> Iterator[LampExample]:
     bar = progress.add_task(label, total=len(items))
     for item in items:
         yield item
         progress.advance(bar)
     progress.remove_task(bar)
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    """A seeded permutation with no fixed point: example i is answered with partner[i]'s profile."""
-    if n < 2:
-        return list(range(n))
-    rng = np.random.default_rng(seed)
-    shift = int(rng.integers(1, n))
-    order = rng.permutation(n)
-    partner = [0] * n
-    for position, index in enumerate(order):  # a cyclic shift over a random order
-        partner[int(index)] = int(order[(position + shift) % n])
-    return partner

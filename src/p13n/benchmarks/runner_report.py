@@ -10,7 +10,7 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 from rich.table import Table
 
-from p13n.benchmarks.config import BASELINE
+from p13n.benchmarks.config import AUTO, BASELINE
 from p13n.benchmarks.report import Report, save_figure, write_report
 from p13n.benchmarks.results import BenchResult, TaskResult
 
@@ -28,6 +28,10 @@ def _rows(task: TaskResult, digits: int = 4) -> list[dict[str, Any]]:
     primary = task.metrics.get(task.primary)
     others = [m for name, m in task.metrics.items() if name != task.primary]
     labels = [(arm, arm) for arm in task.arms]
+    if task.policy is not None:  # the auto row names its choice
+        labels = [
+            (f"{AUTO} = {task.policy['choice']}" if arm == AUTO else arm, arm) for arm in task.arms
+        ]
     labels += [
         (f"{method} (k={pick['k']} chosen on {pick['dev_split']})", pick["arm"])
         for method, pick in task.selected_k.items()
@@ -155,6 +159,8 @@ def markdown(result: BenchResult) -> str:
                     f"| {arm} | {swap['metric']} | {swap['n']} | {swap['wins']} | "
                     f"{swap['ties']} | {swap['losses']} | {swap.get('p_value', float('nan')):.3f} |"
                 )
+        if task.policy is not None:
+            lines += ["", *policy_table(task.policy)]
         if task.training:
             lines += ["", "Training cost of the learned-user methods (2 CPU threads unless noted):"]
             lines += ["", *training_table(task.training)]
@@ -163,6 +169,27 @@ def markdown(result: BenchResult) -> str:
                 f"\n{task.skipped_profile_items} profile items had no text and were left out."
             )
     return "\n".join(lines) + "\n"
+
+
+def policy_table(policy: dict[str, Any]) -> list[str]:
+    """Markdown: what ``auto`` chose on dev, and every candidate's dev evidence."""
+    evidence = policy["evidence"]
+    lines = [
+        f"`auto` chose **{policy['choice']}** on {evidence['split']} (n={evidence['examples']}, "
+        f"{evidence['metric']}; best: {evidence['best']}; rule: {evidence['rule']}). "
+        "Candidates, simplest first:",
+        "",
+        f"| candidate | dev {evidence['metric']} | gap to best | SE of the gap | within 1 SE |",
+        "|:--|--:|--:|--:|:--|",
+    ]
+    for c in evidence["candidates"]:
+        within = c["gap"] <= c["standard_error"] + 1e-12
+        mark = "chosen" if c["label"] == policy["choice"] else ("yes" if within else "")
+        lines.append(
+            f"| {c['label']} | {c['mean']:.4f} | {c['gap']:.4f} | {c['standard_error']:.4f} "
+            f"| {mark} |"
+        )
+    return lines
 
 
 def training_table(training: dict[str, dict[str, Any]]) -> list[str]:

@@ -353,6 +353,7 @@ def personalizer_config(
     api_key_env: str | None = None,
     min_score: float | None = None,
     require_match: bool = True,
+    policy: str = "fixed",
 ) -> PersonalizerConfig:
     """The ``Personalizer`` a command's options describe, on the settings' LLM and router."""
     try:
@@ -371,6 +372,7 @@ def personalizer_config(
             max_item_tokens=max_item_tokens,
             encoder=settings.encoder,
             adapter=adapter,
+            policy=policy,  # validated here
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
         raise ConfigError(str(error)) from None

@@ -101,6 +101,12 @@ def show(
             f"trained {adapter.created_at:%Y-%m-%d %H:%M}",
             highlight=False,
         )
+    for task in store.policies():  # what a Personalizer with policy "auto" serves them
+        console.print(
+            f"policy for {escape(task.task)}: serves {escape(str(task.policy.get('choice')))} "
+            "(`p13n policy list` shows its dev evidence)",
+            highlight=False,
+        )
     documents = Table(title="latest documents", title_justify="left")
     for column in ("when", "kind", "title", "text"):
         documents.add_column(column)

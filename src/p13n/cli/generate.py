@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -76,6 +76,18 @@ def print_retrieved(generation: Generation) -> None:
     console.print(table)
 
 
+def policy_line(policy: dict[str, Any]) -> str:
+    """How a learned policy chose the settings, in one line."""
+    if not policy["learned"]:
+        return f"policy auto: {policy['served']}"
+    baseline = policy["dev_baseline"]
+    return (
+        f"policy auto chose {policy['choice']} for {policy['task']}: dev {policy['metric']} "
+        f"{policy['dev_value']:.4f} against {baseline['value']:.4f} for {baseline['label']} "
+        f"(n={policy['dev_examples']})"
+    )
+
+
 def print_trace(generation: Generation) -> None:
     """One dim line of how the answer was made: level, adapter, model, prompt, timings."""
     trace, t = generation.trace, generation.trace.timings
@@ -87,6 +99,8 @@ def print_trace(generation: Generation) -> None:
         )
     if trace.abstained is not None:
         console.print(f"[dim]not personalized: {escape(trace.abstained)}[/]", highlight=False)
+    if trace.policy is not None:
+        console.print(f"[dim]{escape(policy_line(trace.policy))}[/]", highlight=False)
     if trace.adapter is not None:
         console.print(
             f"[dim]adapter {escape(trace.adapter['adapter_id'])} "
@@ -132,6 +146,13 @@ def generate(
     max_item_tokens: ItemTokensOption = 256,
     min_score: MinScoreOption = None,
     require_match: MatchOption = True,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="auto: the task's learned policy (`p13n policy list`) chooses prompt, retriever "
+            "and k in place of those options; fixed: the options do."
+        ),
+    ] = "fixed",
     compare: Annotated[
         bool, typer.Option("--compare", help="Also answer without personalization, side by side.")
     ] = False,
@@ -182,6 +203,7 @@ def generate(
         adapter=adapter,
         min_score=min_score,
         require_match=require_match,
+        policy=policy,
     )
     attributes = parse_attributes(attr)
     personalizer = Personalizer(tenant_store(settings), config)

@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from p13n.cli import adapt, bench, data, generate, indirect, personas, recommend, serve, tasks
+from p13n.cli import (
+    adapt,
+    bench,
+    data,
+    generate,
+    indirect,
+    personas,
+    policy,
+    recommend,
+    serve,
+    tasks,
+)
 
 app = typer.Typer(
     help="Personalize any LLM with a user's own data.",
@@ -50,6 +61,7 @@ app.command("serve")(serve.serve)
 app.add_typer(adapt.adapt_app, name="adapt")
 app.add_typer(bench_app, name="bench")
 app.add_typer(personas.personas_app, name="personas")
+app.add_typer(policy.policy_app, name="policy")
 app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(serve.tenants_app, name="tenants")
 app.add_typer(tasks.tasks_app, name="tasks")

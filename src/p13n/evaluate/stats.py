@@ -153,3 +153,53 @@ def paired_corpus(
     return PairedComparison(
         float(observed), low, high, (extreme + 1) / (resamples + 1), wins, losses, ties
     )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One choice's validation evidence under the one-standard-error rule."""
+
+    label: str
+    mean: float
+    gap: float
+    """How far below the best mean (in the metric's better direction; 0 for the best)."""
+    standard_error: float
+    """The standard error of the per-example difference from the best choice."""
+
+    @property
+    def within_one_se(self) -> bool:
+        return self.gap <= self.standard_error + 1e-12
+
+
+@dataclass(frozen=True)
+class OneSEChoice:
+    chosen: str
+    best: str
+    candidates: tuple[Candidate, ...]
+    n: int
+
+
+def one_standard_error_choice(
+    candidates: Sequence[tuple[str, Sequence[float]]], *, higher_is_better: bool
+) -> OneSEChoice:
+    """The simplest candidate within one standard error of the best (Hastie, Tibshirani &
+    Friedman, *Elements of Statistical Learning* §7.10): ``candidates`` are ordered simplest
+    first and scored on the same examples, so the error is that of the paired per-example
+    difference from the best, not of each mean alone. Ties in the mean go to the simpler."""
+    if not candidates:
+        raise ValueError("no candidates to choose among")
+    sizes = {len(values) for _, values in candidates}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"candidates must be scored on the same examples, got sizes {sizes}")
+    n = sizes.pop()
+    sign = 1.0 if higher_is_better else -1.0
+    scores = [sign * np.asarray(values, dtype=float) for _, values in candidates]
+    means = [float(values.mean()) for values in scores]
+    best = max(range(len(means)), key=lambda i: (means[i], -i))
+    evidence = []
+    for (label, _), values, mean in zip(candidates, scores, means, strict=True):
+        difference = values - scores[best]
+        error = float(difference.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        evidence.append(Candidate(label, sign * mean, means[best] - mean, error))
+    chosen = next(c for c in evidence if c.within_one_se)
+    return OneSEChoice(chosen.label, candidates[best][0], tuple(evidence), n)

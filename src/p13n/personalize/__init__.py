@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from p13n.personalize.personalizer import Personalizer, PersonalizerConfig
+from p13n.personalize.policy import LabelPolicy, Policy, PolicyEvidence, load_policy, save_policy
 from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings, Trace
 
 __all__ = [
     "Generation",
+    "LabelPolicy",
     "PartialTrace",
     "Personalizer",
     "PersonalizerConfig",
+    "Policy",
+    "PolicyEvidence",
     "PreparedPrompt",
     "Timings",
     "Trace",
+    "load_policy",
+    "save_policy",
 ]

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +28,7 @@ from p13n.llm import (
     local_weights,
 )
 from p13n.llm.base import streamed_finish_reason
+from p13n.personalize.policy import Policy, load_policy
 from p13n.personalize.profile import ProfileWriter
 from p13n.personalize.router import GranularityConfig, Route, Router
 from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings
@@ -67,6 +68,12 @@ class PersonalizerConfig(BaseModel):
         None, description="persona builder: a role description used instead of stored personas"
     )
     granularity: GranularityConfig = GranularityConfig()
+    policy: Literal["fixed", "auto"] = Field(
+        "fixed",
+        description="auto: serve the task's learned policy from the store (its prompt, retriever "
+        "and excerpt length; learned on dev by `p13n bench run` with method auto) in place of "
+        "these settings; with none learned for the task, these settings, and the trace says so",
+    )
     adapter: str = Field(
         methods.NONE,
         description="learned user: their LoRA or DPO adapter, or their embedding as soft tokens "
@@ -142,7 +149,13 @@ class Personalizer:
         adapted: Adaptable | None = None,
     ) -> None:
         self.store = store
-        self.config = config = config or PersonalizerConfig()
+        config = config or PersonalizerConfig()
+        self.policy: Policy | None = None
+        if config.policy == "auto":
+            self.policy = load_policy(store, config.task)
+            if self.policy is not None:
+                config = config.model_copy(update=self.policy.overrides())
+        self.config = config
         self.llm = llm or get_llm(config.llm)
         if encoder is None and config.needs_encoder():
             encoder = get_encoder(config.encoder)
@@ -401,6 +414,7 @@ class Personalizer:
             profile_refreshed=refreshed,
             granularity=route,
             abstained=abstained,
+            policy=self._policy_trace(),
         )
         return PreparedPrompt(
             prompt=prompt,
@@ -413,6 +427,17 @@ class Personalizer:
             text=text,
             personalize=personalize,
         )
+
+    def _policy_trace(self) -> dict[str, Any] | None:
+        if self.config.policy == "fixed":
+            return None
+        if self.policy is None:
+            return {
+                "task": self.config.task,
+                "learned": False,
+                "served": "the configured settings: no policy is learned for this task",
+            }
+        return {"learned": True, **self.policy.summary()}
 
     def _top_k(self, query: str, corpus: UserCorpus, k: int) -> Retrieved:
         rule = self.config.retriever

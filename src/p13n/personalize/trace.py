@@ -57,6 +57,8 @@ class Trace:
     """The learned user's adapter that answered (id, method, weights sha256, swap ms)."""
     abstained: str | None = None
     """Why a personalized request got the non-personalized prompt (nothing relevant found)."""
+    policy: dict[str, Any] | None = None
+    """With ``policy="auto"``: the learned policy that chose the settings, and its dev evidence."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -98,6 +100,7 @@ class PartialTrace:
     profile_refreshed: bool | None
     granularity: Route | None
     abstained: str | None = None
+    policy: dict[str, Any] | None = None
 
     def finished(
         self,
@@ -129,6 +132,7 @@ class PartialTrace:
             granularity=self.granularity,
             adapter=adapter,
             abstained=self.abstained,
+            policy=self.policy,
         )
 
 

@@ -77,7 +77,7 @@ class ServerConfig(BaseModel):
         description="chat completions answer with the user's adapter of this method for the "
         "chat task when they have one (the trace says which); otherwise with the base model",
     )
-    defaults: PersonalizerConfig = PersonalizerConfig()
+    defaults: PersonalizerConfig = PersonalizerConfig(policy="auto")
 
     def checked(self) -> ServerConfig:
         """Refuses to run outside development without a real admin secret."""
@@ -348,6 +348,9 @@ class ServerState:
         """A personalizer over the tenant's data, sharing the process's model and encoder."""
         config = config.model_copy(update={"llm": self.config.llm, "encoder": self.config.encoder})
         key = config.model_dump_json()
+        if config.policy == "auto":  # a policy learned or replaced since takes effect at once
+            stored = self.tenant_store(tenant).get_policy(config.task)
+            key += f"|policy {stored.created_at.isoformat() if stored else None}"
         caches = self.caches(tenant)
         with self._lock:
             found = caches.personalizers.get(key)

@@ -1,6 +1,6 @@
 """Where user data lives: narrow store protocols (``RecordStore``, ``PersonaStore``,
-``ProfileStore``, ``AdapterStore``, ``AdminStore``), ``Store`` composing them all, and the
-``sqlite`` and ``postgres`` backends."""
+``ProfileStore``, ``AdapterStore``, ``PolicyStore``, ``AdminStore``), ``Store`` composing them
+all, and the ``sqlite`` and ``postgres`` backends."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from p13n.store.base import (
     AdminStore,
     EmbeddedDocuments,
     PersonaStore,
+    PolicyStore,
     ProfileStore,
     RecordStore,
     Store,
     StoredAdapter,
+    StoredPolicy,
     StoredProfile,
     UserCounts,
     UserSummary,
@@ -66,11 +68,13 @@ __all__ = [
     "AdminStore",
     "EmbeddedDocuments",
     "PersonaStore",
+    "PolicyStore",
     "ProfileStore",
     "RecordStore",
     "SQLStore",
     "Store",
     "StoredAdapter",
+    "StoredPolicy",
     "StoredProfile",
     "UserCounts",
     "UserSummary",

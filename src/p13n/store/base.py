@@ -140,6 +140,15 @@ class StoredAdapter:
 
 
 @dataclass(frozen=True)
+class StoredPolicy:
+    """A task's learned personalization policy (``p13n.personalize.policy.Policy`` as JSON)."""
+
+    task: str
+    policy: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class UserCounts:
     documents: int
     interactions: int
@@ -315,6 +324,25 @@ class AdapterStore(TenantScoped, Protocol):
 
 
 @runtime_checkable
+class PolicyStore(TenantScoped, Protocol):
+    """Learned personalization policies, one per task of the tenant."""
+
+    def put_policy(self, policy: StoredPolicy) -> None:
+        """Store (replace) the task's policy."""
+        ...
+
+    def get_policy(self, task: str) -> StoredPolicy | None: ...
+
+    def policies(self) -> list[StoredPolicy]:
+        """Every task's policy, by task."""
+        ...
+
+    def delete_policy(self, task: str) -> bool:
+        """Delete the task's policy; whether there was one."""
+        ...
+
+
+@runtime_checkable
 class AdminStore(TenantScoped, Protocol):
     """The whole store's housekeeping: other tenants, the schema, erasure, closing."""
 
@@ -343,6 +371,8 @@ class AdminStore(TenantScoped, Protocol):
 
 
 @runtime_checkable
-class Store(RecordStore, PersonaStore, ProfileStore, AdapterStore, AdminStore, Protocol):
+class Store(
+    RecordStore, PersonaStore, ProfileStore, AdapterStore, PolicyStore, AdminStore, Protocol
+):
     """Where user data lives: every narrow protocol at once. Implementations: ``sqlite`` and
     ``postgres`` (``p13n.store.sql``). A caller that needs less asks for the narrow one."""

@@ -214,6 +214,18 @@ PER_USER_TABLES = (
 )
 """Tables with a ``user_id`` column: ``forget`` empties each of them for the user."""
 
+# Revision 0006: learned personalization policies, one per tenant and task (task-wide: no user's
+# rows, only aggregate validation evidence).
+policies = Table(
+    "policies",
+    metadata,
+    Column("tenant", String(TENANT), nullable=False),
+    Column("task", String(ID), nullable=False),
+    Column("policy", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "task", name="pk_policies"),
+)
+
 # Revision 0005: the service's tenants and their API keys. Keys are stored as SHA-256 digests of
 # high-entropy secrets (a slow password hash buys nothing for 256-bit random tokens).
 tenants = Table(

@@ -90,6 +90,10 @@ def personalizer_config(scope: TenantScope, body: GenerateIn) -> PersonalizerCon
         update["prompt"] = body.prompt
     if body.query is not None:
         update["query"] = body.query
+    if body.policy is not None:
+        update["policy"] = body.policy
+    elif body.retriever is not None or body.k is not None or body.prompt is not None:
+        update["policy"] = "fixed"  # what the request names is what it gets
     if body.level is not None:
         update["granularity"] = base.granularity.model_copy(update={"level": body.level})
     try:  # validated again: names of tasks, retrievers and builders are checked there

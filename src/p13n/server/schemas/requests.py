@@ -178,6 +178,12 @@ class GenerateIn(Strict):
         AfterValidator(lambda name: methods.check(name, none=True)),
         Field(json_schema_extra=methods.schema_enum(none=True)),
     ] = "none"
+    policy: Literal["auto", "fixed"] | None = Field(
+        None,
+        description="auto: the task's learned policy chooses prompt, retriever and k; fixed: "
+        "these fields do. Default: fixed when retriever, k or prompt is given, else the "
+        "server's (auto)",
+    )
     attributes: dict[str, str] = {}
     max_tokens: ApiInt | None = Field(None, ge=1, le=4096)
     personalize: bool = True

@@ -342,6 +342,11 @@ class TraceOut(Public):
         description="why a personalized request got the non-personalized prompt: nothing of "
         "the user's data showed a sign of relevance"
     )
+    policy: dict[str, Any] | None = Field(
+        None,
+        description="with policy auto: the task's learned policy that chose the settings (its "
+        "choice, dev metric, examples and baseline), or that none is learned",
+    )
 
 
 class GenerationOut(Public):

@@ -1,8 +1,8 @@
 """``SQLStore``: the ``Store`` protocol on SQLAlchemy Core, for the sqlite and postgres backends.
 
 One part per narrow protocol: ``records`` and ``writes`` (``RecordStore``), ``personas``,
-``profiles``, ``adapters``; ``core`` holds the engine and what the parts share, ``rows`` the
-record columns and row mappers.
+``profiles``, ``adapters``, ``policies``; ``core`` holds the engine and what the parts share,
+``rows`` the record columns and row mappers.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from p13n.store.base import check_tenant
 from p13n.store.sql.adapters import SQLAdapters
 from p13n.store.sql.core import WRITE, Housekeeping, SQLCore
 from p13n.store.sql.personas import SQLPersonas
+from p13n.store.sql.policies import SQLPolicies
 from p13n.store.sql.profiles import SQLProfiles
 from p13n.store.sql.records import SQLRecords
 from p13n.store.sql.writes import SQLWrites
 
 
-class SQLStore(SQLWrites, SQLRecords, SQLPersonas, SQLProfiles, SQLAdapters, SQLCore):
+class SQLStore(SQLWrites, SQLRecords, SQLPersonas, SQLProfiles, SQLAdapters, SQLPolicies, SQLCore):
     """A store in one SQL database, seen as one tenant."""
 
     def with_tenant(self, tenant: str) -> SQLStore:

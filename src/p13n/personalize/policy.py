@@ -1,0 +1,135 @@
+"""Learned personalization policies: per tenant and task, the personalization that served the
+task's dev split best (under the one-standard-error rule toward the simpler choice, the
+non-personalized prompt simplest of all), saved in the store with its evidence and served by a
+``Personalizer`` configured with ``policy="auto"``.
+
+A policy is learned by the benchmark runner (``method = "auto"``: ``p13n bench run``), which
+writes it to the store its examples live in and to its output folder; ``p13n policy set`` copies
+one into a tenant's store. The evidence is aggregate (per-candidate means and errors over the
+dev examples): a policy holds no user's data, so ``forget`` has nothing of it to delete.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from p13n.errors import ConfigError
+from p13n.retrieve import RetrieverConfig
+from p13n.store import PolicyStore, StoredPolicy
+
+
+class LabelPolicy(BaseModel):
+    """How a label or rating task's answer is read from the model's label scores."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    calibration: Literal["none", "contextual", "task"] = "none"
+    fusion_weight: float = Field(
+        0.0, ge=0, description="times the user's own label history to this power (inf: history)"
+    )
+
+
+class CandidateEvidence(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    mean: float
+    gap: float = Field(description="below the best mean, in the metric's better direction")
+    standard_error: float = Field(description="of the paired per-example difference from the best")
+
+
+class PolicyEvidence(BaseModel):
+    """Why the policy chose what it did: every candidate's dev score, simplest first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str
+    higher_is_better: bool
+    split: str
+    examples: int
+    best: str
+    rule: str = "one standard error toward the simpler choice"
+    candidates: list[CandidateEvidence]
+
+    def of(self, label: str) -> CandidateEvidence:
+        return next(c for c in self.candidates if c.label == label)
+
+
+class Policy(BaseModel):
+    """What a ``Personalizer`` with ``policy="auto"`` serves for one task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(description="the task template it serves (PersonalizerConfig.task)")
+    source: str = Field(description="where it was learned, e.g. the benchmark task's name")
+    choice: str = Field(description="the chosen candidate's label")
+    prompt: str = Field(description="prompt builder φ_p ('none': the non-personalized prompt)")
+    retriever: RetrieverConfig = RetrieverConfig()
+    max_item_tokens: int = Field(256, gt=0)
+    labels: LabelPolicy = LabelPolicy()
+    model: str = Field(description="the model it was learned with")
+    evidence: PolicyEvidence
+    learned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def personalized(self) -> bool:
+        return self.prompt != "none" or self.labels.fusion_weight > 0
+
+    def overrides(self) -> dict[str, Any]:
+        """The ``PersonalizerConfig`` fields it sets: prompt, retriever and excerpt length."""
+        return {
+            "prompt": self.prompt,
+            "retriever": self.retriever,
+            "max_item_tokens": self.max_item_tokens,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What the trace and ``p13n show`` say of it."""
+        chosen = self.evidence.of(self.choice)
+        baseline = self.evidence.candidates[0]
+        return {
+            "task": self.task,
+            "source": self.source,
+            "choice": self.choice,
+            "labels": self.labels.model_dump() if self.labels != LabelPolicy() else None,
+            "metric": self.evidence.metric,
+            "dev_examples": self.evidence.examples,
+            "dev_value": chosen.mean,
+            "dev_baseline": {"label": baseline.label, "value": baseline.mean},
+            "best": self.evidence.best,
+            "model": self.model,
+            "learned_at": self.learned_at.isoformat(),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        # JSON has no infinity: the history-only weight is written as the string "inf".
+        plain = self.model_dump(mode="json")
+        if math.isinf(self.labels.fusion_weight):
+            plain["labels"]["fusion_weight"] = "inf"
+        return plain
+
+
+def save_policy(store: PolicyStore, policy: Policy) -> None:
+    store.put_policy(StoredPolicy(policy.task, policy.to_json(), policy.learned_at))
+
+
+def read_policy(raw: dict[str, Any], where: str) -> Policy:
+    """A policy from its JSON; ``where`` names it in the error."""
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{where}: policy field {field}: {first['msg']}") from None
+
+
+def load_policy(store: PolicyStore, task: str) -> Policy | None:
+    """The task's stored policy, if one was learned for this tenant."""
+    stored = store.get_policy(task)
+    if stored is None:
+        return None
+    return read_policy(stored.policy, f"stored policy of task {task!r} (tenant {store.tenant!r})")

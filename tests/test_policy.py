@@ -1,0 +1,237 @@
+"""The learned personalization policy: the one-standard-error rule, the store, the Personalizer
+serving it, and the runner's ``auto`` arm learning it on dev and answering test with it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p13n.benchmarks.config import BenchConfig
+from p13n.benchmarks.policy import HISTORY, candidates
+from p13n.datasets.lamp import LampExample, LampSplit, write_split
+from p13n.encode import Encoder
+from p13n.errors import ConfigError
+from p13n.evaluate.stats import one_standard_error_choice
+from p13n.llm import LLM
+from p13n.personalize import (
+    LabelPolicy,
+    Personalizer,
+    PersonalizerConfig,
+    Policy,
+    PolicyEvidence,
+    load_policy,
+    save_policy,
+)
+from p13n.personalize.policy import CandidateEvidence
+from p13n.retrieve import RetrieverConfig
+from p13n.store import Store, StoredPolicy, open_store
+from tests.helpers import run_bench
+from tests.test_bench import INPUTS, RATING, REVIEWS, _config, _ratings_task
+from tests.test_bench import task_dir as task_dir  # the fixture
+
+SIMPLEST = [0.5, 0.5, 0.5, 0.5]
+CLOSE = [0.9, 0.3, 0.8, 0.7]
+BEST = [0.9, 0.5, 0.8, 0.6]
+
+
+def test_one_standard_error_rule_takes_the_simplest_close_enough_candidate() -> None:
+    choice = one_standard_error_choice(
+        [("none", SIMPLEST), ("close", CLOSE), ("best", BEST)], higher_is_better=True
+    )
+    assert choice.best == "best" and choice.chosen == "close" and choice.n == 4
+    none, close, best = choice.candidates
+    # Worked by hand: none - best = (-.4, 0, -.3, -.1): mean -.2, sd .1826, se .0913.
+    assert none.gap == pytest.approx(0.2) and none.standard_error == pytest.approx(0.09129, 1e-3)
+    assert not none.within_one_se
+    # close - best = (0, -.2, 0, .1): mean -.025, sd .1258, se .0629: within one error.
+    assert close.gap == pytest.approx(0.025) and close.standard_error == pytest.approx(0.0629, 1e-3)
+    assert best.gap == 0 and best.standard_error == 0
+    # An error metric: the same choice on the negated scores, means reported as given.
+    negated = [(label, [-v for v in values]) for label, values in
+               (("none", SIMPLEST), ("close", CLOSE), ("best", BEST))]  # fmt: skip
+    errors = one_standard_error_choice(negated, higher_is_better=False)
+    assert errors.chosen == "close" and errors.candidates[2].mean == pytest.approx(-0.7)
+    # A tie goes to the simpler; the baseline wins when nothing beats it by more than noise.
+    assert (
+        one_standard_error_choice([("a", BEST), ("b", BEST)], higher_is_better=True).chosen == "a"
+    )
+    noisy = one_standard_error_choice(
+        [("none", SIMPLEST), ("noisy", [1.0, 0.0, 1.0, 0.3])], higher_is_better=True
+    )
+    assert noisy.best == "noisy" and noisy.chosen == "none"
+    with pytest.raises(ValueError, match="same examples"):
+        one_standard_error_choice([("a", [1.0]), ("b", [1.0, 2.0])], higher_is_better=True)
+
+
+def _policy(task: str = "lamp4", **extra: object) -> Policy:
+    evidence = PolicyEvidence(
+        metric="rouge-1",
+        higher_is_better=True,
+        split="dev",
+        examples=40,
+        best="bm25 k=2",
+        candidates=[
+            CandidateEvidence(label="none", mean=0.10, gap=0.03, standard_error=0.01),
+            CandidateEvidence(label="bm25 k=2", mean=0.13, gap=0.0, standard_error=0.0),
+        ],
+    )
+    fields: dict[str, object] = {
+        "task": task,
+        "source": "a test",
+        "choice": "bm25 k=2",
+        "prompt": "contextual",
+        "retriever": RetrieverConfig(name="bm25", k=2, require_match=False),
+        "max_item_tokens": 64,
+        "model": "m",
+        "evidence": evidence,
+        **extra,
+    }
+    return Policy.model_validate(fields)
+
+
+def test_policies_are_stored_per_tenant_and_task(store: Store) -> None:
+    assert store.get_policy("lamp4") is None and store.policies() == []
+    save_policy(store, _policy())
+    history = _policy(
+        "lamp3", choice="none", prompt="none", labels=LabelPolicy(fusion_weight=float("inf"))
+    )
+    save_policy(store, history)
+    assert [p.task for p in store.policies()] == ["lamp3", "lamp4"]
+    assert load_policy(store, "lamp4") == _policy().model_copy(
+        update={"learned_at": load_policy(store, "lamp4").learned_at}  # type: ignore[union-attr]
+    )
+    loaded = load_policy(store, "lamp3")
+    assert loaded is not None and loaded.labels.fusion_weight == float("inf")  # JSON has no inf
+    other = store.with_tenant("other")
+    assert other.get_policy("lamp4") is None and other.policies() == []
+    replaced = _policy(choice="none", prompt="none")
+    save_policy(store, replaced)
+    assert load_policy(store, "lamp4").choice == "none"  # type: ignore[union-attr]
+    assert store.delete_policy("lamp4") and not store.delete_policy("lamp4")
+    assert [p.task for p in store.policies()] == ["lamp3"]
+    store.put_policy(StoredPolicy("lamp5", {"task": "lamp5", "choice": 3}, datetime.now(UTC)))
+    with pytest.raises(ConfigError, match=r"stored policy of task 'lamp5'.*policy field source"):
+        load_policy(store, "lamp5")
+
+
+def test_personalizer_serves_the_tasks_learned_policy(demo: Store, embedded_llm: LLM) -> None:
+    config = PersonalizerConfig(
+        task="lamp4", retriever=RetrieverConfig(name="bm25", k=4), policy="auto"
+    )
+    question = "Write a headline for: a new running shoe for marathons"
+    unlearned = Personalizer(demo, config, llm=embedded_llm).prepare("ada", question)
+    fixed = Personalizer(
+        demo, config.model_copy(update={"policy": "fixed"}), llm=embedded_llm
+    ).prepare("ada", question)
+    assert unlearned.prompt == fixed.prompt and fixed.trace.policy is None
+    assert unlearned.trace.policy == {
+        "task": "lamp4",
+        "learned": False,
+        "served": "the configured settings: no policy is learned for this task",
+    }
+    save_policy(demo, _policy())
+    served = Personalizer(demo, config, llm=embedded_llm)
+    assert served.config.retriever.k == 2 and served.config.max_item_tokens == 64
+    prepared = served.prepare("ada", question)
+    assert len(prepared.prompt.items) == 2
+    assert prepared.trace.policy is not None and prepared.trace.policy["choice"] == "bm25 k=2"
+    assert (
+        prepared.trace.policy["dev_value"] == 0.13 and prepared.trace.policy["dev_examples"] == 40
+    )
+    save_policy(demo, _policy(choice="none", prompt="none"))
+    baseline = Personalizer(demo, config, llm=embedded_llm).prepare("ada", question)
+    assert not baseline.trace.personalized and baseline.prompt.items == ()
+
+
+def _with_dev(folder: Path) -> None:
+    """The ratings task's three reviewers again as a dev split (other example ids)."""
+    examples = [
+        LampExample(
+            id=f"d-{user}",
+            user_id=user,
+            input=INPUTS[f"r-{user}"],
+            output=items[0][1],
+            profile=[{"id": str(n), "text": t, "score": r} for n, (t, r) in enumerate(items[1:])],
+        )
+        for user, items in REVIEWS.items()
+    ]
+    write_split(LampSplit(RATING, "dev", examples), folder)
+
+
+@pytest.mark.slow
+def test_auto_learns_on_dev_and_answers_test_as_the_chosen_candidate(
+    tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    folder = _ratings_task(tmp_path)
+    _with_dev(folder)
+    config = BenchConfig(
+        tasks=["ratings"], tasks_dir=folder.parent, methods=["none", "bm25", "auto"], k=[1],
+        answer={"ratings": "likelihood"}, resamples=100, corpus_resamples=50,
+        cache=tmp_path / "cache", out=tmp_path / "out", policy_dev_examples=3, swap=["auto"],
+    )  # fmt: skip
+    result = run_bench(config, embedded_llm, encoder)
+    (task,) = result.tasks
+    labels = [v.label for v in candidates(config, likelihood=True)]
+    assert task.arms == [*labels, "auto"] and HISTORY in labels
+    assert "bm25 k=1 +task-cal +fuse=1" in labels
+    saved = json.loads((tmp_path / "out" / "policy-ratings.json").read_text())
+    policy = Policy.model_validate(saved)
+    assert policy.task == "lamp3" and policy.evidence.split == "dev"
+    assert [c.label for c in policy.evidence.candidates] == labels
+    # The rule, recomputed from the evidence: the first candidate within one error of the best.
+    first = next(c for c in policy.evidence.candidates if c.gap <= c.standard_error + 1e-12)
+    assert policy.choice == first.label
+    # History alone is right for every reviewer here (each rates as before).
+    assert policy.evidence.of(HISTORY).mean == 0.0
+    for example in task.examples:
+        auto, chosen = example.outputs["auto"], example.outputs[policy.choice]
+        assert auto.prediction == chosen.prediction and auto.scores == chosen.scores
+        assert auto.choice_scores == chosen.choice_scores and auto.cached
+        history = example.outputs[HISTORY]
+        assert history.prediction == REVIEWS[example.user_id or ""][1][1]
+    # The test split's store holds the policy the auto arm was served.
+    (stored,) = (tmp_path / "cache" / "stores").glob("ratings-test-*.db")
+    test_store = open_store(f"sqlite:///{stored}")
+    try:
+        assert load_policy(test_store, "lamp3") == policy
+    finally:
+        test_store.close()
+    assert "auto" in task.swap
+    again = run_bench(config, embedded_llm, encoder)
+    assert again.generated == 0
+    assert [e.outputs["auto"].prediction for e in again.tasks[0].examples] == [
+        e.outputs["auto"].prediction for e in task.examples
+    ]
+
+
+@pytest.mark.slow
+def test_auto_on_a_generation_task_prompts_exactly_as_its_choice(
+    task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    config = _config(
+        task_dir, tmp_path, methods=["none", "bm25", "auto"], k=[1, 2], policy_dev_examples=4
+    )
+    (task,) = run_bench(config, embedded_llm, encoder).tasks
+    assert task.arms == ["none", "bm25 k=1", "bm25 k=2", "auto"]
+    assert task.policy is not None
+    choice = task.policy["choice"]
+    for example in task.examples:
+        auto, chosen = example.outputs["auto"], example.outputs[choice]
+        assert auto.prediction == chosen.prediction and auto.retrieved == chosen.retrieved
+        assert auto.cached  # the same prompt as the chosen arm's: answered from the cache
+    with pytest.raises(ConfigError, match="at least 40 dev examples"):
+        run_bench(_config(task_dir, tmp_path, methods=["none", "auto"]), embedded_llm, encoder)
+
+
+def test_auto_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="learned method 'lora' is not a candidate"):
+        BenchConfig(tasks=["t"], methods=["none", "lora", "auto"])
+    with pytest.raises(ValueError, match="auto chooses calibration and fusion itself"):
+        BenchConfig(tasks=["t"], methods=["none", "auto"], calibration="task")
+    arms = BenchConfig(tasks=["t"], methods=["auto", "bm25"], k=[1]).arms()
+    assert [a.label for a in arms] == ["none", "bm25 k=1", "auto"]
+    assert np.isinf(BenchConfig(tasks=["t"]).policy_fusion[-1])
