@@ -30,8 +30,10 @@ from p13n.personalize.policy import CandidateEvidence
 from p13n.retrieve import RetrieverConfig
 from p13n.store import Store, StoredPolicy, open_store
 from tests.helpers import run_bench
+from tests.server_support import make_service
 from tests.test_bench import INPUTS, RATING, REVIEWS, _config, _ratings_task
 from tests.test_bench import task_dir as task_dir  # the fixture
+from tests.test_cli import invoke
 
 SIMPLEST = [0.5, 0.5, 0.5, 0.5]
 CLOSE = [0.9, 0.3, 0.8, 0.7]
@@ -235,3 +237,46 @@ def test_auto_config_is_checked() -> None:
     arms = BenchConfig(tasks=["t"], methods=["auto", "bm25"], k=[1]).arms()
     assert [a.label for a in arms] == ["none", "bm25 k=1", "auto"]
     assert np.isinf(BenchConfig(tasks=["t"]).policy_fusion[-1])
+
+
+@pytest.mark.slow
+def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> None:
+    service = make_service(sqlite_url)
+    h = service.headers("acme")
+    records = [{"type": "user", "id": "alice"}] + [
+        {"type": "document", "user_id": "alice", "text": t}
+        for t in ("I only cook vegetarian food.", "Tofu curry is my favourite.")
+    ]
+    assert (
+        service.client.post("/v1/ingest", json={"records": records}, headers=h).status_code == 201
+    )
+    body = {"user": "alice", "input": "What should I cook with tofu?", "max_tokens": 8}
+    before = service.client.post("/v1/generate", json=body, headers=h).json()["trace"]
+    assert before["policy"]["learned"] is False and before["retrieved"]["items"]
+    save_policy(service.state.tenant_store("acme"), _policy("chat", choice="none", prompt="none"))
+    served = service.client.post("/v1/generate", json=body, headers=h).json()["trace"]
+    assert served["policy"]["choice"] == "none" and not served["personalized"]
+    assert served["retrieved"] is None
+    named = service.client.post("/v1/generate", json={**body, "k": 2}, headers=h).json()["trace"]
+    assert named["policy"] is None and len(named["retrieved"]["items"]) == 2  # asked: fixed
+    other = service.client.post("/v1/generate", json=body, headers=service.headers("globex"))
+    assert other.status_code == 404  # alice is acme's; globex has no policy either
+    assert service.state.tenant_store("globex").policies() == []
+
+
+def test_policy_commands_set_list_show_and_delete(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "policy-headline.json"
+    path.write_text(json.dumps(_policy().to_json()))
+    code, out = invoke("--store", sqlite_url, "policy", "list")
+    assert code == 0 and "no policies in tenant 'default'" in out
+    code, out = invoke("--store", sqlite_url, "policy", "set", str(path))
+    assert code == 0 and "serves 'bm25 k=2' for task 'lamp4'" in out
+    code, out = invoke("--store", sqlite_url, "policy", "list")
+    assert code == 0 and "bm25 k=2" in out and "0.1300" in out and "0.1000" in out
+    path.write_text(json.dumps({"task": "lamp4"}))
+    code, out = invoke("--store", sqlite_url, "policy", "set", str(path))
+    assert code != 0 and "policy field source: Field required" in out
+    code, out = invoke("--store", sqlite_url, "policy", "delete", "lamp4")
+    assert code == 0 and "deleted the policy of task 'lamp4'" in out
+    code, out = invoke("--store", sqlite_url, "policy", "delete", "lamp4")
+    assert code != 0 and "has no policy for task 'lamp4'" in out

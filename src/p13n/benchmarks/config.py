@@ -25,6 +25,7 @@ from p13n.encode import DEFAULT_ENCODER
 from p13n.errors import ConfigError
 from p13n.llm import LLMConfig
 from p13n.paths import cache_dir
+from p13n.personalize.decoding import CONTEXT_STEERING, STANDARD
 from p13n.registry import Registry
 
 BASELINE = "none"
@@ -44,6 +45,8 @@ class Method:
     adapter: Literal["lora", "dpo", "embedding"] | None = None
     """A learned-user method: the user's LoRA or DPO adapter, or their embedding as soft
     tokens."""
+    decoding: str = STANDARD
+    """A decoding-time method (``p13n.personalize.decoding``): one arm per steering strength."""
 
     @property
     def uses_k(self) -> bool:
@@ -97,6 +100,17 @@ methods.register(
     ),
 )
 methods.register(
+    "cos",
+    Method(
+        "cos",
+        "contextual",
+        "bm25",
+        "context steering (CoS): BM25 items in the prompt, each token steered by λ away from "
+        "the prompt without them",
+        decoding=CONTEXT_STEERING,
+    ),
+)
+methods.register(
     AUTO,
     Method(
         AUTO,
@@ -110,14 +124,17 @@ methods.register(
 
 @dataclass(frozen=True)
 class Arm:
-    """One column of the comparison: a method at one k (the baseline has no k)."""
+    """One column of the comparison: a method at one k (the baseline has no k), and a
+    decoding-time method at one strength."""
 
     method: str
     k: int | None
+    steering: float | None = None
 
     @property
     def label(self) -> str:
-        return self.method if self.k is None else f"{self.method} k={self.k}"
+        label = self.method if self.k is None else f"{self.method} k={self.k}"
+        return label if self.steering is None else f"{label} λ={self.steering:g}"
 
 
 class AdaptSettings(BaseModel):
@@ -195,6 +212,10 @@ class BenchConfig(BaseModel):
         "if so configured) times the user's own label history (add-one smoothed) to this power; "
         "the baseline is left alone. 0: off; inf: the user's most frequent label, the model "
         "breaking ties",
+    )
+    steering: list[float] = Field(
+        default_factory=lambda: [1.0],
+        description="decoding-time methods (cos): one arm per strength λ at each k",
     )
     policy_calibrations: list[Calibration] = Field(
         default_factory=lambda: list[Calibration](["none", "task"]),
@@ -300,9 +321,12 @@ class BenchConfig(BaseModel):
         for name in self.methods:
             if name in (BASELINE, AUTO):
                 continue
-            arms += (
-                [Arm(name, k) for k in self.k] if methods.get(name).uses_k else [Arm(name, None)]
+            method = methods.get(name)
+            ks: list[int | None] = list(self.k) if method.uses_k else [None]
+            strengths: list[float | None] = (
+                list(self.steering) if method.decoding != STANDARD else [None]
             )
+            arms += [Arm(name, k, strength) for k in ks for strength in strengths]
         return arms + ([Arm(AUTO, None)] if AUTO in self.methods else [])
 
     def swaps(self, arm: Arm) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from rich.progress import Progress
 
-from p13n.benchmarks.config import BASELINE, Arm, BenchConfig
+from p13n.benchmarks.config import AUTO, BASELINE, Arm, BenchConfig
 from p13n.benchmarks.generation import Generator
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
 from p13n.benchmarks.policy import Variant
@@ -37,6 +37,17 @@ class LabelAnswers:
 
     def fusing(self, run: SplitRun, arm: Arm) -> bool:
         return run.choices is not None and arm.method != BASELINE and self.config.fusion_weight > 0
+
+    def reading(self, run: SplitRun, arm: Arm) -> tuple[str, float]:
+        """How the arm's label answers are read: its calibration and fusion weight (``auto``:
+        its policy's)."""
+        if run.choices is None:
+            return "none", 0.0
+        if arm.method == AUTO:
+            assert run.policy is not None
+            return run.policy.labels.calibration, run.policy.labels.fusion_weight
+        fusion = self.config.fusion_weight if self.fusing(run, arm) else 0.0
+        return self.config.calibration, fusion
 
     def fuse(self, run: SplitRun, label: str, weight: float, *, swapped: bool = False) -> None:
         """Each answer's label distribution (under ``label``) times the user's own label

@@ -118,6 +118,8 @@ def learn_policy(
         prompt=method.prompt,
         retriever=retriever,
         max_item_tokens=config.max_item_tokens,
+        decoding=method.decoding,
+        steering=chosen.arm.steering if chosen.arm.steering is not None else 1.0,
         labels=LabelPolicy(calibration=chosen.calibration, fusion_weight=chosen.fusion),
         model=model,
         evidence=evidence,

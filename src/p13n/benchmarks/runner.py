@@ -305,7 +305,7 @@ class BenchRunner:
                 f"{run.task}: {arm.label}",
                 arm,
             )
-        calibration, fusion = self._label_reading(run, arm)
+        calibration, fusion = self.labels.reading(run, arm)
         if calibration != "none":
             self.labels.calibrate(
                 run, arm, personalizer, model, prepared, progress, mode=calibration
@@ -365,23 +365,13 @@ class BenchRunner:
         )
         for i, record in enumerate(run.records):
             record.swapped_with = examples[run.partners[i]].id
-        calibration, fusion = self._label_reading(run, arm)
+        calibration, fusion = self.labels.reading(run, arm)
         if calibration != "none":
             self.labels.calibrate(
                 run, arm, personalizer, None, swapped, progress, mode=calibration, swapped=True
             )
         if fusion:
             self.labels.fuse(run, arm.label, fusion, swapped=True)
-
-    def _label_reading(self, run: SplitRun, arm: Arm) -> tuple[str, float]:
-        """How the arm's label answers are read: its calibration and fusion weight."""
-        if run.choices is None:
-            return "none", 0.0
-        if arm.method == AUTO:
-            assert run.policy is not None
-            return run.policy.labels.calibration, run.policy.labels.fusion_weight
-        fusion = self.config.fusion_weight if self.labels.fusing(run, arm) else 0.0
-        return self.config.calibration, fusion
 
     def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
         """What a learned arm answers with: each user's adapter, or the task's projector
@@ -406,6 +396,12 @@ class BenchRunner:
         """The labels to choose among, when this task's answers are chosen by likelihood."""
         if self.config.answer.get(task, "generate") == "generate":
             return None
+        steered = [m for m in self.config.methods if methods.get(m).decoding != "standard"]
+        if steered:
+            raise ConfigError(
+                f"task {task!r} is answered by likelihood, and {steered[0]!r} steers generated "
+                "tokens: run decoding-time methods on generation tasks"
+            )
         if not spec.labels:
             raise ConfigError(
                 f"task {task!r}: answer = 'likelihood' needs a label or rating task with labels"
@@ -438,6 +434,8 @@ class BenchRunner:
             max_item_tokens=self.config.max_item_tokens,
             encoder=self.config.encoder,
             adapter=method.adapter or "none",
+            decoding=method.decoding,
+            steering=arm.steering if arm.steering is not None else 1.0,
             policy="auto" if arm.method == AUTO else "fixed",
         )
         return Personalizer(
@@ -463,7 +461,9 @@ class BenchRunner:
     ) -> None:
         """Answer the prepared prompts (from the cache where possible) and record each output
         under the arm's label (``swapped``: as the profile-swap answer)."""
-        jobs = [self.generator.job(p.prompt.messages, options, choices) for p in prepared]
+        jobs = [
+            self.generator.job(p.prompt.messages, p.options(options), choices) for p in prepared
+        ]
         fresh = self.generator.run(jobs, progress, label)
         for record, job, p in zip(records, jobs, prepared, strict=True):
             cached = self.generator.llm.cached(job.key)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic validates only these on Python < 3.12
 
 
 class ChatMessage(TypedDict):
@@ -24,6 +25,29 @@ class GenerationOptions(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
     stop: tuple[str, ...] = ()
+    contrast: tuple[ChatMessage, ...] | None = Field(
+        None,
+        description="context steering (CoS, He et al. 2025): the same request's prompt without "
+        "the user's data; each token is chosen from with + steering * (with - without) "
+        "next-token log-probabilities. Local backends only",
+    )
+    steering: float = Field(
+        0.0, ge=0.0, le=50.0, description="the context-steering strength λ (0: the prompt alone)"
+    )
+
+
+def steered_log_probs(own: Any, without: Any, strength: float) -> Any:
+    """Context steering's next-token scores: ``own + strength * (own - without)`` over the
+    log-softmax of each prompt's logits (numpy or torch, last axis the vocabulary). Log-probs
+    rather than raw logits, as transformers' classifier-free guidance does; for the choice of
+    the next token the two differ by a constant."""
+    if hasattr(own, "log_softmax"):  # torch
+        own, without = own.log_softmax(-1), without.log_softmax(-1)
+    else:
+        from scipy.special import log_softmax
+
+        own, without = log_softmax(own, axis=-1), log_softmax(without, axis=-1)
+    return own + strength * (own - without)
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,10 @@ def generation_key(
         "messages": [dict(message) for message in messages],
         "backend": backend,
         "model": model,
-        "options": options.model_dump(mode="json"),
+        # the steering fields only when set: keys of unsteered answers stay as they were
+        "options": options.model_dump(
+            mode="json", exclude={"contrast", "steering"} if options.contrast is None else None
+        ),
     }
     if choices is not None:
         payload["choices"] = list(choices)

@@ -157,6 +157,16 @@ class HFLLM:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if options.stop:
             kwargs.update(stop_strings=list(options.stop), tokenizer=tokenizer)
+        if options.contrast is not None and options.steering > 0:
+            # Context steering is transformers' classifier-free guidance with the prompt
+            # without the user's data as the negative prompt: scale 1 + λ gives
+            # own + λ (own - without) over log-probs (p13n.llm.base.steered_log_probs).
+            contrast = self._inputs(options.contrast)
+            kwargs.update(
+                guidance_scale=1.0 + options.steering,
+                negative_prompt_ids=contrast["input_ids"],
+                negative_prompt_attention_mask=contrast["attention_mask"],
+            )
         return kwargs
 
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:

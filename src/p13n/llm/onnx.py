@@ -240,7 +240,11 @@ class OnnxLLM:
 
     def _decode(self, prompt: list[int], options: GenerationOptions) -> Iterator[int]:
         """The new token ids, one by one, as the runtime decodes them (the end token included)."""
-        for token in self.runtime.decode(prompt, self._search(prompt, options), self._adapter()):
+        contrast = None
+        if options.contrast is not None and options.steering > 0:
+            contrast = (self._prompt(options.contrast), options.steering)
+        search = self._search(prompt, options)
+        for token in self.runtime.decode(prompt, search, self._adapter(), contrast):
             yield token
             if token in self._eos:
                 return

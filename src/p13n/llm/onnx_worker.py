@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from p13n.llm.base import steered_log_probs
+
 log = logging.getLogger(__name__)
 
 
@@ -146,13 +148,19 @@ class RuntimeWorker:
             raise self._gone() from error
 
     def decode(
-        self, prompt: Sequence[int], search: Mapping[str, Any], adapter: str | None
+        self,
+        prompt: Sequence[int],
+        search: Mapping[str, Any],
+        adapter: str | None,
+        contrast: tuple[Sequence[int], float] | None = None,
     ) -> Iterator[int]:
         """The new token ids as the child decodes them, until the runtime is done. The child
         does not wait for this process between tokens; a caller that stops early (an end token,
-        a stop string, a closed stream) has it stopped after at most one more token."""
+        a stop string, a closed stream) has it stopped after at most one more token.
+        ``contrast``: context steering by this prompt (without the user's data) and strength."""
+        steer = None if contrast is None else (list(contrast[0]), float(contrast[1]))
         with self.lock:
-            self._ask_nowait("decode", list(prompt), dict(search), adapter)
+            self._ask_nowait("decode", list(prompt), dict(search), adapter, steer)
             finished = False
             try:
                 while (token := self._receive()) is not None:
@@ -280,22 +288,43 @@ class _Runtime:
         prompt: list[int],
         search: dict[str, Any],
         adapter: str | None,
+        contrast: tuple[list[int], float] | None,
         requests: Connection,
         replies: Connection,
     ) -> None:
-        """Send each new token as it is decoded, then None; stop early when the parent asks."""
+        """Send each new token as it is decoded, then None; stop early when the parent asks.
+        With ``contrast`` (a prompt and a strength), context steering: a second generator reads
+        the contrast prompt and follows the chosen tokens, and each step's logits become
+        ``steered_log_probs`` of the two (the runtime has no classifier-free guidance)."""
         generator = self._generator(prompt, search, adapter)
+        shadow = None
+        if contrast is not None:
+            shadow = self._generator(
+                contrast[0],
+                {**search, "max_length": search["max_length"] + len(contrast[0])},
+                adapter,
+            )
         try:
             while not generator.is_done():
+                if shadow is not None:
+                    assert contrast is not None
+                    own = generator.get_logits()
+                    steered = steered_log_probs(
+                        own.astype(np.float64), shadow.get_logits().astype(np.float64), contrast[1]
+                    )
+                    generator.set_logits(steered.astype(np.float32).reshape(own.shape))
                 generator.generate_next_token()
-                replies.send(("ok", int(generator.get_next_tokens()[0])))
+                token = int(generator.get_next_tokens()[0])
+                if shadow is not None:
+                    shadow.append_tokens(np.asarray([token], dtype=np.int32))
+                replies.send(("ok", token))
                 if requests.poll():
                     request = requests.recv()
                     if request[0] != "stop":
                         raise ValueError(f"request {request[0]!r} while decoding")
                     break
         finally:
-            del generator  # before any unload: an adapter in use cannot be unloaded
+            del generator, shadow  # before any unload: an adapter in use cannot be unloaded
         replies.send(("ok", None))
 
     def score(
@@ -363,8 +392,8 @@ def serve(folder: Path, threads: int, requests: Connection, replies: Connection)
                 continue  # it came after the answer it meant to stop had ended
             try:
                 if op == "decode":
-                    prompt, search, adapter = args
-                    runtime.decode(prompt, search, adapter, requests, replies)
+                    prompt, search, adapter, contrast = args
+                    runtime.decode(prompt, search, adapter, contrast, requests, replies)
                     continue
                 if op not in OPERATIONS:
                     raise ValueError(f"unknown request {op!r}")

@@ -49,6 +49,11 @@ class OpenAILLM:
         )
 
     def _request(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Any:
+        if options.contrast is not None:
+            raise LLMError(
+                f"{self.model}: context steering needs next-token logits, which an "
+                "OpenAI-compatible server does not return"
+            )
         request: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),

@@ -28,6 +28,7 @@ from p13n.llm import (
     local_weights,
 )
 from p13n.llm.base import streamed_finish_reason
+from p13n.personalize.decoding import STANDARD, decoding_methods
 from p13n.personalize.policy import Policy, load_policy
 from p13n.personalize.profile import ProfileWriter
 from p13n.personalize.router import GranularityConfig, Route, Router
@@ -68,6 +69,14 @@ class PersonalizerConfig(BaseModel):
         None, description="persona builder: a role description used instead of stored personas"
     )
     granularity: GranularityConfig = GranularityConfig()
+    decoding: str = Field(
+        STANDARD,
+        description="decoding-time personalization: standard, or context-steering (the answer "
+        "steered away from the prompt without the user's data by `steering`; local backends)",
+    )
+    steering: float = Field(
+        1.0, ge=0.0, le=50.0, description="context steering's strength λ (0: standard decoding)"
+    )
     policy: Literal["fixed", "auto"] = Field(
         "fixed",
         description="auto: serve the task's learned policy from the store (its prompt, retriever "
@@ -92,13 +101,21 @@ class PersonalizerConfig(BaseModel):
             (templates, self.task),
             (query_generators, self.query),
             (builders, self.prompt),
+            (decoding_methods, self.decoding),
         ):
             if name not in registry:
                 raise ValueError(
                     f"unknown {registry.kind} {name!r}: choose from {registry.names()}"
                 )
-        method = self.adapter_method()
         backend = self.llm.backend
+        steered = decoding_methods.get(self.decoding).contrast
+        if steered and backend not in local_weights and backend not in converted_weights:
+            raise ValueError(
+                f"decoding {self.decoding!r} needs the model's next-token logits, which the "
+                f"{backend!r} backend does not expose: use one of "
+                f"{[*local_weights.names(), *converted_weights.names()]}"
+            )
+        method = self.adapter_method()
         if method is None or backend in local_weights:
             return self
         if backend not in converted_weights:
@@ -204,15 +221,16 @@ class Personalizer:
 
     def complete(self, prepared: PreparedPrompt) -> Generation:
         """Run the LLM on a prompt from ``prepare`` (with the user's adapter, if configured)."""
+        options = prepared.options(self.config.generation)
         with self._llm_for(prepared) as (llm, adapter):
-            completion = llm.generate(prepared.prompt.messages, self.config.generation)
+            completion = llm.generate(prepared.prompt.messages, options)
         return self._finished(prepared, completion, adapter)
 
     def complete_stream(self, prepared: PreparedPrompt) -> Iterator[str | Generation]:
         """``complete``, streamed: the answer's pieces as the model decodes them, then the whole
         ``Generation`` with its trace. Consume it in one thread: an adapter's lock is held
         until the answer is done."""
-        options = self.config.generation
+        options = prepared.options(self.config.generation)
         pieces: list[str] = []
         with self._llm_for(prepared) as (llm, adapter):
             for piece in llm.stream(prepared.prompt.messages, options):
@@ -402,6 +420,13 @@ class Personalizer:
                 f"none of the {found.unmatched} best items had {found.relevance_rule()} "
                 f"({found.retriever}): the prompt carries no user data"
             )
+        contrast = None
+        method = decoding_methods.get(self.config.decoding)
+        steering = self.config.steering
+        if method.contrast and steering > 0 and carries_data and abstained is None:
+            contrast = NON_PERSONALIZED.build(
+                self.template, text, self.llm.tokenizer, self.budget, user_id=user_id
+            ).messages
         trace = PartialTrace(
             user_id=user_id,
             personalized=builder.personalized,
@@ -415,6 +440,9 @@ class Personalizer:
             granularity=route,
             abstained=abstained,
             policy=self._policy_trace(),
+            decoding=(
+                {"method": method.name, "strength": steering} if contrast is not None else None
+            ),
         )
         return PreparedPrompt(
             prompt=prompt,
@@ -426,6 +454,8 @@ class Personalizer:
             started_at=started,
             text=text,
             personalize=personalize,
+            contrast=contrast,
+            steering=steering if contrast is not None else 0.0,
         )
 
     def _policy_trace(self) -> dict[str, Any] | None:

@@ -70,6 +70,8 @@ class Policy(BaseModel):
     prompt: str = Field(description="prompt builder φ_p ('none': the non-personalized prompt)")
     retriever: RetrieverConfig = RetrieverConfig()
     max_item_tokens: int = Field(256, gt=0)
+    decoding: str = "standard"
+    steering: float = Field(1.0, ge=0)
     labels: LabelPolicy = LabelPolicy()
     model: str = Field(description="the model it was learned with")
     evidence: PolicyEvidence
@@ -80,11 +82,14 @@ class Policy(BaseModel):
         return self.prompt != "none" or self.labels.fusion_weight > 0
 
     def overrides(self) -> dict[str, Any]:
-        """The ``PersonalizerConfig`` fields it sets: prompt, retriever and excerpt length."""
+        """The ``PersonalizerConfig`` fields it sets: prompt, retriever, excerpt length and
+        decoding."""
         return {
             "prompt": self.prompt,
             "retriever": self.retriever,
             "max_item_tokens": self.max_item_tokens,
+            "decoding": self.decoding,
+            "steering": self.steering,
         }
 
     def summary(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from p13n.llm import Completion
+from p13n.llm import ChatMessage, Completion, GenerationOptions
 from p13n.personalize.router import Route
 from p13n.prompt import Prompt
 from p13n.retrieve import Retrieved
@@ -59,6 +59,8 @@ class Trace:
     """Why a personalized request got the non-personalized prompt (nothing relevant found)."""
     policy: dict[str, Any] | None = None
     """With ``policy="auto"``: the learned policy that chose the settings, and its dev evidence."""
+    decoding: dict[str, Any] | None = None
+    """Decoding-time personalization that shaped the answer (method, strength); None: standard."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -101,6 +103,7 @@ class PartialTrace:
     granularity: Route | None
     abstained: str | None = None
     policy: dict[str, Any] | None = None
+    decoding: dict[str, Any] | None = None
 
     def finished(
         self,
@@ -133,6 +136,7 @@ class PartialTrace:
             adapter=adapter,
             abstained=self.abstained,
             policy=self.policy,
+            decoding=self.decoding,
         )
 
 
@@ -151,6 +155,15 @@ class PreparedPrompt:
     """The input the prompt was built for (a user embedding is pooled against it)."""
     personalize: bool = True
     """False: the baseline was asked for (no adapter either)."""
+    contrast: tuple[ChatMessage, ...] | None = None
+    """Context steering: the same request's prompt without the user's data."""
+    steering: float = 0.0
+
+    def options(self, base: GenerationOptions) -> GenerationOptions:
+        """``base`` with this prompt's decoding-time personalization, if any."""
+        if self.contrast is None:
+            return base
+        return base.model_copy(update={"contrast": self.contrast, "steering": self.steering})
 
     @property
     def trace_fields(self) -> dict[str, Any]:
