@@ -184,6 +184,7 @@ def test_auto_learns_on_dev_and_answers_test_as_the_chosen_candidate(
     policy = Policy.model_validate(saved)
     assert policy.task == "lamp3" and policy.evidence.split == "dev"
     assert [c.label for c in policy.evidence.candidates] == labels
+    assert not any(user in json.dumps(saved) for user in REVIEWS)  # aggregate: no user in it
     # The rule, recomputed from the evidence: the first candidate within one error of the best.
     first = next(c for c in policy.evidence.candidates if c.gap <= c.standard_error + 1e-12)
     assert policy.choice == first.label

@@ -21,7 +21,7 @@ from p13n.evaluate.metrics import ranking_metrics_per_query
 from p13n.llm import LLM
 from p13n.recommend.content import ContentRecommender, item_vectors
 from p13n.recommend.data import RecData
-from p13n.recommend.hybrid import LearnedHybrid, coordinate_ascent, ndcg_at
+from p13n.recommend.hybrid import LearnedHybrid, coordinate_ascent, guarded_weights, ndcg_at
 from p13n.recommend.llm import LLMReranker, RecommendationTexts, explain, history_lines
 from p13n.recommend.models import ALS, BPR, ItemKNN, Popularity
 from p13n.recommend.ranking import evaluate, score_ranking, validation_ndcg
@@ -163,6 +163,30 @@ def test_coordinate_ascent_finds_the_informative_component() -> None:
     assert weights[1] > weights[0] and weights.sum() == pytest.approx(1.0)
     combined = np.stack([noise, signal], -1) @ weights
     assert ndcg_at(combined, relevant, 10) > ndcg_at(noise, relevant, 10) + 0.3
+
+
+def test_learned_weights_must_beat_the_simpler_choices_out_of_fold() -> None:
+    rng = np.random.default_rng(2)
+    users, items = 200, 60
+    relevant = np.zeros((users, items), dtype=bool)
+    relevant[np.arange(users), rng.integers(0, items, users)] = True
+    half_a = rng.random(users) < 0.5  # each component knows half the users' items
+    a = np.where(half_a[:, None], relevant + 0.2 * rng.standard_normal((users, items)), 0.0)
+    b = np.where(~half_a[:, None], relevant + 0.2 * rng.standard_normal((users, items)), 0.0)
+    noise = rng.standard_normal((users, items))
+    names = ["popularity", "a", "b"]
+    z = np.stack([noise, a, b], axis=-1).astype(np.float32)
+    weights, chosen = guarded_weights(z, relevant, 10, names)
+    assert chosen == "learned" and weights[1] > 0 and weights[2] > 0  # together they win
+    # One informative component: mixing adds nothing the error can see; the single one serves.
+    alone = np.stack([noise, relevant + 0.2 * rng.standard_normal((users, items)), noise], -1)
+    weights, chosen = guarded_weights(alone.astype(np.float32), relevant, 10, names)
+    assert chosen == "best single: a" and weights.tolist() == [0.0, 1.0, 0.0]
+    # Cold-start users: popularity the best, the warm users' mix worse: popularity serves.
+    cold = alone.astype(np.float32)[..., [1, 0]]
+    shared = np.array([0.5, 0.5], np.float32)
+    weights, chosen = guarded_weights(cold, relevant, 10, ["popularity", "x"], shared=shared)
+    assert chosen == "best single: popularity" and weights.tolist() == [1.0, 0.0]
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,14 @@ def load_recdata(path: Path, format: str, kinds: Sequence[str]) -> RecData:
             interactions.append(record)
     if not interactions:
         raise RecDataError(f"{path}: no interactions of kind {', '.join(kinds)}")
-    return RecData.build(interactions, items, users, kinds=kinds)
+    duplicates: Literal["error", "latest"] = "error"
+    if not items:  # review data sets (Amazon 5-core) carry no catalog: one item per product id
+        # Titles only: a text made of the products' reviews would hand the content model the
+        # held-out users' own reviews of their held-out items.
+        ids = sorted({i.item_id for i in interactions if i.kind in kinds})
+        items = [Item(id=item_id, title=f"product {item_id}") for item_id in ids]
+        duplicates = "latest"  # a user rates several variants of one product: the latest counts
+    return RecData.build(interactions, items, users, kinds=kinds, duplicates=duplicates)
 
 
 def make_split(data: RecData, config: RecsysConfig) -> Split:

@@ -180,7 +180,7 @@ class OneSEChoice:
 
 
 def one_standard_error_choice(
-    candidates: Sequence[tuple[str, Sequence[float]]], *, higher_is_better: bool
+    candidates: Sequence[tuple[str, Sequence[float] | np.ndarray]], *, higher_is_better: bool
 ) -> OneSEChoice:
     """The simplest candidate within one standard error of the best (Hastie, Tibshirani &
     Friedman, *Elements of Statistical Learning* §7.10): ``candidates`` are ordered simplest

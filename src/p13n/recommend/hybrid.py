@@ -5,19 +5,25 @@ across models. Cold-start users (at most ``COLD_START_MAX`` training interaction
 weights: a collaborative model with little to go on may deserve less for them, and the data
 decides. Weights are non-negative and maximise NDCG on the validation split by coordinate ascent
 (Metzler & Croft 2007); the test split is never read.
+
+Learned weights must earn their place: out of fold (learned on half the validation users,
+scored on the other half, and back), they are kept only when the one-standard-error rule
+prefers them to the best single component (and, for cold-start users, to popularity and to the
+warm users' weights). On thin validation the error is wide and the simpler model serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from p13n.errors import NotFittedError, SavedRecommenderError
+from p13n.evaluate.stats import one_standard_error_choice
 from p13n.recommend.data import RecData
 from p13n.recommend.models import (
     ModelState,
@@ -42,17 +48,24 @@ class HybridWeights:
 
     warm: Mapping[str, float]
     cold: Mapping[str, float]
+    chosen: Mapping[str, str] = field(default_factory=dict)
+    """Per group, what the one-standard-error rule kept (e.g. "learned", "best single: als")."""
 
     def describe(self) -> str:
         def fmt(weights: Mapping[str, float]) -> str:
             return ", ".join(f"{name} {w:+.2f}" for name, w in weights.items())
 
-        return f"warm: {fmt(self.warm)}; cold: {fmt(self.cold)}"
+        def why(group: str) -> str:
+            return f" ({self.chosen[group]})" if group in self.chosen else ""
+
+        return f"warm: {fmt(self.warm)}{why('warm')}; cold: {fmt(self.cold)}{why('cold')}"
 
 
 class HybridConfig(RecommenderConfig):
     objective_k: PositiveInt = 20
     """Weights maximise NDCG at this depth."""
+    chosen: dict[str, str] = Field(default_factory=dict)
+    """Per group, what validation kept (``HybridWeights.chosen``)."""
 
 
 class LearnedHybrid:
@@ -100,13 +113,20 @@ class LearnedHybrid:
         is_cold = self._counts[users] <= COLD_START_MAX
         names = [c.name for c in self.components]
         groups: dict[str, dict[str, float]] = {}
+        chosen: dict[str, str] = Field(default_factory=dict)
         for group, members in (("warm", ~is_cold), ("cold", is_cold)):
             if not members.any():
                 groups[group] = dict(groups.get("warm", {n: 0.0 for n in names}))
+                chosen[group] = "the warm users' weights (no cold-start validation users)"
                 continue
-            best = coordinate_ascent(z[members], relevant[members], self.objective_k)
-            groups[group] = {n: float(w) for n, w in zip(names, best, strict=True)}
-        self.weights = HybridWeights(warm=groups["warm"], cold=groups["cold"])
+            shared = None
+            if group == "cold":
+                shared = np.array([groups["warm"][n] for n in names], dtype=np.float32)
+            weights, chosen[group] = guarded_weights(
+                z[members], relevant[members], self.objective_k, names, shared=shared
+            )
+            groups[group] = {n: float(w) for n, w in zip(names, weights, strict=True)}
+        self.weights = HybridWeights(warm=groups["warm"], cold=groups["cold"], chosen=chosen)
         return self.weights
 
     def scores(self, rows: Sequence[int]) -> Scores:
@@ -144,7 +164,9 @@ class LearnedHybrid:
             "counts": self._counts,
             "n_items": np.array(self._counts_items, dtype=np.int64),
         }
-        config = HybridConfig(objective_k=self.objective_k).model_dump()
+        config = HybridConfig(
+            objective_k=self.objective_k, chosen=dict(self.weights.chosen)
+        ).model_dump()
         return ModelState(self.kind, self.name, config, arrays, tuple(parts))
 
     @classmethod
@@ -163,6 +185,7 @@ class LearnedHybrid:
         model.weights = HybridWeights(
             warm={n: float(w) for n, w in zip(names, warm, strict=True)},
             cold={n: float(w) for n, w in zip(names, cold, strict=True)},
+            chosen=config.chosen,
         )
         model._counts, model._counts_items = counts, int(n_items)
         return model
@@ -176,12 +199,71 @@ def ndcg_at(
 ) -> float:
     """Mean binary NDCG@k of each row's ranking by ``scores`` (the learning objective; reported
     figures come from ranx)."""
+    return float(np.mean(ndcg_rows(scores, relevant, k)))
+
+
+def ndcg_rows(
+    scores: npt.NDArray[np.floating[Any]], relevant: npt.NDArray[np.bool_], k: int
+) -> npt.NDArray[np.float64]:
+    """Binary NDCG@k of each row's ranking by ``scores``."""
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
     gains = np.take_along_axis(relevant, order, 1) / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(1 / np.log2(np.arange(2, k + 2)))[np.minimum(relevant.sum(1), k) - 1]
-    return float(np.mean(gains.sum(1) / ideal))
+    return np.asarray(gains.sum(1) / ideal, dtype=np.float64)
+
+
+def combined(z: npt.NDArray[np.float32], weights: npt.NDArray[np.float32]) -> Scores:
+    """The weighted sum over the last axis of ``z``; items that are -inf (seen) stay -inf."""
+    finite = np.where(np.isfinite(z), z, -1e9).astype(np.float32)
+    total = finite @ weights
+    total[~np.isfinite(z[..., 0])] = -np.inf
+    return np.asarray(total, dtype=np.float32)
+
+
+def guarded_weights(
+    z: npt.NDArray[np.float32],
+    relevant: npt.NDArray[np.bool_],
+    k: int,
+    names: Sequence[str],
+    *,
+    shared: npt.NDArray[np.float32] | None = None,
+) -> tuple[npt.NDArray[np.float32], str]:
+    """Learned weights only where validation supports them over simpler choices: popularity
+    (when a component is named so) and ``shared`` weights (the warm users', for cold-start
+    users) first, then the best single component, then weights learned here. The learned
+    candidate is scored out of fold (two halves of the users, each scored with weights learned
+    on the other), the rest as they are; the one-standard-error rule picks."""
+    n = z.shape[-1]
+    singles = [
+        ndcg_rows(combined(z, np.eye(n, dtype=np.float32)[j]), relevant, k) for j in range(n)
+    ]
+    best = int(np.argmax([values.mean() for values in singles]))
+    candidates: list[tuple[str, npt.NDArray[np.float64]]] = []
+    weights: dict[str, npt.NDArray[np.float32]] = {}
+    if "popularity" in names and names[best] != "popularity":
+        j = list(names).index("popularity")
+        candidates.append(("popularity", singles[j]))
+        weights["popularity"] = np.eye(n, dtype=np.float32)[j]
+    if shared is not None:
+        candidates.append(("the warm users' weights", ndcg_rows(combined(z, shared), relevant, k)))
+        weights["the warm users' weights"] = shared
+    label = f"best single: {names[best]}"
+    candidates.append((label, singles[best]))
+    weights[label] = np.eye(n, dtype=np.float32)[best]
+    learned = coordinate_ascent(z, relevant, k)
+    fold = np.arange(len(z)) % 2
+    if len(z) >= 4:
+        out_of_fold = np.empty(len(z), dtype=np.float64)
+        for half in (0, 1):
+            fit, held = fold != half, fold == half
+            on_other = coordinate_ascent(z[fit], relevant[fit], k)
+            out_of_fold[held] = ndcg_rows(combined(z[held], on_other), relevant[held], k)
+        candidates.append(("learned", out_of_fold))
+        weights["learned"] = learned
+    choice = one_standard_error_choice(candidates, higher_is_better=True)
+    return weights[choice.chosen], choice.chosen
 
 
 def coordinate_ascent(
@@ -194,12 +276,9 @@ def coordinate_ascent(
     maximise NDCG@k: start from the best single component, then try each grid value for each
     weight in turn, keeping a change only when it improves the objective."""
     n = z.shape[-1]
-    finite = np.where(np.isfinite(z), z, -1e9).astype(np.float32)
 
     def objective(weights: npt.NDArray[np.float32]) -> float:
-        combined = finite @ weights
-        combined[~np.isfinite(z[..., 0])] = -np.inf
-        return ndcg_at(combined, relevant, k)
+        return ndcg_at(combined(z, weights), relevant, k)
 
     singles = [objective(np.eye(n, dtype=np.float32)[j]) for j in range(n)]
     weights = np.eye(n, dtype=np.float32)[int(np.argmax(singles))]
