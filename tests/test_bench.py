@@ -213,13 +213,11 @@ INPUTS = {
 }
 
 
-def _ratings_task(tmp_path: Path) -> Path:
-    """A likelihood-answered rating task of three reviewers: its folder."""
-    folder = tmp_path / "tasks" / "ratings"
-    write_recipe(folder, {"spec": RATING.to_dict()})
-    examples = [
+def rating_examples(prefix: str = "r") -> list[LampExample]:
+    """Each reviewer's first review to rate, the rest as their profile."""
+    return [
         LampExample(
-            id=f"r-{user}",
+            id=f"{prefix}-{user}",
             user_id=user,
             input=INPUTS[f"r-{user}"],
             output=items[0][1],
@@ -227,7 +225,13 @@ def _ratings_task(tmp_path: Path) -> Path:
         )
         for user, items in REVIEWS.items()
     ]
-    write_split(LampSplit(RATING, "test", examples), folder)
+
+
+def _ratings_task(tmp_path: Path) -> Path:
+    """A likelihood-answered rating task of three reviewers: its folder."""
+    folder = tmp_path / "tasks" / "ratings"
+    write_recipe(folder, {"spec": RATING.to_dict()})
+    write_split(LampSplit(RATING, "test", rating_examples()), folder)
     return folder
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from p13n.benchmarks.config import BenchConfig
 from p13n.benchmarks.policy import HISTORY, candidates
-from p13n.datasets.lamp import LampExample, LampSplit, write_split
+from p13n.datasets.lamp import LampSplit, write_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
 from p13n.evaluate.stats import one_standard_error_choice
@@ -31,7 +31,7 @@ from p13n.retrieve import RetrieverConfig
 from p13n.store import Store, StoredPolicy, open_store
 from tests.helpers import run_bench
 from tests.server_support import make_service
-from tests.test_bench import INPUTS, RATING, REVIEWS, _config, _ratings_task
+from tests.test_bench import RATING, REVIEWS, _config, _ratings_task, rating_examples
 from tests.test_bench import task_dir as task_dir  # the fixture
 from tests.test_cli import invoke
 
@@ -149,27 +149,12 @@ def test_personalizer_serves_the_tasks_learned_policy(demo: Store, embedded_llm:
     assert not baseline.trace.personalized and baseline.prompt.items == ()
 
 
-def _with_dev(folder: Path) -> None:
-    """The ratings task's three reviewers again as a dev split (other example ids)."""
-    examples = [
-        LampExample(
-            id=f"d-{user}",
-            user_id=user,
-            input=INPUTS[f"r-{user}"],
-            output=items[0][1],
-            profile=[{"id": str(n), "text": t, "score": r} for n, (t, r) in enumerate(items[1:])],
-        )
-        for user, items in REVIEWS.items()
-    ]
-    write_split(LampSplit(RATING, "dev", examples), folder)
-
-
 @pytest.mark.slow
 def test_auto_learns_on_dev_and_answers_test_as_the_chosen_candidate(
     tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
     folder = _ratings_task(tmp_path)
-    _with_dev(folder)
+    write_split(LampSplit(RATING, "dev", rating_examples("d")), folder)  # other example ids
     config = BenchConfig(
         tasks=["ratings"], tasks_dir=folder.parent, methods=["none", "bm25", "auto"], k=[1],
         answer={"ratings": "likelihood"}, resamples=100, corpus_resamples=50,

@@ -79,9 +79,10 @@ class PersonalizerConfig(BaseModel):
     )
     policy: Literal["fixed", "auto"] = Field(
         "fixed",
-        description="auto: serve the task's learned policy from the store (its prompt, retriever "
-        "and excerpt length; learned on dev by `p13n bench run` with method auto) in place of "
-        "these settings; with none learned for the task, these settings, and the trace says so",
+        description="auto: serve the task's learned policy from the store (its prompt, retriever, "
+        "excerpt length and decoding; learned on dev by `p13n bench run` with method auto) in "
+        "place of these settings; with none learned for the task, these settings, and the trace "
+        "says so",
     )
     adapter: str = Field(
         methods.NONE,

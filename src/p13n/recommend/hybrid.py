@@ -113,7 +113,7 @@ class LearnedHybrid:
         is_cold = self._counts[users] <= COLD_START_MAX
         names = [c.name for c in self.components]
         groups: dict[str, dict[str, float]] = {}
-        chosen: dict[str, str] = Field(default_factory=dict)
+        chosen: dict[str, str] = {}
         for group, members in (("warm", ~is_cold), ("cold", is_cold)):
             if not members.any():
                 groups[group] = dict(groups.get("warm", {n: 0.0 for n in names}))
