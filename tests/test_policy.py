@@ -245,6 +245,10 @@ def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> No
     assert served["retrieved"] is None
     named = service.client.post("/v1/generate", json={**body, "k": 2}, headers=h).json()["trace"]
     assert named["policy"] is None and len(named["retrieved"]["items"]) == 2  # asked: fixed
+    assert named["decoding"] is None
+    steered = {**body, "k": 2, "decoding": "context-steering", "steering": 0.5}
+    trace = service.client.post("/v1/generate", json=steered, headers=h).json()["trace"]
+    assert trace["decoding"] == {"method": "context-steering", "strength": 0.5}
     other = service.client.post("/v1/generate", json=body, headers=service.headers("globex"))
     assert other.status_code == 404  # alice is acme's; globex has no policy either
     assert service.state.tenant_store("globex").policies() == []

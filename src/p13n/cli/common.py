@@ -354,6 +354,8 @@ def personalizer_config(
     min_score: float | None = None,
     require_match: bool = True,
     policy: str = "fixed",
+    decoding: str = "standard",
+    steering: float = 1.0,
 ) -> PersonalizerConfig:
     """The ``Personalizer`` a command's options describe, on the settings' LLM and router."""
     try:
@@ -373,6 +375,8 @@ def personalizer_config(
             encoder=settings.encoder,
             adapter=adapter,
             policy=policy,  # validated here
+            decoding=decoding,
+            steering=steering,
         )
     except ValueError as error:  # pydantic's message names the field and the bad value
         raise ConfigError(str(error)) from None

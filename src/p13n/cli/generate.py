@@ -101,6 +101,11 @@ def print_trace(generation: Generation) -> None:
         console.print(f"[dim]not personalized: {escape(trace.abstained)}[/]", highlight=False)
     if trace.policy is not None:
         console.print(f"[dim]{escape(policy_line(trace.policy))}[/]", highlight=False)
+    if trace.decoding is not None:
+        console.print(
+            f"[dim]decoded with {trace.decoding['method']} at λ={trace.decoding['strength']:g}[/]",
+            highlight=False,
+        )
     if trace.adapter is not None:
         console.print(
             f"[dim]adapter {escape(trace.adapter['adapter_id'])} "
@@ -146,6 +151,14 @@ def generate(
     max_item_tokens: ItemTokensOption = 256,
     min_score: MinScoreOption = None,
     require_match: MatchOption = True,
+    decoding: Annotated[
+        str,
+        typer.Option(
+            help="standard, or context-steering: each token steered away from the prompt "
+            "without the user's data (local backends)."
+        ),
+    ] = "standard",
+    steering: Annotated[float, typer.Option(help="Context steering's strength λ.")] = 1.0,
     policy: Annotated[
         str,
         typer.Option(
@@ -204,6 +217,8 @@ def generate(
         min_score=min_score,
         require_match=require_match,
         policy=policy,
+        decoding=decoding,
+        steering=steering,
     )
     attributes = parse_attributes(attr)
     personalizer = Personalizer(tenant_store(settings), config)

@@ -90,6 +90,10 @@ def personalizer_config(scope: TenantScope, body: GenerateIn) -> PersonalizerCon
         update["prompt"] = body.prompt
     if body.query is not None:
         update["query"] = body.query
+    if body.decoding is not None:
+        update["decoding"] = body.decoding
+    if body.steering is not None:
+        update["steering"] = body.steering
     if body.policy is not None:
         update["policy"] = body.policy
     elif body.retriever is not None or body.k is not None or body.prompt is not None:

@@ -9,6 +9,7 @@ from pydantic.config import JsonDict
 
 from p13n.adapt import methods
 from p13n.data.models import END, NO_NUL_PATTERN, check_unicode, whitespace_class
+from p13n.personalize.decoding import decoding_methods
 from p13n.prompt import builders, templates
 from p13n.registry import Registry
 from p13n.retrieve import query_generators, retrievers
@@ -178,6 +179,10 @@ class GenerateIn(Strict):
         AfterValidator(lambda name: methods.check(name, none=True)),
         Field(json_schema_extra=methods.schema_enum(none=True)),
     ] = "none"
+    decoding: Annotated[str, _one_of(decoding_methods)] | None = Field(
+        None, description="decoding-time personalization (default: the server's, standard)"
+    )
+    steering: float | None = Field(None, ge=0, le=50, description="context steering's λ")
     policy: Literal["auto", "fixed"] | None = Field(
         None,
         description="auto: the task's learned policy chooses prompt, retriever and k; fixed: "

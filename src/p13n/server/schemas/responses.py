@@ -347,6 +347,11 @@ class TraceOut(Public):
         description="with policy auto: the task's learned policy that chose the settings (its "
         "choice, dev metric, examples and baseline), or that none is learned",
     )
+    decoding: dict[str, Any] | None = Field(
+        None,
+        description="decoding-time personalization that shaped the answer (method, strength); "
+        "null: standard decoding",
+    )
 
 
 class GenerationOut(Public):
