@@ -263,6 +263,11 @@ def test_policy_commands_set_list_show_and_delete(tmp_path: Path, sqlite_url: st
     assert code == 0 and "serves 'bm25 k=2' for task 'lamp4'" in out
     code, out = invoke("--store", sqlite_url, "policy", "list")
     assert code == 0 and "bm25 k=2" in out and "0.1300" in out and "0.1000" in out
+    users = tmp_path / "users.jsonl"
+    users.write_text(json.dumps({"type": "user", "id": "ada"}) + "\n")
+    assert invoke("--store", sqlite_url, "ingest", "jsonl", str(users))[0] == 0
+    code, out = invoke("--store", sqlite_url, "show", "ada")
+    assert code == 0 and "policy for lamp4: serves bm25 k=2" in out
     path.write_text(json.dumps({"task": "lamp4"}))
     code, out = invoke("--store", sqlite_url, "policy", "set", str(path))
     assert code != 0 and "policy field source: Field required" in out
