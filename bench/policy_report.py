@@ -60,6 +60,7 @@ def task_rows(task: dict[str, Any]) -> dict[str, Any]:
             key=lambda a: arms[a]["value"] if higher else -arms[a]["value"],
         ),
         "swap": swap,
+        "generated": task["spec"]["output_kind"] == "text",
     }
 
 
@@ -98,7 +99,7 @@ def main() -> None:
     for run in args.runs:
         tasks += json.loads((run / "results.json").read_text())["tasks"]
     rows = [task_rows(t) for t in tasks if t.get("policy")]
-    console = Console()
+    console = Console(width=220)
     table = Table(title="auto (chosen on dev) against none on test", title_justify="left")
     for column in (
         "task", "metric", "auto chose", "dev best", "none", "auto", "Δ", "p", "W/L/T",
@@ -122,7 +123,14 @@ def main() -> None:
     if gains:
         console.print(
             f"mean relative gain of auto over none: {statistics.fmean(gains):+.1%} over "
-            f"{len(gains)} tasks (of {len(rows)}; a task where none scored 0 has none)"
+            f"{len(gains)} tasks (of {len(rows)}; a task where none scored 0 has none); "
+            f"median {statistics.median(gains):+.1%}"
+        )
+    generated = [row["gain"] for row in rows if row["gain"] is not None and row["generated"]]
+    if generated:
+        console.print(
+            f"on the {len(generated)} generation tasks alone: "
+            f"mean {statistics.fmean(generated):+.1%}"
         )
     own = sum(1 for row in rows if row["swap"] and row["swap"]["p_value"] < 0.05
               and row["swap"]["wins"] > row["swap"]["losses"])  # fmt: skip
