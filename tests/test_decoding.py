@@ -62,9 +62,9 @@ def test_torch_steering_equals_a_step_by_step_recomputation(embedded_llm: LLM) -
     new: list[int] = []
     with embedded_llm.model_in_use() as model, torch.inference_mode():
         for _ in range(answer.completion_tokens):
-            a = model(torch.tensor([own + new])).logits[0, -1]
-            b = model(torch.tensor([other + new])).logits[0, -1]
-            new.append(int(torch.argmax(steered_log_probs(a, b, strength))))
+            a = model(torch.tensor([own + new])).logits[0, -1].double().numpy()
+            b = model(torch.tensor([other + new])).logits[0, -1].double().numpy()
+            new.append(int(np.argmax(steered_log_probs(a, b, strength))))
     assert tokenizer.decode(new, skip_special_tokens=True).strip() == answer.text
     assert answer.text != plain.text  # the contrast changes this answer
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from p13n.cli.common import command_settings, console, handles_p13n_errors, tenant_store
 from p13n.errors import ConfigError
-from p13n.personalize.policy import load_policy, read_policy, save_policy
+from p13n.personalize.policy import read_policy, save_policy
 
 policy_app = typer.Typer(help="Learned personalization policies, one per task.")
 
@@ -33,8 +33,7 @@ def list_policies(ctx: typer.Context) -> None:
     for column in ("task", "serves", "dev metric", "chosen", "none", "best", "n", "learned"):
         table.add_column(column, no_wrap=column in ("task", "serves"))
     for entry in stored:
-        policy = load_policy(store, entry.task)
-        assert policy is not None
+        policy = read_policy(entry.policy, f"stored policy of task {entry.task!r}")
         summary = policy.summary()
         table.add_row(
             policy.task,

@@ -38,15 +38,12 @@ class GenerationOptions(BaseModel):
 
 def steered_log_probs(own: Any, without: Any, strength: float) -> Any:
     """Context steering's next-token scores: ``own + strength * (own - without)`` over the
-    log-softmax of each prompt's logits (numpy or torch, last axis the vocabulary). Log-probs
+    log-softmax of each prompt's logits (numpy arrays, last axis the vocabulary). Log-probs
     rather than raw logits, as transformers' classifier-free guidance does; for the choice of
     the next token the two differ by a constant."""
-    if hasattr(own, "log_softmax"):  # torch
-        own, without = own.log_softmax(-1), without.log_softmax(-1)
-    else:
-        from scipy.special import log_softmax
+    from scipy.special import log_softmax
 
-        own, without = log_softmax(own, axis=-1), log_softmax(without, axis=-1)
+    own, without = log_softmax(own, axis=-1), log_softmax(without, axis=-1)
     return own + strength * (own - without)
 
 

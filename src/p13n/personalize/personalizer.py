@@ -174,6 +174,7 @@ class Personalizer:
             if self.policy is not None:
                 config = config.model_copy(update=self.policy.overrides())
         self.config = config
+        self._policy_summary = self._policy_trace()  # what every trace says of the policy
         self.llm = llm or get_llm(config.llm)
         if encoder is None and config.needs_encoder():
             encoder = get_encoder(config.encoder)
@@ -440,7 +441,7 @@ class Personalizer:
             profile_refreshed=refreshed,
             granularity=route,
             abstained=abstained,
-            policy=self._policy_trace(),
+            policy=self._policy_summary,
             decoding=(
                 {"method": method.name, "strength": steering} if contrast is not None else None
             ),

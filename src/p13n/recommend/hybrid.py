@@ -252,16 +252,15 @@ def guarded_weights(
     label = f"best single: {names[best]}"
     candidates.append((label, singles[best]))
     weights[label] = np.eye(n, dtype=np.float32)[best]
-    learned = coordinate_ascent(z, relevant, k)
-    fold = np.arange(len(z)) % 2
-    if len(z) >= 4:
+    if len(z) >= 4:  # two halves of two users at least: else learned weights are no candidate
+        fold = np.arange(len(z)) % 2
         out_of_fold = np.empty(len(z), dtype=np.float64)
         for half in (0, 1):
             fit, held = fold != half, fold == half
             on_other = coordinate_ascent(z[fit], relevant[fit], k)
             out_of_fold[held] = ndcg_rows(combined(z[held], on_other), relevant[held], k)
         candidates.append(("learned", out_of_fold))
-        weights["learned"] = learned
+        weights["learned"] = coordinate_ascent(z, relevant, k)  # served: fit on every user
     choice = one_standard_error_choice(candidates, higher_is_better=True)
     return weights[choice.chosen], choice.chosen
 
