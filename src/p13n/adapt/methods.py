@@ -16,6 +16,7 @@ from pydantic.config import JsonDict
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.embedding import EmbeddingSettings
 from p13n.adapt.lora import LoraSettings
+from p13n.adapt.steering import SteeringVectorSettings
 from p13n.errors import ConfigError
 from p13n.registry import Registry
 
@@ -23,6 +24,7 @@ MethodName = str
 """A name registered in ``adapter_methods`` (checked at run time by ``check``)."""
 
 NONE = "none"
+STEERING_VECTOR = "steering-vector"
 """Not a method: the base model answers (valid where ``check(..., none=True)``)."""
 
 Purpose = Literal["serve", "per_user", "batch", "choices"]
@@ -40,15 +42,21 @@ class AdapterMethod:
     owner: Literal["user", "tenant"]
     """Whose adapter serves a request: the user's own (or their persona's, as a starting point),
     or one for the whole tenant (fed the user's data at serving time)."""
-    weights: Literal["lora", "projector"]
-    """What is stored and how it serves: LoRA tensors swapped into the model, or a projector
-    whose output is prepended to the prompt as soft tokens."""
+    weights: Literal["lora", "projector", "vector"]
+    """What is stored and how it serves: LoRA tensors swapped into the model, a projector
+    whose output is prepended to the prompt as soft tokens, or an activation vector added to a
+    decoder layer's output while decoding."""
     needs_encoder: bool
     """Serving and training read the user's stored document vectors (the encoder's)."""
     choice_scoring: bool
     """Can score fixed answers (``ChoiceScorer``); soft tokens only generate."""
     batch: bool
     """Can be trained for many users at once on Ray (``p13n.adapt.batch``)."""
+
+    @property
+    def steers(self) -> bool:
+        """Serves only through decoding-time steering (``decoding = "steering-vector"``)."""
+        return self.weights == "vector"
 
     def fits(self, purpose: Purpose) -> bool:
         """Whether this method can do what ``purpose`` asks."""
@@ -91,6 +99,17 @@ adapter_methods.register(
         owner="tenant",
         weights="projector",
         needs_encoder=True,
+        choice_scoring=False,
+        batch=False,
+    ),
+)
+adapter_methods.register(
+    STEERING_VECTOR,
+    AdapterMethod(
+        SteeringVectorSettings,
+        owner="user",
+        weights="vector",
+        needs_encoder=False,
         choice_scoring=False,
         batch=False,
     ),
@@ -141,6 +160,7 @@ def schema_enum(purpose: Purpose = "serve", *, none: bool = False) -> Callable[[
 
 __all__ = [
     "NONE",
+    "STEERING_VECTOR",
     "AdapterMethod",
     "MethodName",
     "Purpose",

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from p13n.adapt import methods
 from p13n.adapt.adapters import check_base, weights
 from p13n.adapt.base import BaseModelInfo, base_model
 from p13n.adapt.embedding import Projector, pool_history
 from p13n.adapt.lora import LoraShape, deserialize
+from p13n.adapt.steering import SteeringHook, SteeringVector
 from p13n.encode import Encoder
 from p13n.errors import AdapterMismatchError, ConfigError, LLMError, UnknownUserError
 from p13n.llm import LLM, LLMConfig, Tokenizer, get_llm, local_weights
@@ -123,6 +125,8 @@ class AdaptedLLM(HFLLM):
         self._active_state: dict[str, Any] | None = None
         self._prefix: Any = None
         self._prefix_id = ""
+        self._vector: SteeringVector | None = None
+        self._vector_strength = 0.0
 
     @property
     def model(self) -> str:  # type: ignore[override]
@@ -147,6 +151,12 @@ class AdaptedLLM(HFLLM):
         the milliseconds the swap took."""
         started = time.perf_counter()
         check_base(entry, self.base)
+        if methods.get(entry.method).steers:
+            vector = SteeringVector.from_weights(weights(store, entry), entry.config)
+            with self.lock:
+                self._active, self._active_state, self._vector = entry, None, vector
+                self._prefix, self._prefix_id = None, ""
+            return (time.perf_counter() - started) * 1000
         with self.lock:
             state = self._cache.get(entry.weights_sha256)
             if state is None:
@@ -157,7 +167,7 @@ class AdaptedLLM(HFLLM):
             self._cache.move_to_end(entry.weights_sha256)
             self._ensure_slot(entry)
             self._fill_slot(entry, state)
-            self._active, self._active_state = entry, state
+            self._active, self._active_state, self._vector = entry, state, None
             self._prefix, self._prefix_id = None, ""
         return (time.perf_counter() - started) * 1000
 
@@ -207,6 +217,13 @@ class AdaptedLLM(HFLLM):
         """The shared model under its lock: with the LoRA slot switched on for the time of the
         call when an adapter is active, else the plain base model."""
         with self._loaded.lock:
+            if self._vector is not None:
+                if self._vector_strength == 0:
+                    yield self._loaded.model
+                    return
+                with SteeringHook(self._loaded.model, self._vector, self._vector_strength):
+                    yield self._loaded.model
+                return
             peft = self._slot.peft
             if self._active is None or peft is None:
                 yield self._loaded.model
@@ -220,7 +237,7 @@ class AdaptedLLM(HFLLM):
     def deactivate(self) -> None:
         """Back to the plain base model (no adapter, no soft prompt)."""
         with self.lock:
-            self._active, self._active_state = None, None
+            self._active, self._active_state, self._vector = None, None, None
             self._prefix, self._prefix_id = None, ""
 
     def unload(self, entry: StoredAdapter) -> bool:
@@ -240,6 +257,36 @@ class AdaptedLLM(HFLLM):
                             parameter.zero_()
                 slot.holds, held = None, True
             return held
+
+    def _prepare_steering(self, options: GenerationOptions) -> None:
+        if options.adapter_contrast > 0 and (self._active is None or self._vector is not None):
+            raise LLMError(
+                f"{self.model}: adapter_contrast (CoPe) contrasts the user's LoRA adapter with "
+                "the base model: activate a LoRA adapter first"
+            )
+        if options.vector_strength != 0 and self._vector is None:
+            raise LLMError(
+                f"{self.model}: vector_strength needs the user's steering vector activated"
+            )
+        self._vector_strength = options.vector_strength
+
+    def _prompt_kwargs(
+        self, input_ids: Any, attention_mask: Any, options: GenerationOptions
+    ) -> dict[str, Any]:
+        if options.adapter_contrast <= 0:
+            return {}
+        from transformers import LogitsProcessorList, UnbatchedClassifierFreeGuidanceLogitsProcessor
+
+        # CoPe is classifier-free guidance in which the unconditional model is the base model
+        # (the adapter switched off) reading the same prompt: scale 1 + β over log-probs gives
+        # adapter + β (adapter - base), as ``steered_log_probs`` computes.
+        contrast = UnbatchedClassifierFreeGuidanceLogitsProcessor(
+            1.0 + options.adapter_contrast,
+            _AdapterOff(self),
+            unconditional_ids=input_ids,
+            unconditional_attention_mask=attention_mask,
+        )
+        return {"logits_processor": LogitsProcessorList([contrast])}
 
     def use_prefix(self, prefix: Any) -> None:
         """Prepend these soft tokens (a [tokens, hidden] tensor) to every prompt until changed."""
@@ -280,6 +327,8 @@ class AdaptedLLM(HFLLM):
         with self.lock:
             if self._prefix is not None:
                 raise LLMError("choices cannot be scored with soft tokens; generate instead")
+            if self._vector is not None:
+                raise LLMError("a steering vector steers generated tokens; choices are not scored")
             self._refill()
             return super().score_choices(messages, choices)
 
@@ -303,6 +352,27 @@ class AdaptedLLM(HFLLM):
         with self.lock:
             self._refill()
         yield from super().stream(messages, options)
+
+
+class _AdapterOff:
+    """The shared model called with the LoRA slot switched off: the base model, for CoPe's
+    contrast inside an adapted decode (which holds the model's lock and has the slot on)."""
+
+    def __init__(self, adapted: AdaptedLLM) -> None:
+        self._adapted = adapted
+
+    def __call__(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
+        peft = self._adapted._slot.peft
+        # Positions from the mask, as generate computes them, so left-padded rows of a batch
+        # read their prompt at the same positions as the adapted pass does.
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        peft.base_model.disable_adapter_layers()
+        try:
+            return self._adapted._loaded.model(
+                input_ids, attention_mask=attention_mask, position_ids=positions, **kwargs
+            )
+        finally:
+            peft.base_model.enable_adapter_layers()
 
 
 class OnnxAdaptedLLM:
@@ -377,6 +447,11 @@ class OnnxAdaptedLLM:
 
         started = time.perf_counter()
         check_base(entry, self.base)
+        if methods.get(entry.method).weights != "lora":
+            raise LLMError(
+                f"adapter {entry.adapter_id!r} is a {entry.method}, which needs the model's torch "
+                "weights: the 'onnx' backend serves LoRA adapters only"
+            )
         shape = LoraShape.of(entry.config)
         targets = tuple(sorted(shape.target_modules))
         with self._lock:

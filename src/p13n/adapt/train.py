@@ -27,10 +27,12 @@ from p13n.adapt.embedding import (
     pool_history,
 )
 from p13n.adapt.lora import LoraSettings, LoraTrainer, Progress
+from p13n.adapt.methods import STEERING_VECTOR
 from p13n.adapt.runtime import user_history
+from p13n.adapt.steering import SteeringVectorSettings, train_steering_vector
 from p13n.encode import Encoder
 from p13n.errors import ConfigError, UnknownUserError
-from p13n.llm.hf import HFTokenizer
+from p13n.llm.hf import HFLLM, HFTokenizer
 from p13n.store import Store, StoredAdapter
 
 USABLE = (
@@ -40,7 +42,11 @@ USABLE = (
 
 
 def user_examples(
-    store: Store, user_id: str, task: str, tokenizer: HFTokenizer, settings: LoraSettings
+    store: Store,
+    user_id: str,
+    task: str,
+    tokenizer: HFTokenizer,
+    settings: LoraSettings | SteeringVectorSettings,
 ) -> list[TrainingExample]:
     """The user's newest documents as the task's examples (``examples_from_documents``); too few
     is an ``InsufficientDataError`` saying how many are needed."""
@@ -111,6 +117,34 @@ def train_user_lora(
         task=task,
         method="lora",
         base=trainer.base,
+    )
+
+
+def train_user_steering_vector(
+    store: Store,
+    user_id: str,
+    task: str,
+    llm: HFLLM,
+    base: BaseModelInfo,
+    settings: SteeringVectorSettings | None = None,
+) -> StoredAdapter:
+    """Compute and register the user's steering vector (StyleVector) from their newest
+    documents, on ``llm`` (the base model ``base``, in torch)."""
+    settings = settings or SteeringVectorSettings()
+    version = store.data_version(user_id)
+    if version is None:
+        raise UnknownUserError(user_id, store.tenant)
+    examples = user_examples(store, user_id, task, llm.tokenizer, settings)
+    return register(
+        store,
+        train_steering_vector(llm, base, examples, settings),
+        data_version=version,
+        settings=settings,
+        kind="user",
+        owner=user_id,
+        task=task,
+        method=STEERING_VECTOR,
+        base=base,
     )
 
 

@@ -21,11 +21,17 @@ from pydantic import (
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.embedding import EmbeddingSettings
 from p13n.adapt.lora import LoraSettings
+from p13n.adapt.steering import SteeringVectorSettings
 from p13n.encode import DEFAULT_ENCODER
 from p13n.errors import ConfigError
 from p13n.llm import LLMConfig
 from p13n.paths import cache_dir
-from p13n.personalize.decoding import CONTEXT_STEERING, STANDARD
+from p13n.personalize.decoding import (
+    ADAPTER_CONTRAST,
+    CONTEXT_STEERING,
+    STANDARD,
+    STEERING_VECTOR,
+)
 from p13n.registry import Registry
 
 BASELINE = "none"
@@ -42,11 +48,13 @@ class Method:
     prompt: str
     retriever: str | None
     description: str
-    adapter: Literal["lora", "dpo", "embedding"] | None = None
-    """A learned-user method: the user's LoRA or DPO adapter, or their embedding as soft
-    tokens."""
+    adapter: Literal["lora", "dpo", "embedding", "steering-vector"] | None = None
+    """A learned-user method: the user's LoRA or DPO adapter, their embedding as soft
+    tokens, or their steering vector."""
     decoding: str = STANDARD
     """A decoding-time method (``p13n.personalize.decoding``): one arm per steering strength."""
+    strength: str = "λ"
+    """The strength's symbol in arm labels."""
 
     @property
     def uses_k(self) -> bool:
@@ -111,6 +119,31 @@ methods.register(
     ),
 )
 methods.register(
+    "cope",
+    Method(
+        "cope",
+        "none",
+        None,
+        "contrastive decoding with the user's LoRA adapter (CoPe): each token from adapter + β "
+        "(adapter - base model)",
+        "lora",
+        decoding=ADAPTER_CONTRAST,
+        strength="β",
+    ),
+)
+methods.register(
+    "style-vector",
+    Method(
+        "style-vector",
+        "none",
+        None,
+        "per-user steering vector (StyleVector) added with strength α to a middle layer",
+        "steering-vector",
+        decoding=STEERING_VECTOR,
+        strength="α",
+    ),
+)
+methods.register(
     AUTO,
     Method(
         AUTO,
@@ -134,7 +167,9 @@ class Arm:
     @property
     def label(self) -> str:
         label = self.method if self.k is None else f"{self.method} k={self.k}"
-        return label if self.steering is None else f"{label} λ={self.steering:g}"
+        if self.steering is None:
+            return label
+        return f"{label} {methods.get(self.method).strength}={self.steering:g}"
 
 
 class AdaptSettings(BaseModel):
@@ -152,6 +187,7 @@ class AdaptSettings(BaseModel):
     projector_examples: int = Field(
         200, ge=1, description="train-split examples the projector is trained on"
     )
+    steering_vector: SteeringVectorSettings = SteeringVectorSettings()
 
 
 class BenchConfig(BaseModel):
@@ -215,7 +251,8 @@ class BenchConfig(BaseModel):
     )
     steering: list[float] = Field(
         default_factory=lambda: [1.0],
-        description="decoding-time methods (cos): one arm per strength λ at each k",
+        description="decoding-time methods: one arm per strength (cos λ, cope β, style-vector "
+        "α) at each k",
     )
     policy_calibrations: list[Calibration] = Field(
         default_factory=lambda: list[Calibration](["none", "task"]),

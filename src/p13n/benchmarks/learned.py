@@ -29,8 +29,9 @@ from p13n.adapt.dpo import Pair, train_dpo
 from p13n.adapt.embedding import EmbeddingExample, ProjectorTrainer
 from p13n.adapt.embedding import pool_history as pool
 from p13n.adapt.lora import LoraTrainer
+from p13n.adapt.methods import STEERING_VECTOR
 from p13n.adapt.runtime import Adaptable, adapted_llm
-from p13n.adapt.train import train_user_lora
+from p13n.adapt.train import train_user_lora, train_user_steering_vector
 from p13n.benchmarks.config import AdaptSettings
 from p13n.benchmarks.results import TrainingCost
 from p13n.datasets.lamp import LampExample, TaskSpec, profile_text
@@ -38,6 +39,7 @@ from p13n.encode import Encoder
 from p13n.errors import ConfigError
 from p13n.llm import GenerationOptions, LLMConfig
 from p13n.llm.cache import CachedAnswer, CachedLLM, GenerationCache
+from p13n.llm.hf import HFLLM
 from p13n.personalize import Personalizer, PreparedPrompt
 from p13n.prompt import NON_PERSONALIZED, templates
 from p13n.store import Store, StoredAdapter
@@ -110,22 +112,27 @@ class AdapterArms:
 
     def user_adapters(
         self,
-        method: Literal["lora", "dpo"],
+        method: Literal["lora", "dpo", "steering-vector"],
         store: Store,
         examples: Sequence[LampExample],
         spec: TaskSpec,
         progress: Progress,
         cost: TrainingCost,
     ) -> list[StoredAdapter]:
-        """Each example's user's LoRA or DPO adapter: the stored one when current, else one
-        trained now."""
-        settings: BaseModel = self.settings.lora if method == "lora" else self.settings.dpo
-        train = self._lora(store, spec) if method == "lora" else self._dpo(store, spec)
+        """Each example's user's LoRA or DPO adapter or steering vector: the stored one when
+        current, else one trained now."""
+        settings: BaseModel
+        if method == "lora":
+            settings, train = self.settings.lora, self._lora(store, spec)
+        elif method == "dpo":
+            settings, train = self.settings.dpo, self._dpo(store, spec)
+        else:
+            settings, train = self.settings.steering_vector, self._vector(store, spec)
         return self._per_user(method, settings, store, examples, spec, progress, cost, train)
 
     def _per_user(
         self,
-        method: Literal["lora", "dpo"],
+        method: Literal["lora", "dpo", "steering-vector"],
         settings: BaseModel,
         store: Store,
         examples: Sequence[LampExample],
@@ -159,6 +166,24 @@ class AdapterArms:
             if self._trainer is None:
                 self._trainer = LoraTrainer(self.base, self.settings.lora)
             return train_user_lora(store, user_id, spec.template, self._trainer)
+
+        return train
+
+    def _vector(self, store: Store, spec: TaskSpec) -> Callable[[str, str], StoredAdapter]:
+        """Computes a user's steering vector on the adapted model's torch weights."""
+
+        def train(user_id: str, version: str) -> StoredAdapter:
+            llm = self.llm
+            if not isinstance(llm, HFLLM):
+                raise ConfigError(
+                    f"{STEERING_VECTOR} needs the model's torch weights: set [bench.llm] "
+                    "backend = 'embedded' (or 'hf')"
+                )
+            llm.deactivate()
+            settings = self.settings.steering_vector
+            return train_user_steering_vector(
+                store, user_id, spec.template, llm, self.base, settings
+            )
 
         return train
 

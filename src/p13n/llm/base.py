@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic validates only these on Python < 3.12
 
+from p13n.errors import LLMError
+
 
 class ChatMessage(TypedDict):
     role: Literal["system", "user", "assistant"]
@@ -34,6 +36,41 @@ class GenerationOptions(BaseModel):
     steering: float = Field(
         0.0, ge=0.0, le=50.0, description="the context-steering strength λ (0: the prompt alone)"
     )
+    adapter_contrast: float = Field(
+        0.0,
+        ge=0.0,
+        le=50.0,
+        description="contrastive decoding with the user's adapter (CoPe): each token chosen from "
+        "adapter + β (adapter - base) next-token log-probabilities, β this; needs an active LoRA "
+        "adapter (torch backends)",
+    )
+    vector_strength: float = Field(
+        0.0,
+        ge=-50.0,
+        le=50.0,
+        description="the strength α with which the active steering vector is added to its "
+        "layer's output (StyleVector); needs an active steering vector (torch backends)",
+    )
+
+    def steered(self) -> bool:
+        """Whether a decoding-time method changes how tokens are chosen."""
+        return (
+            (self.contrast is not None and self.steering > 0)
+            or self.adapter_contrast > 0
+            or self.vector_strength != 0
+        )
+
+
+def refuse_adapter_steering(options: GenerationOptions, model: str) -> None:
+    """An ``LLMError`` when ``options`` steer by a user's adapter or steering vector, which only
+    a torch model with one active can (``p13n.adapt.runtime.AdaptedLLM``)."""
+    if options.adapter_contrast > 0 or options.vector_strength != 0:
+        what = "adapter_contrast (CoPe)" if options.adapter_contrast > 0 else "vector_strength"
+        raise LLMError(
+            f"{model}: {what} steers by the user's active adapter or steering vector, which "
+            "only the torch backends ('embedded', 'hf') with one activated can: use a "
+            "Personalizer with adapter and decoding set"
+        )
 
 
 def steered_log_probs(own: Any, without: Any, strength: float) -> Any:

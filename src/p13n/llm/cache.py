@@ -73,15 +73,25 @@ def generation_key(
         "messages": [dict(message) for message in messages],
         "backend": backend,
         "model": model,
-        # the steering fields only when set: keys of unsteered answers stay as they were
-        "options": options.model_dump(
-            mode="json", exclude={"contrast", "steering"} if options.contrast is None else None
-        ),
+        "options": _keyed_options(options),
     }
     if choices is not None:
         payload["choices"] = list(choices)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
+
+
+def _keyed_options(options: GenerationOptions) -> dict[str, object]:
+    """The options in a cache key: each decoding-time field only when set, so that keys of
+    answers decoded without it stay what they were before the field existed."""
+    unset: set[str] = set()
+    if options.contrast is None:
+        unset |= {"contrast", "steering"}
+    if options.adapter_contrast == 0:
+        unset.add("adapter_contrast")
+    if options.vector_strength == 0:
+        unset.add("vector_strength")
+    return options.model_dump(mode="json", exclude=unset)
 
 
 class GenerationCache:

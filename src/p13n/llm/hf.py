@@ -17,6 +17,7 @@ from p13n.llm.base import (
     Completion,
     GenerationOptions,
     local_completion,
+    refuse_adapter_steering,
     until_stop,
 )
 
@@ -142,6 +143,7 @@ class HFLLM:
         return self._loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False)
 
     def _generate_kwargs(self, options: GenerationOptions) -> dict[str, Any]:
+        self._prepare_steering(options)
         tokenizer = self._loaded.tokenizer
         kwargs: dict[str, Any] = {
             "max_new_tokens": options.max_new_tokens,
@@ -169,15 +171,29 @@ class HFLLM:
             )
         return kwargs
 
+    def _prepare_steering(self, options: GenerationOptions) -> None:
+        """Arm what ``options`` steer by, or refuse what this model cannot (an adapter's
+        contrast, a steering vector: an adapted model's)."""
+        refuse_adapter_steering(options, self.model)
+
+    def _prompt_kwargs(
+        self, input_ids: Any, attention_mask: Any, options: GenerationOptions
+    ) -> dict[str, Any]:
+        """``generate`` arguments that depend on the prompts themselves (none here; an adapted
+        model adds its contrastive logits processor)."""
+        return {}
+
     def generate(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         import torch
 
         inputs = self._inputs(messages)
         prompt_tokens = int(inputs["input_ids"].shape[1])
+        kwargs = self._generate_kwargs(options)
+        kwargs.update(self._prompt_kwargs(inputs["input_ids"], inputs["attention_mask"], options))
         try:
             with self.model_in_use() as model, torch.inference_mode():
                 torch.manual_seed(options.seed)
-                output = model.generate(**inputs, **self._generate_kwargs(options))
+                output = model.generate(**inputs, **kwargs)
         except Exception as error:
             raise LLMError(f"{self.model} failed while generating: {error}") from error
         return self._completion(output[0, prompt_tokens:].tolist(), prompt_tokens, options)
@@ -243,11 +259,12 @@ class HFLLM:
             if watch is not None:
                 watch.reset(width)
                 kwargs["stopping_criteria"] = StoppingCriteriaList([watch.criteria])
+            extra = self._prompt_kwargs(input_ids, attention_mask, options)
             try:
                 with self.model_in_use() as model, torch.inference_mode():
                     torch.manual_seed(options.seed)
                     output = model.generate(
-                        input_ids=input_ids, attention_mask=attention_mask, **kwargs
+                        input_ids=input_ids, attention_mask=attention_mask, **kwargs, **extra
                     )
             except Exception as error:
                 raise LLMError(f"{self.model} failed while generating: {error}") from error
@@ -319,6 +336,8 @@ class HFLLM:
         )
         failure: list[BaseException] = []
         abandoned = threading.Event()
+        kwargs = self._generate_kwargs(options)
+        kwargs.update(self._prompt_kwargs(inputs["input_ids"], inputs["attention_mask"], options))
 
         class Abandoned(StoppingCriteria):  # the consumer stopped reading: free the model
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
@@ -330,7 +349,7 @@ class HFLLM:
                     torch.manual_seed(options.seed)
                     model.generate(
                         **inputs,
-                        **self._generate_kwargs(options),
+                        **kwargs,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([Abandoned()]),
                     )

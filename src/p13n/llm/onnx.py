@@ -30,6 +30,7 @@ from p13n.llm.base import (
     GenerationOptions,
     cut_at_stop,
     local_completion,
+    refuse_adapter_steering,
     until_stop,
 )
 from p13n.llm.hf import HFTokenizer
@@ -240,6 +241,7 @@ class OnnxLLM:
 
     def _decode(self, prompt: list[int], options: GenerationOptions) -> Iterator[int]:
         """The new token ids, one by one, as the runtime decodes them (the end token included)."""
+        refuse_adapter_steering(options, self.model)
         contrast = None
         if options.contrast is not None and options.steering > 0:
             contrast = (self._prompt(options.contrast), options.steering)

@@ -8,7 +8,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from p13n.errors import LLMError, LLMTimeoutError, LLMUnavailableError
-from p13n.llm.base import CharTokenizer, ChatMessage, Completion, GenerationOptions, Tokenizer
+from p13n.llm.base import (
+    CharTokenizer,
+    ChatMessage,
+    Completion,
+    GenerationOptions,
+    Tokenizer,
+    refuse_adapter_steering,
+)
 
 
 class OpenAILLM:
@@ -49,6 +56,7 @@ class OpenAILLM:
         )
 
     def _request(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Any:
+        refuse_adapter_steering(options, self.model)
         if options.contrast is not None:
             raise LLMError(
                 f"{self.model}: context steering needs next-token logits, which an "

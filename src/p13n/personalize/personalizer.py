@@ -75,7 +75,11 @@ class PersonalizerConfig(BaseModel):
         "steered away from the prompt without the user's data by `steering`; local backends)",
     )
     steering: float = Field(
-        1.0, ge=0.0, le=50.0, description="context steering's strength λ (0: standard decoding)"
+        1.0,
+        ge=0.0,
+        le=50.0,
+        description="the decoding method's strength: CoS λ, CoPe β, StyleVector α (0: standard "
+        "decoding)",
     )
     policy: Literal["fixed", "auto"] = Field(
         "fixed",
@@ -116,6 +120,7 @@ class PersonalizerConfig(BaseModel):
                 f"{backend!r} backend does not expose: use one of "
                 f"{[*local_weights.names(), *converted_weights.names()]}"
             )
+        self._decoding_fits_adapter()
         method = self.adapter_method()
         if method is None or backend in local_weights:
             return self
@@ -132,6 +137,29 @@ class PersonalizerConfig(BaseModel):
                 f"use backend {torch_backends()}"
             )
         return self
+
+    def _decoding_fits_adapter(self) -> None:
+        """A decoding method that steers by a learned user has that kind of adapter, on a
+        torch backend; a steering vector serves only through its decoding method."""
+        decoding = decoding_methods.get(self.decoding)
+        method = self.adapter_method()
+        if decoding.adapter is not None:
+            fitting = [n for n in methods.names() if methods.get(n).weights == decoding.adapter]
+            if method is None or method.weights != decoding.adapter:
+                raise ValueError(
+                    f"decoding {self.decoding!r} steers by the user's {decoding.adapter} "
+                    f"adapter: set adapter to one of {fitting}, not {self.adapter!r}"
+                )
+            if self.llm.backend not in local_weights:
+                raise ValueError(
+                    f"decoding {self.decoding!r} runs the model's torch weights, which the "
+                    f"{self.llm.backend!r} backend does not: use backend {torch_backends()}"
+                )
+        elif method is not None and method.steers:
+            raise ValueError(
+                f"adapter {self.adapter!r} serves through decoding {self.adapter!r} (its "
+                f"strength α is `steering`), not {self.decoding!r}"
+            )
 
     def adapter_method(self) -> methods.AdapterMethod | None:
         """The learned-user method that answers personalized requests (None: the base model)."""
@@ -425,10 +453,13 @@ class Personalizer:
         contrast = None
         method = decoding_methods.get(self.config.decoding)
         steering = self.config.steering
-        if method.contrast and steering > 0 and carries_data and abstained is None:
-            contrast = NON_PERSONALIZED.build(
-                self.template, text, self.llm.tokenizer, self.budget, user_id=user_id
-            ).messages
+        steered = steering != 0 and personalize and method.option is not None
+        if method.contrast:  # nothing to steer by without the user's data in the prompt
+            steered = steered and carries_data and abstained is None
+            if steered:
+                contrast = NON_PERSONALIZED.build(
+                    self.template, text, self.llm.tokenizer, self.budget, user_id=user_id
+                ).messages
         trace = PartialTrace(
             user_id=user_id,
             personalized=builder.personalized,
@@ -442,9 +473,7 @@ class Personalizer:
             granularity=route,
             abstained=abstained,
             policy=self._policy_summary,
-            decoding=(
-                {"method": method.name, "strength": steering} if contrast is not None else None
-            ),
+            decoding={"method": method.name, "strength": steering} if steered else None,
         )
         return PreparedPrompt(
             prompt=prompt,
@@ -457,7 +486,8 @@ class Personalizer:
             text=text,
             personalize=personalize,
             contrast=contrast,
-            steering=steering if contrast is not None else 0.0,
+            steering=steering if steered else 0.0,
+            strength_option=method.option if steered else None,
         )
 
     def _policy_trace(self) -> dict[str, Any] | None:

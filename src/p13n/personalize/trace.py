@@ -158,12 +158,18 @@ class PreparedPrompt:
     contrast: tuple[ChatMessage, ...] | None = None
     """Context steering: the same request's prompt without the user's data."""
     steering: float = 0.0
+    """The decoding-time method's strength (0: standard decoding)."""
+    strength_option: str | None = None
+    """The ``GenerationOptions`` field that carries ``steering`` (``DecodingMethod.option``)."""
 
     def options(self, base: GenerationOptions) -> GenerationOptions:
         """``base`` with this prompt's decoding-time personalization, if any."""
-        if self.contrast is None:
+        if self.strength_option is None:
             return base
-        return base.model_copy(update={"contrast": self.contrast, "steering": self.steering})
+        update: dict[str, Any] = {self.strength_option: self.steering}
+        if self.contrast is not None:
+            update["contrast"] = self.contrast
+        return base.model_copy(update=update)
 
     @property
     def trace_fields(self) -> dict[str, Any]:
