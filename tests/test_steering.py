@@ -253,3 +253,28 @@ def test_cope_and_style_vector_arms_in_the_runner(
         assert {a: o.prediction for a, o in first.outputs.items()} == {
             a: o.prediction for a, o in second.outputs.items()
         }
+
+
+def test_steering_vectors_from_the_command_line(demo: Store) -> None:
+    from typer.testing import CliRunner
+
+    from p13n.cli import app
+
+    runner, url = CliRunner(), str(demo.engine.url)  # type: ignore[attr-defined]
+    train = ["--store", url, "adapt", "train", "--method", "steering-vector", "--task", "chat"]
+    result = runner.invoke(app, [*train, "--users", "emi", "--max-examples", "4"])
+    assert result.exit_code == 0, result.output
+    assert "1 trained, 0 already current, 0 failed" in result.output
+    again = runner.invoke(app, [*train, "--users", "emi", "--max-examples", "4"])
+    assert "0 trained, 1 already current" in again.output
+    refused = runner.invoke(app, [*train, "--users", "emi", "--epochs", "2"])
+    assert refused.exit_code == 1 and "--epochs does not apply" in refused.output
+    answer = ["--store", url, "generate", "--user", "emi", "Plan my Saturday.", "--prompt", "none",
+              "--adapter", "steering-vector", "--decoding", "steering-vector", "--steering", "2",
+              "--max-new-tokens", "6"]  # fmt: skip
+    on_onnx = runner.invoke(app, answer)  # the default backend runs a conversion
+    assert on_onnx.exit_code == 1 and "use backend 'embedded' or 'hf'" in on_onnx.output
+    generated = runner.invoke(app, [*answer, "--backend", "embedded"])
+    assert generated.exit_code == 0, generated.output
+    assert "decoded with steering-vector at strength 2" in generated.output
+    assert "adapter user:emi:chat:steering-vector" in generated.output

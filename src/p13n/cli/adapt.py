@@ -88,9 +88,14 @@ def train(
         "rank": rank,
         "learning_rate": learning_rate,
     }
-    if method == "lora":
+    if method in ("lora", methods.STEERING_VECTOR):
         overrides |= {"max_examples": max_examples, "min_examples": min_examples}
     given = {k: v for k, v in overrides.items() if v is not None}
+    if method == methods.STEERING_VECTOR:
+        if persona is not None or from_persona is not None:
+            raise ConfigError("a steering vector is the user's own: drop --persona/--from-persona")
+        _train_vectors(store, llm, task, users or [], given, force)
+        return
     if method == "lora":
         chosen: Any = LoraSettings(**given)
     elif method == "dpo":
@@ -107,6 +112,52 @@ def train(
         return
     _train_batch(store, llm, settings, method, task, users or [], chosen, workers, ray_address,
                  from_persona, force)  # fmt: skip
+
+
+def _train_vectors(
+    store: Any, llm: LLMConfig, task: str, users: list[str], given: dict[str, Any], force: bool
+) -> None:
+    """Each user's steering vector, in this process on the model's torch weights; users
+    whose vector is current are skipped, and a user with too little data is reported."""
+    from p13n.adapt import base_model
+    from p13n.adapt.adapters import find, is_current
+    from p13n.adapt.steering import SteeringVectorSettings
+    from p13n.adapt.train import train_user_steering_vector
+    from p13n.errors import InsufficientDataError
+    from p13n.llm.hf import HFLLM
+
+    unknown = sorted(set(given) - {"max_examples", "min_examples"})
+    if unknown:
+        raise ConfigError(
+            f"a steering vector is read, not trained: --{unknown[0].replace('_', '-')} does not "
+            "apply (use --max-examples, --min-examples)"
+        )
+    chosen = SteeringVectorSettings(**given)
+    base = base_model(llm, torch=False)
+    model = HFLLM(base.path, model_name=base.name)
+    names = _users(store, users)
+    trained = current = 0
+    failed: dict[str, str] = {}
+    with progress_display() as progress:
+        bar = progress.add_task("steering vectors", total=len(names))
+        for user in names:
+            entry = find(store, "user", user, task, methods.STEERING_VECTOR)
+            if not force and is_current(entry, store.data_version(user) or "", chosen):
+                current += 1
+            else:
+                try:
+                    train_user_steering_vector(store, user, task, model, base, chosen)
+                    trained += 1
+                except InsufficientDataError as error:
+                    failed[user] = str(error)
+            progress.advance(bar)
+    console.print(
+        f"{trained} trained, {current} already current, {len(failed)} failed", highlight=False
+    )
+    for user, problem in failed.items():
+        console.print(f"[yellow]{escape(user)}[/]: {escape(problem)}", highlight=False)
+    if failed and not trained and not current:
+        raise typer.Exit(code=1)
 
 
 def _train_in_process(

@@ -103,7 +103,8 @@ def print_trace(generation: Generation) -> None:
         console.print(f"[dim]{escape(policy_line(trace.policy))}[/]", highlight=False)
     if trace.decoding is not None:
         console.print(
-            f"[dim]decoded with {trace.decoding['method']} at λ={trace.decoding['strength']:g}[/]",
+            f"[dim]decoded with {trace.decoding['method']} at strength "
+            f"{trace.decoding['strength']:g}[/]",
             highlight=False,
         )
     if trace.adapter is not None:
@@ -154,11 +155,15 @@ def generate(
     decoding: Annotated[
         str,
         typer.Option(
-            help="standard, or context-steering: each token steered away from the prompt "
-            "without the user's data (local backends)."
+            help="standard; context-steering: each token steered away from the prompt without "
+            "the user's data (local backends); adapter-contrast: the user's LoRA adapter "
+            "against the base model (CoPe; --adapter lora); steering-vector: the user's "
+            "steering vector (--adapter steering-vector)."
         ),
     ] = "standard",
-    steering: Annotated[float, typer.Option(help="Context steering's strength λ.")] = 1.0,
+    steering: Annotated[
+        float, typer.Option(help="The decoding method's strength: CoS λ, CoPe β, StyleVector α.")
+    ] = 1.0,
     policy: Annotated[
         str,
         typer.Option(
