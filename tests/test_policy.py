@@ -181,11 +181,37 @@ def test_auto_learns_on_dev_and_answers_test_as_the_chosen_candidate(
         assert auto.choice_scores == chosen.choice_scores and auto.cached
         history = example.outputs[HISTORY]
         assert history.prediction == REVIEWS[example.user_id or ""][1][1]
-    # The test split's store holds the policy the auto arm was served.
+    # The test split's store holds the policy the auto arm was served, and the Personalizer's
+    # own likelihood path (choose) answers every example as the runner's arms did.
     (stored,) = (tmp_path / "cache" / "stores").glob("ratings-test-*.db")
     test_store = open_store(f"sqlite:///{stored}")
+    retriever = RetrieverConfig(k=1, require_match=config.require_match)
+    fused = LabelPolicy(calibration="task", fusion_weight=1.0)
+    calibrated = LabelPolicy(calibration="task")
+    served = {
+        "auto": PersonalizerConfig(task="lamp3", policy="auto"),
+        "none +task-cal": PersonalizerConfig(task="lamp3", prompt="none", labels=calibrated),
+        "bm25 k=1 +task-cal +fuse=1": PersonalizerConfig(
+            task="lamp3", retriever=retriever, labels=fused
+        ),
+        HISTORY: PersonalizerConfig(
+            task="lamp3", prompt="none", labels=LabelPolicy(fusion_weight=float("inf"))
+        ),
+    }
     try:
         assert load_policy(test_store, "lamp3") == policy
+        for label, served_config in served.items():
+            personalizer = Personalizer(test_store, served_config, llm=embedded_llm)
+            for example, given in zip(task.examples, rating_examples(), strict=True):
+                assert example.id == given.id
+                chosen = personalizer.choose(example.id, given.input, RATING.labels)
+                output = example.outputs[label]
+                assert chosen.label == output.prediction, (label, example.id)
+                final = output.fused_scores or output.calibrated_scores or output.choice_scores
+                assert chosen.log_probs == pytest.approx(
+                    list(np.asarray(final) - np.logaddexp.reduce(final)), abs=1e-6
+                )
+                assert chosen.trace.policy is not None or label != "auto"
     finally:
         test_store.close()
     assert "auto" in task.swap
@@ -252,6 +278,46 @@ def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> No
     other = service.client.post("/v1/generate", json=body, headers=service.headers("globex"))
     assert other.status_code == 404  # alice is acme's; globex has no policy either
     assert service.state.tenant_store("globex").policies() == []
+
+
+@pytest.mark.slow
+def test_the_service_chooses_labels_as_the_learned_policy_reads_them(sqlite_url: str) -> None:
+    service = make_service(sqlite_url)
+    h = service.headers("acme")
+    reviews = [("Wonderful, I loved it", "5"), ("Great value", "5"), ("Fine", "3")]
+    records = [{"type": "user", "id": "fan"}] + [
+        {"type": "document", "user_id": "fan", "text": text, "title": score}
+        for text, score in reviews
+    ]
+    assert (
+        service.client.post("/v1/ingest", json={"records": records}, headers=h).status_code == 201
+    )
+    labels = ["1", "2", "3", "4", "5"]
+    body = {"user": "fan", "input": "Score this review: it broke.", "labels": labels,
+            "task": "lamp3"}  # fmt: skip
+    plain = service.client.post("/v1/choose", json={**body, "prompt": "none"}, headers=h)
+    assert plain.status_code == 200, plain.text
+    raw = plain.json()
+    assert raw["trace"]["policy"] is None and len(raw["scores"]) == 5
+    assert raw["label"] == labels[int(np.argmax(raw["scores"]))]  # no calibration, no fusion
+    history = LabelPolicy(fusion_weight=float("inf"))
+    evidence = _policy().evidence.model_copy(
+        update={
+            "candidates": [_policy().evidence.candidates[0].model_copy(update={"label": HISTORY})]
+        }
+    )
+    save_policy(
+        service.state.tenant_store("acme"),
+        _policy("lamp3", choice=HISTORY, prompt="none", labels=history, evidence=evidence),
+    )
+    served = service.client.post("/v1/choose", json=body, headers=h).json()
+    assert served["label"] == "5" and served["trace"]["policy"]["choice"] == "history"
+    assert served["log_probs"][:4] == [None] * 4 and served["log_probs"][4] == 0.0
+    assert served["scores"] == raw["scores"]  # the same prompt, read through the user's history
+    baseline = service.client.post("/v1/choose", json={**body, "personalize": False}, headers=h)
+    assert baseline.json()["label"] == raw["label"]  # the baseline is never fused
+    unknown = service.client.post("/v1/choose", json={**body, "user": "nobody"}, headers=h)
+    assert unknown.status_code == 404
 
 
 def test_policy_commands_set_list_show_and_delete(tmp_path: Path, sqlite_url: str) -> None:

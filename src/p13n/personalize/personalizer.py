@@ -6,174 +6,40 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
 
-from p13n.adapt import adapters, methods
-from p13n.adapt.base import torch_backends
+from p13n.adapt import adapters
 from p13n.adapt.embedding import Projector
 from p13n.adapt.runtime import Adaptable, adapted_llm, user_soft_tokens
-from p13n.encode import DEFAULT_ENCODER, Encoder, get_encoder
-from p13n.errors import UnknownUserError
+from p13n.encode import Encoder, get_encoder
+from p13n.errors import ConfigError, LLMError, UnknownUserError
 from p13n.llm import (
     LLM,
     Completion,
-    GenerationOptions,
-    LLMConfig,
-    converted_weights,
     get_llm,
-    local_weights,
 )
-from p13n.llm.base import streamed_finish_reason
+from p13n.llm.base import ChoiceScorer, streamed_finish_reason
+from p13n.personalize.config import PersonalizerConfig
 from p13n.personalize.decoding import STANDARD, decoding_methods
+from p13n.personalize.labels import LabelChoice, label_history, read_labels
 from p13n.personalize.policy import Policy, load_policy
 from p13n.personalize.profile import ProfileWriter
-from p13n.personalize.router import GranularityConfig, Route, Router
+from p13n.personalize.router import Route, Router
 from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings
 from p13n.prompt import NON_PERSONALIZED, builders, templates
 from p13n.retrieve import (
     CorpusLoader,
     Retrieved,
-    RetrieverConfig,
     UserCorpus,
     build_query_generator,
     build_retriever,
-    query_generators,
     top_k,
 )
 from p13n.store import Store
-
-
-class PersonalizerConfig(BaseModel):
-    """Every choice that shapes a personalized answer, validated once; dumpable to JSON."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    task: str = Field("chat", description="task template: chat, lamp1..lamp7, longlamp-*")
-    query: str = Field("identity", description="query generator φ_q")
-    retriever: RetrieverConfig = RetrieverConfig()
-    prompt: str = Field("contextual", description="prompt builder φ_p")
-    llm: LLMConfig = LLMConfig()
-    generation: GenerationOptions = GenerationOptions()
-    max_prompt_tokens: int = Field(
-        2048, gt=0, description="prompt budget (also capped by the model's context window)"
-    )
-    max_item_tokens: int = Field(
-        256, gt=0, description="each retrieved item's text is cut to this many tokens"
-    )
-    encoder: str = DEFAULT_ENCODER
-    persona_description: str | None = Field(
-        None, description="persona builder: a role description used instead of stored personas"
-    )
-    granularity: GranularityConfig = GranularityConfig()
-    decoding: str = Field(
-        STANDARD,
-        description="decoding-time personalization: standard, or context-steering (the answer "
-        "steered away from the prompt without the user's data by `steering`; local backends)",
-    )
-    steering: float = Field(
-        1.0,
-        ge=0.0,
-        le=50.0,
-        description="the decoding method's strength: CoS λ, CoPe β, StyleVector α (0: standard "
-        "decoding)",
-    )
-    policy: Literal["fixed", "auto"] = Field(
-        "fixed",
-        description="auto: serve the task's learned policy from the store (its prompt, retriever, "
-        "excerpt length and decoding; learned on dev by `p13n bench run` with method auto) in "
-        "place of these settings; with none learned for the task, these settings, and the trace "
-        "says so",
-    )
-    adapter: str = Field(
-        methods.NONE,
-        description="learned user: their LoRA or DPO adapter, or their embedding as soft tokens "
-        "(trained with `p13n adapt train`); a user without one is an error, not the base model",
-        json_schema_extra=methods.schema_enum(none=True),
-    )
-
-    @field_validator("adapter")
-    @classmethod
-    def _known_adapter(cls, name: str) -> str:
-        return methods.check(name, none=True)
-
-    @model_validator(mode="after")
-    def _known_names(self) -> PersonalizerConfig:
-        for registry, name in (
-            (templates, self.task),
-            (query_generators, self.query),
-            (builders, self.prompt),
-            (decoding_methods, self.decoding),
-        ):
-            if name not in registry:
-                raise ValueError(
-                    f"unknown {registry.kind} {name!r}: choose from {registry.names()}"
-                )
-        backend = self.llm.backend
-        steered = decoding_methods.get(self.decoding).contrast
-        if steered and backend not in local_weights and backend not in converted_weights:
-            raise ValueError(
-                f"decoding {self.decoding!r} needs the model's next-token logits, which the "
-                f"{backend!r} backend does not expose: use one of "
-                f"{[*local_weights.names(), *converted_weights.names()]}"
-            )
-        self._decoding_fits_adapter()
-        method = self.adapter_method()
-        if method is None or backend in local_weights:
-            return self
-        if backend not in converted_weights:
-            raise ValueError(
-                f"adapter {self.adapter!r} runs on the model's own weights, which the "
-                f"{backend!r} backend does not have: use backend {torch_backends()}"
-            )
-        if method.weights != "lora":
-            lora = ", ".join(repr(n) for n in methods.names() if methods.get(n).weights == "lora")
-            raise ValueError(
-                f"adapter {self.adapter!r} feeds soft tokens to the model's torch weights, which "
-                f"the {backend!r} backend does not run (it serves the LoRA methods {lora}): "
-                f"use backend {torch_backends()}"
-            )
-        return self
-
-    def _decoding_fits_adapter(self) -> None:
-        """A decoding method that steers by a learned user has that kind of adapter, on a
-        torch backend; a steering vector serves only through its decoding method."""
-        decoding = decoding_methods.get(self.decoding)
-        method = self.adapter_method()
-        if decoding.adapter is not None:
-            fitting = [n for n in methods.names() if methods.get(n).weights == decoding.adapter]
-            if method is None or method.weights != decoding.adapter:
-                raise ValueError(
-                    f"decoding {self.decoding!r} steers by the user's {decoding.adapter} "
-                    f"adapter: set adapter to one of {fitting}, not {self.adapter!r}"
-                )
-            if self.llm.backend not in local_weights:
-                raise ValueError(
-                    f"decoding {self.decoding!r} runs the model's torch weights, which the "
-                    f"{self.llm.backend!r} backend does not: use backend {torch_backends()}"
-                )
-        elif method is not None and method.steers:
-            raise ValueError(
-                f"adapter {self.adapter!r} serves through decoding {self.adapter!r} (its "
-                f"strength α is `steering`), not {self.decoding!r}"
-            )
-
-    def adapter_method(self) -> methods.AdapterMethod | None:
-        """The learned-user method that answers personalized requests (None: the base model)."""
-        return None if self.adapter == methods.NONE else methods.get(self.adapter)
-
-    def needs_encoder(self) -> bool:
-        method = self.adapter_method()
-        # The router places users in personas by their documents' centroid.
-        return (
-            self.retriever.needs_encoder()
-            or self.retriever.collaborative_neighbours > 0
-            or self.granularity.routes
-            or (method is not None and method.needs_encoder)
-        )
 
 
 class Personalizer:
@@ -339,6 +205,52 @@ class Personalizer:
             "weights_sha256": entry.weights_sha256,
             "swap_ms": round(swap_ms, 2),
         }
+
+    def choose(
+        self,
+        user_id: str,
+        text: str,
+        labels: Sequence[str],
+        *,
+        personalize: bool = True,
+        attributes: Mapping[str, object] | None = None,
+    ) -> LabelChoice:
+        """The label (or rating) among ``labels`` the model finds likeliest as the answer to
+        ``text``, read as ``config.labels`` says: calibrated (baseline included) and, when
+        personalized, fused with the user's own label history. The trace is ``generate``'s."""
+        if not labels:
+            raise ConfigError("choose needs at least one label")
+        if self.config.decoding != STANDARD:
+            raise ConfigError(
+                f"decoding {self.config.decoding!r} steers generated tokens; choose scores "
+                "fixed labels: use decoding 'standard'"
+            )
+        prepared = self.prepare(user_id, text, personalize=personalize, attributes=attributes)
+        policy = self.config.labels
+        fused = personalize and policy.fusion_weight > 0
+        with self._llm_for(prepared) as (llm, adapter):
+            if not isinstance(llm, ChoiceScorer):
+                raise LLMError(f"the {llm.backend} backend cannot score choices; generate instead")
+            raw, log_probs = read_labels(
+                llm,
+                prepared,
+                labels,
+                policy,
+                template=self.template,
+                tokenizer=llm.tokenizer,
+                budget=self.budget,
+                history=label_history(self.store, user_id, labels) if fused else None,
+            )
+            label = labels[int(np.argmax(log_probs))]
+            completion = Completion(
+                text=label,
+                prompt_tokens=llm.tokenizer.count_chat(prepared.prompt.messages),
+                completion_tokens=0,
+                finish_reason="stop",
+                model=llm.model,
+            )
+        trace = self._finished(prepared, completion, adapter).trace
+        return LabelChoice(label, [float(v) for v in log_probs], raw, trace)
 
     def stream(
         self,

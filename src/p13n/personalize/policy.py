@@ -15,7 +15,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from p13n.errors import ConfigError
 from p13n.retrieve import RetrieverConfig
@@ -77,19 +77,26 @@ class Policy(BaseModel):
     evidence: PolicyEvidence
     learned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @model_validator(mode="after")
+    def _choice_has_evidence(self) -> Policy:
+        if self.choice not in {c.label for c in self.evidence.candidates}:
+            raise ValueError(f"choice {self.choice!r} is not among the evidence's candidates")
+        return self
+
     @property
     def personalized(self) -> bool:
         return self.prompt != "none" or self.labels.fusion_weight > 0
 
     def overrides(self) -> dict[str, Any]:
-        """The ``PersonalizerConfig`` fields it sets: prompt, retriever, excerpt length and
-        decoding."""
+        """The ``PersonalizerConfig`` fields it sets: prompt, retriever, excerpt length,
+        decoding, and how label answers are read."""
         return {
             "prompt": self.prompt,
             "retriever": self.retriever,
             "max_item_tokens": self.max_item_tokens,
             "decoding": self.decoding,
             "steering": self.steering,
+            "labels": self.labels,
         }
 
     def summary(self) -> dict[str, Any]:

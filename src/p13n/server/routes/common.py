@@ -17,7 +17,7 @@ from p13n.ingest import ingest
 from p13n.personalize import PersonalizerConfig
 from p13n.server.auth import TenantScope
 from p13n.server.bodies import JSONRoute
-from p13n.server.schemas.requests import GenerateIn
+from p13n.server.schemas.requests import ChooseIn, GenerateIn
 from p13n.server.schemas.responses import TypeCountsOut, WriteOut
 from p13n.store import Store
 
@@ -72,11 +72,12 @@ def require_user(store: Store, user_id: str) -> None:
         raise UnknownUserError(user_id, store.tenant)
 
 
-def personalizer_config(scope: TenantScope, body: GenerateIn) -> PersonalizerConfig:
+def personalizer_config(scope: TenantScope, body: GenerateIn | ChooseIn) -> PersonalizerConfig:
     """The server's default configuration with what ``body`` chooses, validated."""
     base = scope.state.config.defaults
     cap = scope.state.config.max_new_tokens
-    tokens = min(body.max_tokens or base.generation.max_new_tokens, cap)
+    asked = body.max_tokens if isinstance(body, GenerateIn) else None
+    tokens = min(asked or base.generation.max_new_tokens, cap)
     retriever = base.retriever.model_copy(
         update={k: v for k, v in {"name": body.retriever, "k": body.k}.items() if v is not None}
     )
@@ -90,9 +91,9 @@ def personalizer_config(scope: TenantScope, body: GenerateIn) -> PersonalizerCon
         update["prompt"] = body.prompt
     if body.query is not None:
         update["query"] = body.query
-    if body.decoding is not None:
+    if isinstance(body, GenerateIn) and body.decoding is not None:
         update["decoding"] = body.decoding
-    if body.steering is not None:
+    if isinstance(body, GenerateIn) and body.steering is not None:
         update["steering"] = body.steering
     if body.policy is not None:
         update["policy"] = body.policy

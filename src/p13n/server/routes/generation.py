@@ -3,6 +3,7 @@ non-personalized answer), recommendations, and feedback on either."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
@@ -22,14 +23,16 @@ from p13n.server.routes.common import (
     to_record,
     write,
 )
-from p13n.server.schemas.requests import FeedbackIn, GenerateIn, RecommendIn
+from p13n.server.schemas.requests import ChooseIn, FeedbackIn, GenerateIn, RecommendIn
 from p13n.server.schemas.responses import (
     AUTH_ERRORS,
     COMMON_ERRORS,
     ComparisonOut,
     GenerationOut,
+    LabelChoiceOut,
     RecommendationsOut,
     RecommendedItemOut,
+    TraceOut,
     WriteOut,
     errors,
 )
@@ -122,6 +125,29 @@ async def _stream_generation(
     # The place is given back when the stream ends, or after the response if it never began.
     return StreamingResponse(
         events(), media_type="text/event-stream", background=BackgroundTask(admission.release)
+    )
+
+
+@router.post("/choose", responses=errors(404, 409, 502, 503))
+async def choose(body: ChooseIn, scope: TenantDep) -> LabelChoiceOut:
+    """The label (or rating) the model finds likeliest among ``labels``, with its trace: the
+    answer of label and rating tasks, read as the task's learned policy says (calibrated, fused
+    with the user's own label history) when ``policy`` is auto."""
+    config = personalizer_config(scope, body)
+    personalizer = await run_in_threadpool(scope.state.personalizer, scope.tenant, config)
+    async with scope.state.gate.slot():
+        chosen = await run_in_threadpool(
+            partial(personalizer.choose, personalize=body.personalize),
+            body.user,
+            body.input,
+            body.labels,
+            attributes=body.attributes or None,
+        )
+    return LabelChoiceOut(
+        label=chosen.label,
+        log_probs=[None if math.isinf(v) else v for v in chosen.log_probs],
+        scores=chosen.scores,
+        trace=TraceOut.model_validate(chosen.trace.to_dict()),
     )
 
 

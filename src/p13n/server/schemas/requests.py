@@ -196,6 +196,32 @@ class GenerateIn(Strict):
     stream: bool = False
 
 
+class ChooseIn(Strict):
+    """A label or rating chosen by the model's likelihood (``Personalizer.choose``)."""
+
+    user: ApiId
+    input: ApiText
+    labels: list[ApiText] = Field(min_length=1, max_length=100, description="the answers to score")
+    task: Annotated[str, _one_of(templates)] = "chat"
+    retriever: Annotated[str, _one_of(retrievers)] | None = None
+    k: ApiInt | None = Field(None, ge=0, le=50)
+    prompt: Annotated[str, _one_of(builders)] | None = None
+    query: Annotated[str, _one_of(query_generators)] | None = None
+    level: Literal["auto", "user", "persona", "global"] | None = None
+    adapter: Annotated[
+        str,
+        AfterValidator(lambda name: methods.check(name, purpose="choices", none=True)),
+        Field(json_schema_extra=methods.schema_enum("choices", none=True)),
+    ] = "none"
+    policy: Literal["auto", "fixed"] | None = Field(
+        None,
+        description="auto: the task's learned policy chooses prompt, retriever, k, calibration "
+        "and fusion with the user's label history; fixed: these fields do (no calibration)",
+    )
+    attributes: dict[str, str] = {}
+    personalize: bool = True
+
+
 class RecommendIn(Strict):
     user: ApiId
     k: ApiInt = Field(10, ge=1, le=100)

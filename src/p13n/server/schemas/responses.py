@@ -359,6 +359,17 @@ class GenerationOut(Public):
     trace: TraceOut
 
 
+class LabelChoiceOut(Public):
+    label: str = Field(description="the likeliest label, as the policy reads the scores")
+    log_probs: list[float | None] = Field(
+        description="log-probability of each label, in the request's order, after calibration "
+        "and fusion; null: impossible (a history-only policy rules out every label but the "
+        "user's most frequent)"
+    )
+    scores: list[float] = Field(description="the model's own log-likelihood of each label")
+    trace: TraceOut
+
+
 class ComparisonOut(Public):
     baseline: GenerationOut
     personalized: GenerationOut
