@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/p13n demo
 	$(BIN)/p13n bench run bench/configs/demo.toml
+	@if [ -d ../shared/data ]; then $(BIN)/p13n bench run bench/configs/demo_policy.toml; \
+	else echo "skipped bench/configs/demo_policy.toml: ../shared/data is not here"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

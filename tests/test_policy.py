@@ -12,6 +12,7 @@ import pytest
 
 from p13n.benchmarks.config import BenchConfig
 from p13n.benchmarks.policy import HISTORY, candidates
+from p13n.benchmarks.runner_report import side_by_side
 from p13n.datasets.lamp import LampSplit, write_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError
@@ -170,6 +171,20 @@ def test_auto_learns_on_dev_and_answers_test_as_the_chosen_candidate(
     assert policy.task == "lamp3" and policy.evidence.split == "dev"
     assert [c.label for c in policy.evidence.candidates] == labels
     assert not any(user in json.dumps(saved) for user in REVIEWS)  # aggregate: no user in it
+    # The report's side-by-side shows the first example auto won, if it won one.
+    better = 1 if task.metrics[task.primary].higher_is_better else -1
+    wins = [
+        e
+        for e in task.examples
+        if better
+        * (e.outputs["auto"].scores[task.primary] - e.outputs["none"].scores[task.primary])
+        > 0
+    ]
+    shown = side_by_side(task)
+    assert bool(shown) == bool(wins)
+    if wins:
+        assert f"({len(wins)} of {len(task.examples)} did)" in shown[0]
+        assert shown[3] == f"- the user's own answer: {wins[0].reference}"
     # The rule, recomputed from the evidence: the first candidate within one error of the best.
     first = next(c for c in policy.evidence.candidates if c.gap <= c.standard_error + 1e-12)
     assert policy.choice == first.label
@@ -300,16 +315,7 @@ def test_the_service_chooses_labels_as_the_learned_policy_reads_them(sqlite_url:
     raw = plain.json()
     assert raw["trace"]["policy"] is None and len(raw["scores"]) == 5
     assert raw["label"] == labels[int(np.argmax(raw["scores"]))]  # no calibration, no fusion
-    history = LabelPolicy(fusion_weight=float("inf"))
-    evidence = _policy().evidence.model_copy(
-        update={
-            "candidates": [_policy().evidence.candidates[0].model_copy(update={"label": HISTORY})]
-        }
-    )
-    save_policy(
-        service.state.tenant_store("acme"),
-        _policy("lamp3", choice=HISTORY, prompt="none", labels=history, evidence=evidence),
-    )
+    save_policy(service.state.tenant_store("acme"), _history_policy())
     served = service.client.post("/v1/choose", json=body, headers=h).json()
     assert served["label"] == "5" and served["trace"]["policy"]["choice"] == "history"
     assert served["log_probs"][:4] == [None] * 4 and served["log_probs"][4] == 0.0
@@ -318,6 +324,37 @@ def test_the_service_chooses_labels_as_the_learned_policy_reads_them(sqlite_url:
     assert baseline.json()["label"] == raw["label"]  # the baseline is never fused
     unknown = service.client.post("/v1/choose", json={**body, "user": "nobody"}, headers=h)
     assert unknown.status_code == 404
+
+
+def _history_policy() -> Policy:
+    """A lamp3 policy that answers with the user's most frequent rating."""
+    only = _policy().evidence.candidates[0].model_copy(update={"label": HISTORY})
+    evidence = _policy().evidence.model_copy(update={"candidates": [only]})
+    history = LabelPolicy(fusion_weight=float("inf"))
+    return _policy("lamp3", choice=HISTORY, prompt="none", labels=history, evidence=evidence)
+
+
+@pytest.mark.slow
+def test_generate_chooses_labels_from_the_command_line(tmp_path: Path, sqlite_url: str) -> None:
+    records = tmp_path / "fan.jsonl"
+    rows = [{"type": "user", "id": "fan"}] + [
+        {"type": "document", "user_id": "fan", "text": text, "title": score}
+        for text, score in [("Loved it", "4"), ("Great", "4"), ("Fine", "2")]
+    ]
+    records.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert invoke("--store", sqlite_url, "ingest", "jsonl", str(records))[0] == 0
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(_history_policy().to_json()))
+    assert invoke("--store", sqlite_url, "policy", "set", str(policy))[0] == 0
+    ask = ["--store", sqlite_url, "generate", "--user", "fan", "Score this: it broke.",
+           "--task", "lamp3", "--labels", "1,2,3,4,5"]  # fmt: skip
+    code, out = invoke(*ask, "--policy", "auto")
+    assert code == 0, out
+    assert out.splitlines()[0] == "4" and "4 1.00" in out and "history" in out
+    code, out = invoke(*ask, "--policy", "auto", "--json")
+    assert code == 0 and json.loads(out)["log_probs"][:3] == [None, None, None]
+    code, out = invoke(*ask, "--compare")
+    assert code != 0 and "--labels chooses one answer" in out
 
 
 def test_policy_commands_set_list_show_and_delete(tmp_path: Path, sqlite_url: str) -> None:

@@ -51,6 +51,7 @@ class ExampleRecord:
     outputs: dict[str, ArmOutput] = field(default_factory=dict)
     swapped: dict[str, ArmOutput] = field(default_factory=dict)
     swapped_with: str | None = None
+    input: str = ""
 
 
 @dataclass

@@ -274,7 +274,8 @@ class BenchRunner:
             options=GenerationOptions(max_new_tokens=max_new, seed=self.config.seed),
             choices=self._choices(task, spec),
             records=[
-                ExampleRecord(e.id, e.user_id, e.output or "", len(e.profile)) for e in examples
+                ExampleRecord(e.id, e.user_id, e.output or "", len(e.profile), input=e.input)
+                for e in examples
             ],
             partners=derangement(len(examples), self.config.seed),
             selecting=selecting,

@@ -161,6 +161,8 @@ def markdown(result: BenchResult) -> str:
                 )
         if task.policy is not None:
             lines += ["", *policy_table(task.policy)]
+            if shown := side_by_side(task):
+                lines += ["", *shown]
         if task.training:
             lines += ["", "Training cost of the learned-user methods (2 CPU threads unless noted):"]
             lines += ["", *training_table(task.training)]
@@ -169,6 +171,45 @@ def markdown(result: BenchResult) -> str:
                 f"\n{task.skipped_profile_items} profile items had no text and were left out."
             )
     return "\n".join(lines) + "\n"
+
+
+def side_by_side(task: TaskResult, arm: str = AUTO, *, chars: int = 240) -> list[str]:
+    """Markdown: one example where ``arm`` beat the baseline on the primary metric, the two
+    answers beside the user's own, and the run's paired difference; empty when it never won."""
+    summary = task.metrics.get(task.primary)
+    if summary is None or summary.unavailable or arm not in task.arms:
+        return []
+    sign = 1.0 if summary.higher_is_better else -1.0
+    metric = summary.name
+    wins = [
+        r
+        for r in task.examples
+        if metric in r.outputs[arm].scores and metric in r.outputs[BASELINE].scores
+        and sign * (r.outputs[arm].scores[metric] - r.outputs[BASELINE].scores[metric]) > 0
+    ]  # fmt: skip
+    if not wins:
+        return []
+    record = wins[0]
+    shown = f"{AUTO} = {task.policy['choice']}" if arm == AUTO and task.policy else arm
+    text = " ".join(record.input.split())
+    lines = [
+        f"One example where `{shown}` beat the non-personalized prompt ({len(wins)} of "
+        f"{len(task.examples)} did), user `{record.user_id or record.id}`:",
+        "",
+        f"- input: {text[:chars]}{'…' if len(text) > chars else ''}",
+        f"- the user's own answer: {record.reference}",
+    ]
+    for label, name in ((BASELINE, BASELINE), (shown, arm)):
+        output = record.outputs[name]
+        lines.append(f"- {label}: {output.prediction} ({metric} {output.scores[metric]:.4g})")
+    versus = summary.versus_baseline.get(arm)
+    if versus is not None:
+        lines.append(
+            f"- over all {len(task.examples)} examples: {metric} "
+            f"{summary.arms[BASELINE].value:.4g} → {summary.arms[arm].value:.4g} "
+            f"(Δ {_signed(versus.difference)}, p {versus.p_value:.3f})"
+        )
+    return lines
 
 
 def policy_table(policy: dict[str, Any]) -> list[str]:

@@ -70,7 +70,7 @@ def run(
     """Run a benchmark: every method on the same examples, against the non-personalized prompt."""
     from p13n.benchmarks.config import load_bench_config
     from p13n.benchmarks.runner import BenchRunner
-    from p13n.benchmarks.runner_report import rich_table, write_outputs
+    from p13n.benchmarks.runner_report import rich_table, side_by_side, write_outputs
 
     overrides: dict[str, object] = {
         "tasks": comma_separated(task),
@@ -98,6 +98,8 @@ def run(
         runner.close()
     for task_result in result.tasks:
         console.print(rich_table(task_result, result.llm, compact=console.width < 140))
+        if shown := side_by_side(task_result):
+            console.print("\n".join(shown), markup=False, highlight=False)
     paths = write_outputs(result, settings.out)
     console.print(
         f"{result.generated} generated, {result.reused} reused from the cache, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -201,6 +202,14 @@ def generate(
             "(see `p13n adapt train`); with --prompt none, the adapter alone."
         ),
     ] = "none",
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated answers to choose among by likelihood (label and rating "
+            "tasks, e.g. 1,2,3,4,5), read as the policy says (calibrated, fused with the "
+            "user's label history), instead of generating."
+        ),
+    ] = None,
 ) -> None:
     """Answer TEXT for a user, personalized with their own data, with its trace."""
     settings = command_settings(ctx)
@@ -227,6 +236,11 @@ def generate(
     )
     attributes = parse_attributes(attr)
     personalizer = Personalizer(tenant_store(settings), config)
+    if labels is not None:
+        if compare:
+            raise ConfigError("--labels chooses one answer: drop --compare")
+        _print_choice(personalizer, user, text, labels, personalize, attributes, as_json)
+        return
     if compare:
         baseline, personalized = personalizer.compare(user, text, attributes=attributes)
         if as_json:
@@ -247,6 +261,35 @@ def generate(
     if show_prompt:
         console.rule("prompt")
         console.print(result.trace.prompt.text(), highlight=False, markup=False)
+
+
+def _print_choice(
+    personalizer: Personalizer,
+    user: str,
+    text: str,
+    labels: str,
+    personalize: bool,
+    attributes: dict[str, str] | None,
+    as_json: bool,
+) -> None:
+    names = [label.strip() for label in labels.split(",") if label.strip()]
+    chosen = personalizer.choose(user, text, names, personalize=personalize, attributes=attributes)
+    if as_json:
+        infinite = [None if math.isinf(v) else v for v in chosen.log_probs]
+        plain = {"label": chosen.label, "log_probs": infinite, "scores": chosen.scores}
+        console.print_json(json.dumps({**plain, "trace": chosen.trace.to_dict()}))
+        return
+    console.print(chosen.label, highlight=False, markup=False)
+    console.print(
+        "[dim]"
+        + ", ".join(
+            f"{escape(name)} {math.exp(v):.2f}"
+            for name, v in zip(names, chosen.log_probs, strict=True)
+        )
+        + "[/]",
+        highlight=False,
+    )
+    print_trace(Generation(chosen.label, chosen.trace))
 
 
 def store_chat_turn(store: Store, settings: Settings, user: str, said: str, answer: str) -> None:
