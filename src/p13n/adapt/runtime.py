@@ -248,6 +248,7 @@ class AdaptedLLM(HFLLM):
         with self.lock:
             held = self._cache.pop(entry.weights_sha256, None) is not None
             if self._active is not None and self._active.adapter_id == entry.adapter_id:
+                held = held or self._vector is not None  # a steering vector lives only here
                 self.deactivate()
             slot = self._slot
             if slot.holds == entry.weights_sha256 and slot.peft is not None:

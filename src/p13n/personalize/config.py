@@ -41,8 +41,11 @@ class PersonalizerConfig(BaseModel):
     granularity: GranularityConfig = GranularityConfig()
     decoding: str = Field(
         STANDARD,
-        description="decoding-time personalization: standard, or context-steering (the answer "
-        "steered away from the prompt without the user's data by `steering`; local backends)",
+        description="decoding-time personalization: standard; context-steering (the answer "
+        "steered away from the prompt without the user's data; local backends); "
+        "adapter-contrast (the user's LoRA adapter against the base model, CoPe) or "
+        "steering-vector (the user's activation vector, StyleVector), with that adapter, on "
+        "torch backends; `steering` is the strength",
     )
     steering: float = Field(
         1.0,
@@ -54,7 +57,8 @@ class PersonalizerConfig(BaseModel):
     policy: Literal["fixed", "auto"] = Field(
         "fixed",
         description="auto: serve the task's learned policy from the store (its prompt, retriever, "
-        "excerpt length and decoding; learned on dev by `p13n bench run` with method auto) in "
+        "excerpt length, decoding and label reading; learned on dev by `p13n bench run` with "
+        "method auto) in "
         "place of these settings; with none learned for the task, these settings, and the trace "
         "says so",
     )
@@ -65,8 +69,9 @@ class PersonalizerConfig(BaseModel):
     )
     adapter: str = Field(
         methods.NONE,
-        description="learned user: their LoRA or DPO adapter, or their embedding as soft tokens "
-        "(trained with `p13n adapt train`); a user without one is an error, not the base model",
+        description="learned user: their LoRA or DPO adapter, their embedding as soft tokens, "
+        "or their steering vector (trained with `p13n adapt train`); a user without one is an "
+        "error, not the base model",
         json_schema_extra=methods.schema_enum(none=True),
     )
 
