@@ -30,8 +30,9 @@ def relative_gain(auto: float, none: float, higher_is_better: bool) -> float | N
 
 
 def forward_passes(arm: str) -> int:
-    """Model forward passes per decoded token: context steering reads a second prompt."""
-    return 2 if arm.startswith("cos ") else 1
+    """Model forward passes per decoded token: context steering reads a second prompt, CoPe
+    runs the base model beside the user's adapter; a steering vector adds no pass."""
+    return 2 if arm.startswith(("cos ", "cope ")) else 1
 
 
 def task_rows(task: dict[str, Any]) -> dict[str, Any]:

@@ -223,6 +223,27 @@ def test_a_user_whose_base_answers_match_has_nothing_to_steer_by(
         train_steering_vector(embedded_llm, base_model(), [same], VECTOR)
 
 
+def test_a_user_who_writes_only_untitled_texts_gets_a_steering_vector(
+    demo: Store, embedded_llm: LLM
+) -> None:
+    from p13n.data import Document
+    from p13n.datasets import Sourced
+    from p13n.ingest import ingest
+
+    assert isinstance(embedded_llm, HFLLM)
+    posts = [
+        "Rode forty miles along the coast today and my legs are jelly, but the view paid for it.",
+        "Swapped the old chain for a new one tonight; the drivetrain finally sounds quiet again.",
+        "Rain all weekend, so I trued both wheels in the kitchen while the soup was cooking.",
+    ]
+    ingest(demo, [Sourced(Document(user_id="rider", text=t), "test") for t in posts], encoder=None)
+    entry = train_user_steering_vector(demo, "rider", "chat", embedded_llm, base_model(), VECTOR)
+    assert entry.data_size == 3 and entry.metrics["pairs"] >= 1
+    titled_only = VECTOR.model_copy(update={"untitled": False})
+    with pytest.raises(InsufficientDataError, match="has 0 usable titled documents"):
+        train_user_steering_vector(demo, "rider", "chat", embedded_llm, base_model(), titled_only)
+
+
 def test_cope_and_style_vector_arms_in_the_runner(
     task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
 ) -> None:
