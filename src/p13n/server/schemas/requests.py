@@ -165,7 +165,10 @@ def _one_of(registry: Registry[Any]) -> Any:
     return Field(json_schema_extra=listed)
 
 
-class GenerateIn(Strict):
+class PersonalizedIn(Strict):
+    """What every personalization request names: the user, the input, and the pieces that
+    answer it (unset: the server's, or the task's learned policy)."""
+
     user: ApiId
     input: ApiText
     task: Annotated[str, _one_of(templates)] = "chat"
@@ -174,6 +177,11 @@ class GenerateIn(Strict):
     prompt: Annotated[str, _one_of(builders)] | None = None
     query: Annotated[str, _one_of(query_generators)] | None = None
     level: Literal["auto", "user", "persona", "global"] | None = None
+    attributes: dict[str, str] = {}
+    personalize: bool = True
+
+
+class GenerateIn(PersonalizedIn):
     adapter: Annotated[
         str,
         AfterValidator(lambda name: methods.check(name, none=True)),
@@ -182,32 +190,27 @@ class GenerateIn(Strict):
     decoding: Annotated[str, _one_of(decoding_methods)] | None = Field(
         None, description="decoding-time personalization (default: the server's, standard)"
     )
-    steering: float | None = Field(None, ge=0, le=50, description="context steering's λ")
+    steering: float | None = Field(
+        None,
+        ge=0,
+        le=50,
+        description="the decoding method's strength: CoS λ, CoPe β, StyleVector α",
+    )
     policy: Literal["auto", "fixed"] | None = Field(
         None,
         description="auto: the task's learned policy chooses prompt, retriever and k; fixed: "
         "these fields do. Default: fixed when retriever, k or prompt is given, else the "
         "server's (auto)",
     )
-    attributes: dict[str, str] = {}
     max_tokens: ApiInt | None = Field(None, ge=1, le=4096)
-    personalize: bool = True
     compare: bool = Field(False, description="also answer without personalization")
     stream: bool = False
 
 
-class ChooseIn(Strict):
+class ChooseIn(PersonalizedIn):
     """A label or rating chosen by the model's likelihood (``Personalizer.choose``)."""
 
-    user: ApiId
-    input: ApiText
     labels: list[ApiText] = Field(min_length=1, max_length=100, description="the answers to score")
-    task: Annotated[str, _one_of(templates)] = "chat"
-    retriever: Annotated[str, _one_of(retrievers)] | None = None
-    k: ApiInt | None = Field(None, ge=0, le=50)
-    prompt: Annotated[str, _one_of(builders)] | None = None
-    query: Annotated[str, _one_of(query_generators)] | None = None
-    level: Literal["auto", "user", "persona", "global"] | None = None
     adapter: Annotated[
         str,
         AfterValidator(lambda name: methods.check(name, purpose="choices", none=True)),
@@ -218,8 +221,6 @@ class ChooseIn(Strict):
         description="auto: the task's learned policy chooses prompt, retriever, k, calibration "
         "and fusion with the user's label history; fixed: these fields do (no calibration)",
     )
-    attributes: dict[str, str] = {}
-    personalize: bool = True
 
 
 class RecommendIn(Strict):
