@@ -218,8 +218,8 @@ class Personalizer:
         """The label (or rating) among ``labels`` the model finds likeliest as the answer to
         ``text``, read as ``config.labels`` says: calibrated (baseline included) and, when
         personalized, fused with the user's own label history. The trace is ``generate``'s."""
-        if not labels:
-            raise ConfigError("choose needs at least one label")
+        if not labels or any(not label for label in labels):
+            raise ConfigError(f"choose needs one or more non-empty labels, not {list(labels)!r}")
         if self.config.decoding != STANDARD:
             raise ConfigError(
                 f"decoding {self.config.decoding!r} steers generated tokens; choose scores "
