@@ -246,7 +246,7 @@ def training_table(training: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {name} | {cost['adapters']} | {cost['trained_now']} | "
             f"{cost['train_seconds_total']} | {cost['train_seconds_mean']} | "
-            f"{cost['examples_mean']} | {'n/a' if size is None else f'{size / 1e6:.2f}'} | "
+            f"{cost['examples_mean']} | {'n/a' if size is None else f'{size / 1e6:.4g}'} | "
             f"{'n/a' if swap is None else swap} |"
         )
     return lines
