@@ -115,8 +115,9 @@ def test_a_users_lora_adapter_is_trained_registered_and_swapped(
 
 
 def test_adapter_methods_are_named_once_in_their_registry() -> None:
-    assert methods.names(none=True) == ["none", "dpo", "embedding", "lora"]
-    assert methods.names("per_user") == methods.names("batch") == ["dpo", "lora"]
+    assert methods.names(none=True) == ["none", "dpo", "embedding", "lora", "steering-vector"]
+    assert methods.names("per_user") == ["dpo", "lora", "steering-vector"]
+    assert methods.names("batch") == ["dpo", "lora"]
     assert methods.names("choices") == ["dpo", "lora"]
     assert methods.get("embedding").needs_encoder and methods.get("embedding").owner == "tenant"
     assert methods.check("dpo", purpose="batch") == "dpo"
@@ -127,7 +128,7 @@ def test_adapter_methods_are_named_once_in_their_registry() -> None:
     assert PersonalizerConfig(adapter="embedding").needs_encoder()
     assert not PersonalizerConfig(adapter="lora").needs_encoder()
     schema = PersonalizerConfig.model_json_schema()["properties"]["adapter"]
-    assert schema["enum"] == ["none", "dpo", "embedding", "lora"]
+    assert schema["enum"] == ["none", "dpo", "embedding", "lora", "steering-vector"]
 
 
 def test_adapters_run_on_the_plain_models_weights_and_leave_its_answers_exactly_alone(

@@ -210,6 +210,10 @@ def test_decoding_by_the_learned_user_is_validated() -> None:
         PersonalizerConfig(adapter="steering-vector")
     with pytest.raises(ValidationError, match="torch weights"):
         PersonalizerConfig(decoding="adapter-contrast", adapter="lora", llm={"backend": "onnx"})
+    from p13n.server.state import ServerConfig
+
+    with pytest.raises(ValidationError, match="serves only through decoding 'steering-vector'"):
+        ServerConfig(chat_adapter="steering-vector")
 
 
 def test_a_user_whose_base_answers_match_has_nothing_to_steer_by(

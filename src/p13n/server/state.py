@@ -42,6 +42,21 @@ DEV_ADMIN_KEY = "p13n-dev-admin-key"
 """The admin key of ``environment="development"``; refused anywhere else."""
 
 
+_CHAT_ADAPTERS = [n for n in methods.names("per_user") if not methods.get(n).steers]
+
+
+def _chat_adapter(name: str) -> str:
+    """A per-user method chat completions can answer with: a steering vector serves only
+    through its decoding method, which chat completions do not set."""
+    methods.check(name, purpose="per_user", none=True)
+    if name != methods.NONE and name not in _CHAT_ADAPTERS:
+        raise ConfigError(
+            f"chat_adapter {name!r} serves only through decoding {name!r}: choose from "
+            f"{['none', *_CHAT_ADAPTERS]}"
+        )
+    return name
+
+
 class ServerConfig(BaseModel):
     """How ``p13n serve`` runs: validated once at start."""
 
@@ -69,11 +84,9 @@ class ServerConfig(BaseModel):
     )
     max_batch_records: int = Field(10_000, gt=0)
     reports_dir: Path = Path("bench/out")
-    chat_adapter: Annotated[
-        str, AfterValidator(lambda name: methods.check(name, purpose="per_user", none=True))
-    ] = Field(
+    chat_adapter: Annotated[str, AfterValidator(_chat_adapter)] = Field(
         "lora",
-        json_schema_extra=methods.schema_enum("per_user", none=True),
+        json_schema_extra={"enum": ["none", *_CHAT_ADAPTERS]},
         description="chat completions answer with the user's adapter of this method for the "
         "chat task when they have one (the trace says which); otherwise with the base model",
     )
