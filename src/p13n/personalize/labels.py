@@ -10,13 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from p13n.evaluate.calibration import (
-    CONTENT_FREE,
-    contextual_calibration,
-    fuse,
-    label_log_probs,
-    user_label_prior,
-)
 from p13n.llm import Tokenizer
 from p13n.llm.base import ChatMessage, ChoiceScorer
 from p13n.personalize.policy import LabelPolicy
@@ -58,6 +51,15 @@ def read_labels(
     """The model's label scores for the prepared prompt, and the log-distribution the policy
     reads from them: calibrated in the prompt itself (``contextual``) or in the task's
     non-personalized prompt (``task``), then fused with ``history`` (None: not fused)."""
+    # scipy, under the calibration, loads on first use: importing p13n.personalize stays light.
+    from p13n.evaluate.calibration import (
+        CONTENT_FREE,
+        contextual_calibration,
+        fuse,
+        label_log_probs,
+        user_label_prior,
+    )
+
     messages = prepared.prompt.messages
     raw = [float(v) for v in scorer.score_choices(messages, labels)]
     log_probs = label_log_probs(raw)
