@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from p13n.adapt import adapters
 from p13n.adapt.base import TrainedWeights, base_model, load_torch_model
 from p13n.adapt.lora import LoraSettings, serialize
-from p13n.adapt.runtime import AdaptedLLM, OnnxAdaptedLLM
+from p13n.adapt.onnx_adapted import OnnxAdaptedLLM
+from p13n.adapt.runtime import AdaptedLLM
 from p13n.errors import ConfigError, LLMError
 from p13n.llm import ChatMessage, GenerationOptions, LLMConfig, get_llm
 from p13n.llm.embedded import EMBEDDED_MODEL, embedded_model_dir
