@@ -19,7 +19,6 @@ from rich.table import Table
 
 from policy_report import costs
 
-BASELINE = "none"
 STRENGTHS = ("β=", "α=", "λ=")
 
 

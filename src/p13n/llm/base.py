@@ -52,14 +52,6 @@ class GenerationOptions(BaseModel):
         "layer's output (StyleVector); needs an active steering vector (torch backends)",
     )
 
-    def steered(self) -> bool:
-        """Whether a decoding-time method changes how tokens are chosen."""
-        return (
-            (self.contrast is not None and self.steering > 0)
-            or self.adapter_contrast > 0
-            or self.vector_strength != 0
-        )
-
 
 def refuse_adapter_steering(options: GenerationOptions, model: str) -> None:
     """An ``LLMError`` when ``options`` steer by a user's adapter or steering vector, which only
