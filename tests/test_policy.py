@@ -117,7 +117,7 @@ def test_policies_are_stored_per_tenant_and_task(store: Store) -> None:
     assert store.delete_policy("lamp4") and not store.delete_policy("lamp4")
     assert [p.task for p in store.policies()] == ["lamp3"]
     store.put_policy(StoredPolicy("lamp5", {"task": "lamp5", "choice": 3}, datetime.now(UTC)))
-    with pytest.raises(ConfigError, match=r"stored policy of task 'lamp5'.*policy field source"):
+    with pytest.raises(ConfigError, match=r"stored policy of task 'lamp5'.*policy field choice"):
         load_policy(store, "lamp5")
 
 
@@ -257,8 +257,8 @@ def test_auto_on_a_generation_task_prompts_exactly_as_its_choice(
 
 
 def test_auto_config_is_checked() -> None:
-    with pytest.raises(ValueError, match="learned method 'lora' is not a candidate"):
-        BenchConfig(tasks=["t"], methods=["none", "lora", "auto"])
+    learned = BenchConfig(tasks=["t"], methods=["none", "lora", "cope", "auto"], k=[1]).arms()
+    assert [a.label for a in learned] == ["none", "lora", "cope β=1", "auto"]
     with pytest.raises(ValueError, match="auto chooses calibration and fusion itself"):
         BenchConfig(tasks=["t"], methods=["none", "auto"], calibration="task")
     arms = BenchConfig(tasks=["t"], methods=["auto", "bm25"], k=[1]).arms()
@@ -373,7 +373,7 @@ def test_policy_commands_set_list_show_and_delete(tmp_path: Path, sqlite_url: st
     assert code == 0 and "policy for lamp4: serves bm25 k=2" in out
     path.write_text(json.dumps({"task": "lamp4"}))
     code, out = invoke("--store", sqlite_url, "policy", "set", str(path))
-    assert code != 0 and "policy field source: Field required" in out
+    assert code != 0 and "policy field choice: Field required" in out
     code, out = invoke("--store", sqlite_url, "policy", "delete", "lamp4")
     assert code == 0 and "deleted the policy of task 'lamp4'" in out
     code, out = invoke("--store", sqlite_url, "policy", "delete", "lamp4")

@@ -313,12 +313,6 @@ class BenchConfig(BaseModel):
     def _auto_chooses_alone(self) -> BenchConfig:
         if AUTO not in self.methods:
             return self
-        learned = [name for name in self.methods if methods.get(name).adapter]
-        if learned:
-            raise ValueError(
-                f"auto chooses among prompt-level arms; learned method {learned[0]!r} is not a "
-                "candidate yet: run it in a separate benchmark"
-            )
         if self.calibration != "none" or self.fusion_weight > 0:
             raise ValueError(
                 "auto chooses calibration and fusion itself: leave calibration and "

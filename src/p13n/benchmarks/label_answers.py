@@ -94,12 +94,13 @@ class LabelAnswers:
         run: SplitRun,
         arm: Arm,
         personalizer: Personalizer,
+        model: CachedAdaptedLLM | None,
         prepared: Sequence[PreparedPrompt],
         progress: Progress,
         variants: Sequence[Variant],
     ) -> None:
         """The arm's answers read each of the ``variants``' ways, each under its own label
-        (calibrating once per mode, from the cache)."""
+        (calibrating once per mode, by the arm's own model and adapters, from the cache)."""
         assert run.choices is not None
         raw = [record.outputs[arm.label].choice_scores for record in run.records]
         by_mode: dict[str, list[list[float]]] = {}
@@ -107,7 +108,7 @@ class LabelAnswers:
             mode = variant.calibration
             if mode != "none" and mode not in by_mode:
                 by_mode[mode] = self.calibrated(
-                    run, arm, personalizer, None, prepared, raw, progress, mode
+                    run, arm, personalizer, model, prepared, raw, progress, mode
                 )
             for i, record in enumerate(run.records):
                 base = record.outputs[arm.label]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -36,7 +36,7 @@ from p13n.benchmarks.config import AdaptSettings
 from p13n.benchmarks.results import TrainingCost
 from p13n.datasets.lamp import LampExample, TaskSpec, profile_text
 from p13n.encode import Encoder
-from p13n.errors import ConfigError
+from p13n.errors import ConfigError, InsufficientDataError
 from p13n.llm import GenerationOptions, LLMConfig
 from p13n.llm.cache import CachedAnswer, CachedLLM, GenerationCache
 from p13n.llm.hf import HFLLM
@@ -112,27 +112,34 @@ class AdapterArms:
 
     def user_adapters(
         self,
-        method: Literal["lora", "dpo", "steering-vector"],
+        method: str,
         store: Store,
         examples: Sequence[LampExample],
         spec: TaskSpec,
         progress: Progress,
         cost: TrainingCost,
+        *,
+        tolerant: bool = False,
     ) -> list[StoredAdapter]:
         """Each example's user's LoRA or DPO adapter or steering vector: the stored one when
-        current, else one trained now."""
+        current, else one trained now. ``tolerant``: users with too little data to train one
+        are left without (else that is an error)."""
         settings: BaseModel
         if method == "lora":
             settings, train = self.settings.lora, self._lora(store, spec)
         elif method == "dpo":
             settings, train = self.settings.dpo, self._dpo(store, spec)
-        else:
+        elif method == STEERING_VECTOR:
             settings, train = self.settings.steering_vector, self._vector(store, spec)
-        return self._per_user(method, settings, store, examples, spec, progress, cost, train)
+        else:
+            raise ConfigError(f"no per-user {method!r} adapters: lora, dpo or {STEERING_VECTOR}")
+        return self._per_user(
+            method, settings, store, examples, spec, progress, cost, train, tolerant
+        )
 
     def _per_user(
         self,
-        method: Literal["lora", "dpo", "steering-vector"],
+        method: str,
         settings: BaseModel,
         store: Store,
         examples: Sequence[LampExample],
@@ -140,6 +147,7 @@ class AdapterArms:
         progress: Progress,
         cost: TrainingCost,
         train: Callable[[str, str], StoredAdapter],
+        tolerant: bool,
     ) -> list[StoredAdapter]:
         """Each example's user's adapter: the stored one when current, else ``train(user,
         data version)``'s."""
@@ -151,7 +159,14 @@ class AdapterArms:
             entry = find(store, "user", example.id, spec.template, method)
             fresh = not is_current(entry, version, settings)
             if fresh:
-                entry = train(example.id, version)
+                try:
+                    entry = train(example.id, version)
+                except InsufficientDataError:
+                    if not tolerant:
+                        raise
+                    cost.untrained.append(example.id)
+                    progress.advance(bar)
+                    continue
             assert entry is not None
             cost.add(entry, fresh=fresh)
             entries.append(entry)
@@ -337,11 +352,15 @@ class AdapterArms:
                 "the embedding method generates from soft tokens; answer = 'likelihood' "
                 "(choice scoring) is not supported for it"
             )
+        fallback = personalizer.llm  # what answers users served the policy's fallback
+        if not isinstance(fallback, CachedLLM):
+            raise ConfigError("a learned arm's Personalizer answers through the generation cache")
         answers = []
         for prompt in prepared:
             generation = personalizer.complete(prompt)
-            assert model.last is not None  # complete() asked the model once
-            answers.append(model.last)
+            answered = fallback if prompt.trace.fallback is not None else model
+            assert answered.last is not None  # complete() asked it once
+            answers.append(answered.last)
             adapter = generation.trace.adapter
             if method != "embedding" and adapter is not None:
                 cost.swap_ms.append(float(adapter["swap_ms"]))

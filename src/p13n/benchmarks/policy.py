@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from p13n.benchmarks.config import AUTO, BASELINE, Arm, BenchConfig, Calibration, methods
 from p13n.benchmarks.results import TaskResult
 from p13n.errors import ConfigError
 from p13n.evaluate.stats import one_standard_error_choice
 from p13n.personalize import LabelPolicy, Policy, PolicyEvidence
-from p13n.personalize.policy import CandidateEvidence
+from p13n.personalize.policy import CandidateEvidence, ServedSettings
 from p13n.retrieve import RetrieverConfig
 
 HISTORY = "history"
@@ -77,7 +78,9 @@ def label_variants(config: BenchConfig, arm: Arm) -> list[Variant]:
 def learn_policy(
     dev: TaskResult, variants: list[Variant], config: BenchConfig, model: str
 ) -> Policy:
-    """The policy the dev split supports, with its evidence."""
+    """The policy the dev split supports, with its evidence. A choice that answers with the
+    learned user's adapter gets a fallback: the choice among the candidates without one, by the
+    same rule, for users who have no adapter when served."""
     metric = dev.metrics.get(dev.primary)
     if metric is None or metric.unavailable:
         raise ConfigError(f"task {dev.task!r}: auto needs the primary metric on dev")
@@ -91,13 +94,14 @@ def learn_policy(
         scores.append((variant.label, [float(v) for v in values if v is not None]))
     choice = one_standard_error_choice(scores, higher_is_better=metric.higher_is_better)
     chosen = next(v for v in variants if v.label == choice.chosen)
-    method = methods.get(chosen.arm.method)
-    retriever = RetrieverConfig(
-        name=method.retriever or "bm25",
-        k=chosen.arm.k or 1,
-        min_score=config.min_score,
-        require_match=config.require_match,
-    )
+    fallback = None
+    if methods.get(chosen.arm.method).adapter is not None:
+        plain = {v.label for v in variants if methods.get(v.arm.method).adapter is None}
+        among = [(label, values) for label, values in scores if label in plain]
+        settled = one_standard_error_choice(among, higher_is_better=metric.higher_is_better)
+        fallback = ServedSettings(
+            **served(next(v for v in variants if v.label == settled.chosen), config)
+        )
     evidence = PolicyEvidence(
         metric=dev.primary,
         higher_is_better=metric.higher_is_better,
@@ -114,13 +118,28 @@ def learn_policy(
     return Policy(
         task=dev.spec.template,
         source=f"benchmark task {dev.task!r}",
-        choice=chosen.label,
-        prompt=method.prompt,
-        retriever=retriever,
-        max_item_tokens=config.max_item_tokens,
-        decoding=method.decoding,
-        steering=chosen.arm.steering if chosen.arm.steering is not None else 1.0,
-        labels=LabelPolicy(calibration=chosen.calibration, fusion_weight=chosen.fusion),
+        fallback=fallback,
         model=model,
         evidence=evidence,
+        **served(chosen, config),
     )
+
+
+def served(variant: Variant, config: BenchConfig) -> dict[str, Any]:
+    """The ``ServedSettings`` fields that serve ``variant`` as the runner ran it."""
+    method = methods.get(variant.arm.method)
+    return {
+        "choice": variant.label,
+        "prompt": method.prompt,
+        "retriever": RetrieverConfig(
+            name=method.retriever or "bm25",
+            k=variant.arm.k or 1,
+            min_score=config.min_score,
+            require_match=config.require_match,
+        ),
+        "max_item_tokens": config.max_item_tokens,
+        "decoding": method.decoding,
+        "steering": variant.arm.steering if variant.arm.steering is not None else 1.0,
+        "labels": LabelPolicy(calibration=variant.calibration, fusion_weight=variant.fusion),
+        "adapter": method.adapter or "none",
+    }

@@ -75,6 +75,8 @@ class TrainingCost:
     examples: list[int] = field(default_factory=list)
     size_bytes: list[int] = field(default_factory=list)
     swap_ms: list[float] = field(default_factory=list)
+    untrained: list[str] = field(default_factory=list)
+    """Users with too little data for an adapter (auto served them its fallback)."""
 
     def add(self, entry: StoredAdapter, *, fresh: bool) -> None:
         self.adapters += 1
@@ -96,6 +98,7 @@ class TrainingCost:
             "examples_mean": mean(self.examples),
             "size_bytes_mean": mean(self.size_bytes),
             "swap_ms_median": round(float(np.median(self.swap_ms)), 2) if self.swap_ms else None,
+            "untrained": len(self.untrained),
         }
 
 

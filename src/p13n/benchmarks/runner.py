@@ -42,18 +42,11 @@ from p13n.benchmarks.results import (
     derangement,
 )
 from p13n.benchmarks.scoring import metrics_for_task, primary_metric, score_task, select_k
-from p13n.benchmarks.stores import (
-    STORE_FORMAT,
-    cached_store,
-    fingerprint,
-    profile_records,
-    questions_digest,
-)
+from p13n.benchmarks.stores import split_store
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.datasets.lamp import read_split as read_lamp_split
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
-from p13n.ingest import ingest
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, Policy, PreparedPrompt, save_policy
@@ -216,7 +209,8 @@ class BenchRunner:
         ][:limit]
         if not examples:
             raise ConfigError(f"task {task!r} split {split_name!r} has no examples with golds")
-        store, skipped = self._store(folder, split, examples, progress)
+        cache = self.config.cache_path
+        store, skipped = split_store(cache, folder, split, examples, self.encoder, progress)
         arms = [arm for arm in self.config.arms() if not (selecting and arm.method == AUTO)]
         try:
             run = self._start(task, folder, split, examples, store, selecting=selecting)
@@ -284,18 +278,22 @@ class BenchRunner:
     def _run_arm(self, run: SplitRun, arm: Arm, progress: Progress) -> None:
         """One arm's prompts, answers (and profile-swap answers) for every example."""
         started, before = time.perf_counter(), self.generator.generated
-        learned = methods.get(arm.method).adapter is not None
-        model = self.learned.answering(run.choices) if learned else None
+        adapter: str | None = methods.get(arm.method).adapter
         if arm.method == AUTO:  # served from the store, as the service serves it
             assert run.policy is not None
             save_policy(run.store, run.policy)
+            adapter = None if run.policy.adapter == "none" else run.policy.adapter
+        model = self.learned.answering(run.choices) if adapter else None
         personalizer = self._personalizer(run, arm, adapted=model)
         prepared = [
             personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
             for e in _tracked(progress, run.examples, f"{run.task}: prompts, {arm.label}")
         ]
         if model is not None:
-            self._answer_learned(run, arm, personalizer, model, prepared, progress)
+            assert adapter is not None
+            cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
+            self._train(run, adapter, progress, cost, tolerant=arm.method == AUTO)
+            self._answer_learned(run, arm, personalizer, model, prepared, cost)
         else:
             self.answer(
                 run.records,
@@ -315,9 +313,9 @@ class BenchRunner:
             self.labels.fuse(run, arm.label, fusion)
         if run.choices is not None and AUTO in self.config.methods and arm.method != AUTO:
             variants = label_variants(self.config, arm)
-            self.labels.variants(run, arm, personalizer, prepared, progress, variants)
+            self.labels.variants(run, arm, personalizer, model, prepared, progress, variants)
         if self.config.swaps(arm) and len(run.examples) > 1 and not run.selecting:
-            self._answer_swapped(run, arm, personalizer, progress)
+            self._answer_swapped(run, arm, personalizer, model, progress)
         self.console.print(
             f"{run.task} {run.split.split}: {arm.label}: {len(run.examples)} examples, "
             f"{self.generator.generated - before} new answers, "
@@ -332,57 +330,63 @@ class BenchRunner:
         personalizer: Personalizer,
         model: CachedAdaptedLLM,
         prepared: Sequence[PreparedPrompt],
-        progress: Progress,
+        cost: TrainingCost,
+        *,
+        swapped: bool = False,
     ) -> None:
-        """A learned arm: train what is missing, then answer one user at a time through the
-        Personalizer (from the cache where it can)."""
-        cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
-        self._train(run, arm, progress, cost)
+        """A learned arm's answers, one user at a time through the Personalizer (from the cache
+        where it can); ``swapped``: as the profile-swap answers."""
         answers = self.learned.answer(personalizer, model, prepared, cost)
         for record, prompt, answer in zip(run.records, prepared, answers, strict=True):
-            record.outputs[arm.label] = arm_output(
-                answer.generation, prompt, cached=not answer.fresh
-            )
+            output = arm_output(answer.generation, prompt, cached=not answer.fresh)
+            (record.swapped if swapped else record.outputs)[arm.label] = output
         self.generator.count(answers)
 
     def _answer_swapped(
-        self, run: SplitRun, arm: Arm, personalizer: Personalizer, progress: Progress
+        self,
+        run: SplitRun,
+        arm: Arm,
+        personalizer: Personalizer,
+        model: CachedAdaptedLLM | None,
+        progress: Progress,
     ) -> None:
-        """The arm again, each example answered with its partner's profile."""
+        """The arm again, each example answered with its partner's profile (and adapter)."""
         examples = run.examples
         swapped = [
             personalizer.prepare(examples[run.partners[i]].id, e.input)
             for i, e in enumerate(examples)
         ]
-        self.answer(
-            run.records,
-            swapped,
-            run.options,
-            run.choices,
-            progress,
-            f"{run.task}: swap {arm.label}",
-            arm,
-            swapped=True,
-        )
+        if model is not None:
+            cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
+            self._answer_learned(run, arm, personalizer, model, swapped, cost, swapped=True)
+        else:
+            label = f"{run.task}: swap {arm.label}"
+            self.answer(
+                run.records, swapped, run.options, run.choices, progress, label, arm, swapped=True
+            )
         for i, record in enumerate(run.records):
             record.swapped_with = examples[run.partners[i]].id
         calibration, fusion = self.labels.reading(run, arm)
         if calibration != "none":
             self.labels.calibrate(
-                run, arm, personalizer, None, swapped, progress, mode=calibration, swapped=True
+                run, arm, personalizer, model, swapped, progress, mode=calibration, swapped=True
             )
         if fusion:
             self.labels.fuse(run, arm.label, fusion, swapped=True)
 
-    def _train(self, run: SplitRun, arm: Arm, progress: Progress, cost: TrainingCost) -> None:
+    def _train(
+        self, run: SplitRun, adapter: str, progress: Progress, cost: TrainingCost, *, tolerant: bool
+    ) -> None:
         """What a learned arm answers with: each user's adapter, or the task's projector
-        (trained on the train split, registered in this split's store)."""
-        adapter = methods.get(arm.method).adapter
+        (trained on the train split, registered in this split's store). ``tolerant``: a user
+        with too little data gets none (auto serves them its fallback)."""
         if adapter == "embedding":
             train_split = read_lamp_split(run.folder, "train")
             limit = self.config.adapt.projector_examples
             train = [e for e in train_split.examples if e.output is not None][:limit]
-            train_store, _ = self._store(run.folder, train_split, train, progress)
+            train_store, _ = split_store(
+                self.config.cache_path, run.folder, train_split, train, self.encoder, progress
+            )
             try:
                 self.learned.projector(
                     train_store, train, run.spec, progress, cost, serve_from=run.store
@@ -390,8 +394,9 @@ class BenchRunner:
             finally:
                 train_store.close()
         else:
-            assert adapter is not None
-            self.learned.user_adapters(adapter, run.store, run.examples, run.spec, progress, cost)
+            self.learned.user_adapters(
+                adapter, run.store, run.examples, run.spec, progress, cost, tolerant=tolerant
+            )
 
     def _choices(self, task: str, spec: TaskSpec) -> tuple[str, ...] | None:
         """The labels to choose among, when this task's answers are chosen by likelihood."""
@@ -439,10 +444,13 @@ class BenchRunner:
             steering=arm.steering if arm.steering is not None else 1.0,
             policy="auto" if arm.method == AUTO else "fixed",
         )
+        # A learned arm answers through Personalizer.complete: its fallback answers (auto's,
+        # for users without an adapter) come from the cache too.
+        llm = self.llm if adapted is None else CachedLLM(self.llm, self.cache, choices=run.choices)
         return Personalizer(
             run.store,
             config,
-            llm=self.llm,
+            llm=llm,
             encoder=self.encoder,
             loader=run.loader,
             adapted=adapted,
@@ -471,24 +479,6 @@ class BenchRunner:
             assert cached is not None  # every job was just generated or found
             output = arm_output(cached, p, cached=job.key not in fresh)
             (record.swapped if swapped else record.outputs)[arm.label] = output
-
-    def _store(
-        self, folder: Path, split: LampSplit, examples: Sequence[LampExample], progress: Progress
-    ) -> tuple[Store, int]:
-        """The split's examples as users of a cached store, and how many items had no text."""
-        digest = questions_digest(folder, split.split)
-        key = fingerprint(
-            STORE_FORMAT, digest, split.spec.to_dict(), [e.id for e in examples], self.encoder.id
-        )
-        path = self.config.cache_path / "stores" / f"{split.spec.name}-{split.split}-{key}.db"
-        records, skipped = profile_records(split, examples)
-
-        def build(store: Store) -> None:
-            bar = progress.add_task(f"{split.spec.name}: storing profiles", total=None)
-            ingest(store, records, encoder=self.encoder)
-            progress.remove_task(bar)
-
-        return cached_store(path, build), skipped
 
 
 def _tracked(progress: Progress, items: Sequence[LampExample], label: str) -> Iterator[LampExample]:

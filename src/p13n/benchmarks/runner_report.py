@@ -215,9 +215,16 @@ def side_by_side(task: TaskResult, arm: str = AUTO, *, chars: int = 240) -> list
 def policy_table(policy: dict[str, Any]) -> list[str]:
     """Markdown: what ``auto`` chose on dev, and every candidate's dev evidence."""
     evidence = policy["evidence"]
+    fallback = policy.get("fallback")
+    backup = (
+        f" Users without a {policy['adapter']} adapter get the fallback "
+        f"**{fallback['choice']}** (the same rule among the candidates without one)."
+        if fallback
+        else ""
+    )
     lines = [
         f"`auto` chose **{policy['choice']}** on {evidence['split']} (n={evidence['examples']}, "
-        f"{evidence['metric']}; best: {evidence['best']}; rule: {evidence['rule']}). "
+        f"{evidence['metric']}; best: {evidence['best']}; rule: {evidence['rule']}).{backup} "
         "Candidates, simplest first:",
         "",
         f"| candidate | dev {evidence['metric']} | gap to best | SE of the gap | within 1 SE |",
@@ -226,6 +233,8 @@ def policy_table(policy: dict[str, Any]) -> list[str]:
     for c in evidence["candidates"]:
         within = c["gap"] <= c["standard_error"] + 1e-12
         mark = "chosen" if c["label"] == policy["choice"] else ("yes" if within else "")
+        if fallback and c["label"] == fallback["choice"]:
+            mark = f"{mark}, fallback" if mark else "fallback"
         lines.append(
             f"| {c['label']} | {c['mean']:.4f} | {c['gap']:.4f} | {c['standard_error']:.4f} "
             f"| {mark} |"
@@ -243,8 +252,10 @@ def training_table(training: dict[str, dict[str, Any]]) -> list[str]:
     for name, cost in training.items():
         size = cost.get("size_bytes_mean")
         swap = cost.get("swap_ms_median")
+        untrained = cost.get("untrained", 0)
+        adapters = f"{cost['adapters']}" + (f" ({untrained} too little data)" if untrained else "")
         lines.append(
-            f"| {name} | {cost['adapters']} | {cost['trained_now']} | "
+            f"| {name} | {adapters} | {cost['trained_now']} | "
             f"{cost['train_seconds_total']} | {cost['train_seconds_mean']} | "
             f"{cost['examples_mean']} | {'n/a' if size is None else f'{size / 1e6:.4g}'} | "
             f"{'n/a' if swap is None else swap} |"

@@ -8,9 +8,13 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.progress import Progress
+
 from p13n.data import Document, User
 from p13n.datasets import Sourced
 from p13n.datasets.lamp import LampExample, LampSplit, profile_text, profile_title
+from p13n.encode import Encoder
+from p13n.ingest import ingest
 from p13n.store import Store, open_store
 
 STORE_FORMAT = 1
@@ -79,3 +83,27 @@ def profile_records(split: LampSplit, examples: Sequence[LampExample]) -> tuple[
                 )
             )
     return records, skipped
+
+
+def split_store(
+    cache: Path,
+    folder: Path,
+    split: LampSplit,
+    examples: Sequence[LampExample],
+    encoder: Encoder,
+    progress: Progress,
+) -> tuple[Store, int]:
+    """The split's examples as users of a store cached under ``cache``, and how many items had
+    no text."""
+    digest = questions_digest(folder, split.split)
+    ids = [e.id for e in examples]
+    key = fingerprint(STORE_FORMAT, digest, split.spec.to_dict(), ids, encoder.id)
+    path = cache / "stores" / f"{split.spec.name}-{split.split}-{key}.db"
+    records, skipped = profile_records(split, examples)
+
+    def build(store: Store) -> None:
+        bar = progress.add_task(f"{split.spec.name}: storing profiles", total=None)
+        ingest(store, records, encoder=encoder)
+        progress.remove_task(bar)
+
+    return cached_store(path, build), skipped

@@ -25,6 +25,7 @@ from p13n.datasets import LoadOptions, loaders
 from p13n.datasets.generic import load_csv
 from p13n.errors import UnknownUserError
 from p13n.paths import recommenders_dir
+from p13n.personalize.policy import read_policy
 from p13n.recommend.service import delete_saved
 
 # The choices are the registered loaders; mypy cannot see members built at run time.
@@ -101,9 +102,13 @@ def show(
             f"trained {adapter.created_at:%Y-%m-%d %H:%M}",
             highlight=False,
         )
-    for task in store.policies():  # what a Personalizer with policy "auto" serves them
+    for stored in store.policies():  # what a Personalizer with policy "auto" serves them
+        policy = read_policy(stored.policy, f"stored policy of task {stored.task!r}")
+        missing = policy.missing_adapter(store, user)
+        served = policy.fallback.choice if missing and policy.fallback else policy.choice
+        why = f" (its fallback: no {policy.adapter} adapter)" if missing else ""
         console.print(
-            f"policy for {escape(task.task)}: serves {escape(str(task.policy.get('choice')))} "
+            f"policy for {escape(stored.task)}: serves {escape(served)}{why} "
             "(`p13n policy list` shows its dev evidence)",
             highlight=False,
         )

@@ -35,9 +35,10 @@ def list_policies(ctx: typer.Context) -> None:
     for entry in stored:
         policy = read_policy(entry.policy, f"stored policy of task {entry.task!r}")
         summary = policy.summary()
+        fallback = policy.fallback
         table.add_row(
             policy.task,
-            policy.choice,
+            policy.choice + (f" (else {fallback.choice})" if fallback else ""),
             summary["metric"],
             f"{summary['dev_value']:.4f}",
             f"{summary['dev_baseline']['value']:.4f}",
@@ -64,9 +65,13 @@ def set_policy(
     policy = read_policy(raw, str(path))
     store = tenant_store(command_settings(ctx))
     save_policy(store, policy)
+    fallback = policy.fallback
+    otherwise = (
+        f"; users without a {policy.adapter} adapter get {fallback.choice!r}" if fallback else ""
+    )
     console.print(
         f"tenant {store.tenant!r} serves {policy.choice!r} for task {policy.task!r} "
-        f"(learned on {policy.evidence.examples} {policy.evidence.split} examples)",
+        f"(learned on {policy.evidence.examples} {policy.evidence.split} examples)" + otherwise,
         highlight=False,
     )
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from p13n.adapt import methods
 from p13n.adapt.base import torch_backends
 from p13n.encode import DEFAULT_ENCODER
+from p13n.errors import ConfigError
 from p13n.llm import GenerationOptions, LLMConfig, converted_weights, local_weights
 from p13n.personalize.decoding import STANDARD, decoding_methods
-from p13n.personalize.policy import LabelPolicy
+from p13n.personalize.policy import LabelPolicy, ServedSettings
 from p13n.personalize.router import GranularityConfig
 from p13n.prompt import builders, templates
 from p13n.retrieve import RetrieverConfig, query_generators
@@ -154,3 +155,14 @@ class PersonalizerConfig(BaseModel):
             or self.granularity.routes
             or (method is not None and method.needs_encoder)
         )
+
+    def serving(self, settings: ServedSettings, what: str) -> PersonalizerConfig:
+        """This config with a learned policy's ``what`` (its choice or fallback) applied,
+        validated as any config is."""
+        try:
+            return PersonalizerConfig.model_validate({**self.model_dump(), **settings.overrides()})
+        except ValidationError as error:
+            raise ConfigError(
+                f"the learned policy's {what} {settings.choice!r} cannot serve task "
+                f"{self.task!r} on this config: {error.errors()[0]['msg']}"
+            ) from None

@@ -63,10 +63,15 @@ class Personalizer:
         self.store = store
         config = config or PersonalizerConfig()
         self.policy: Policy | None = None
+        self._fallback_config: PersonalizerConfig | None = None
+        self._fallback: Personalizer | None = None
         if config.policy == "auto":
             self.policy = load_policy(store, config.task)
             if self.policy is not None:
-                config = config.model_copy(update=self.policy.overrides())
+                if self.policy.fallback is not None:
+                    fixed = config.model_copy(update={"policy": "fixed"})
+                    self._fallback_config = fixed.serving(self.policy.fallback, "fallback")
+                config = config.serving(self.policy, "choice")
         self.config = config
         self._policy_summary = self._policy_trace()  # what every trace says of the policy
         self.llm = llm or get_llm(config.llm)
@@ -117,6 +122,8 @@ class Personalizer:
 
     def complete(self, prepared: PreparedPrompt) -> Generation:
         """Run the LLM on a prompt from ``prepare`` (with the user's adapter, if configured)."""
+        if self._falls_back(prepared):
+            return self.fallback.complete(prepared)
         options = prepared.options(self.config.generation)
         with self._llm_for(prepared) as (llm, adapter):
             completion = llm.generate(prepared.prompt.messages, options)
@@ -126,6 +133,9 @@ class Personalizer:
         """``complete``, streamed: the answer's pieces as the model decodes them, then the whole
         ``Generation`` with its trace. Consume it in one thread: an adapter's lock is held
         until the answer is done."""
+        if self._falls_back(prepared):
+            yield from self.fallback.complete_stream(prepared)
+            return
         options = prepared.options(self.config.generation)
         pieces: list[str] = []
         with self._llm_for(prepared) as (llm, adapter):
@@ -220,14 +230,19 @@ class Personalizer:
         personalized, fused with the user's own label history. The trace is ``generate``'s."""
         if not labels or any(not label for label in labels):
             raise ConfigError(f"choose needs one or more non-empty labels, not {list(labels)!r}")
+        prepared = self.prepare(user_id, text, personalize=personalize, attributes=attributes)
+        serving = self.fallback if self._falls_back(prepared) else self
+        return serving._choose(prepared, labels)
+
+    def _choose(self, prepared: PreparedPrompt, labels: Sequence[str]) -> LabelChoice:
         if self.config.decoding != STANDARD:
             raise ConfigError(
                 f"decoding {self.config.decoding!r} steers generated tokens; choose scores "
                 "fixed labels: use decoding 'standard'"
             )
-        prepared = self.prepare(user_id, text, personalize=personalize, attributes=attributes)
         policy = self.config.labels
-        fused = personalize and policy.fusion_weight > 0
+        user_id = prepared.trace.user_id
+        fused = prepared.personalize and policy.fusion_weight > 0
         with self._llm_for(prepared) as (llm, adapter):
             if not isinstance(llm, ChoiceScorer):
                 raise LLMError(f"the {llm.backend} backend cannot score choices; generate instead")
@@ -284,7 +299,15 @@ class Personalizer:
         personalize: bool = True,
         attributes: Mapping[str, object] | None = None,
     ) -> PreparedPrompt:
-        """Query, retrieval and prompt for ``text``, without running the LLM (``complete`` does)."""
+        """Query, retrieval and prompt for ``text``, without running the LLM (``complete`` does).
+        Under a learned policy whose choice needs the user's adapter, a user without one gets
+        the policy's fallback, and the trace says so."""
+        policy = self.policy
+        reason = policy.missing_adapter(self.store, user_id) if policy and personalize else None
+        if reason is not None:
+            prepared = self.fallback.prepare(user_id, text, attributes=attributes)
+            served = dataclasses.replace(prepared.trace, policy=self._policy_summary)
+            return dataclasses.replace(prepared, trace=dataclasses.replace(served, fallback=reason))
         started = time.perf_counter()
         version = self.store.data_version(user_id)
         if version is None and not self.config.granularity.routes:
@@ -401,6 +424,28 @@ class Personalizer:
             steering=steering if steered else 0.0,
             strength_option=method.option if steered else None,
         )
+
+    def _falls_back(self, prepared: PreparedPrompt) -> bool:
+        """Whether ``prepared`` was made by this policy's fallback (which answers it)."""
+        return prepared.trace.fallback is not None and self._fallback_config is not None
+
+    @property
+    def fallback(self) -> Personalizer:
+        """What the policy serves users without the adapter its choice needs."""
+        if self._fallback is None:
+            assert self._fallback_config is not None  # only a fallback reason leads here
+            config = self._fallback_config
+            shares = config.retriever.sources == self.config.retriever.sources and (
+                self.encoder is not None or not config.needs_encoder()
+            )
+            self._fallback = Personalizer(
+                self.store,
+                config,
+                llm=self.llm,
+                encoder=self.encoder,
+                loader=self.loader if shares else None,
+            )
+        return self._fallback
 
     def _policy_trace(self) -> dict[str, Any] | None:
         if self.config.policy == "fixed":

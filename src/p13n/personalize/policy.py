@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from p13n.adapt import adapters, methods
 from p13n.errors import ConfigError
 from p13n.retrieve import RetrieverConfig
-from p13n.store import PolicyStore, StoredPolicy
+from p13n.store import PolicyStore, Store, StoredPolicy
 
 
 class LabelPolicy(BaseModel):
@@ -59,13 +60,11 @@ class PolicyEvidence(BaseModel):
         return next(c for c in self.candidates if c.label == label)
 
 
-class Policy(BaseModel):
-    """What a ``Personalizer`` with ``policy="auto"`` serves for one task."""
+class ServedSettings(BaseModel):
+    """The ``PersonalizerConfig`` fields one candidate of a policy sets."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str = Field(description="the task template it serves (PersonalizerConfig.task)")
-    source: str = Field(description="where it was learned, e.g. the benchmark task's name")
     choice: str = Field(description="the chosen candidate's label")
     prompt: str = Field(description="prompt builder φ_p ('none': the non-personalized prompt)")
     retriever: RetrieverConfig = RetrieverConfig()
@@ -73,23 +72,17 @@ class Policy(BaseModel):
     decoding: str = "standard"
     steering: float = Field(1.0, ge=0)
     labels: LabelPolicy = LabelPolicy()
-    model: str = Field(description="the model it was learned with")
-    evidence: PolicyEvidence
-    learned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-    @model_validator(mode="after")
-    def _choice_has_evidence(self) -> Policy:
-        if self.choice not in {c.label for c in self.evidence.candidates}:
-            raise ValueError(f"choice {self.choice!r} is not among the evidence's candidates")
-        return self
+    adapter: str = Field(
+        "none", description="the learned user's method that answers (none: the base model)"
+    )
 
     @property
     def personalized(self) -> bool:
-        return self.prompt != "none" or self.labels.fusion_weight > 0
+        return self.prompt != "none" or self.labels.fusion_weight > 0 or self.adapter != "none"
 
     def overrides(self) -> dict[str, Any]:
         """The ``PersonalizerConfig`` fields it sets: prompt, retriever, excerpt length,
-        decoding, and how label answers are read."""
+        decoding, how label answers are read, and the learned user's adapter."""
         return {
             "prompt": self.prompt,
             "retriever": self.retriever,
@@ -97,16 +90,73 @@ class Policy(BaseModel):
             "decoding": self.decoding,
             "steering": self.steering,
             "labels": self.labels,
+            "adapter": self.adapter,
         }
+
+
+class Policy(ServedSettings):
+    """What a ``Personalizer`` with ``policy="auto"`` serves for one task. A policy whose choice
+    answers with the learned user's adapter carries a ``fallback`` (the best choice without
+    one, by the same rule), served to users who have no such adapter."""
+
+    task: str = Field(description="the task template it serves (PersonalizerConfig.task)")
+    source: str = Field(description="where it was learned, e.g. the benchmark task's name")
+    fallback: ServedSettings | None = Field(
+        None, description="for users without the adapter the choice needs"
+    )
+    model: str = Field(description="the model it was learned with")
+    evidence: PolicyEvidence
+    learned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _choices_have_evidence(self) -> Policy:
+        labels = {c.label for c in self.evidence.candidates}
+        if self.choice not in labels:
+            raise ValueError(f"choice {self.choice!r} is not among the evidence's candidates")
+        if self.adapter != "none" and self.fallback is None:
+            raise ValueError(
+                f"choice {self.choice!r} answers with the user's {self.adapter} adapter and "
+                "needs a fallback for users without one"
+            )
+        if self.fallback is not None:
+            if self.fallback.adapter != "none":
+                raise ValueError(f"fallback {self.fallback.choice!r} needs no adapter")
+            if self.fallback.choice not in labels:
+                raise ValueError(
+                    f"fallback {self.fallback.choice!r} is not among the evidence's candidates"
+                )
+        return self
+
+    def missing_adapter(self, store: Store, user_id: str) -> str | None:
+        """Why ``user_id`` gets the fallback: they (or the tenant, for a tenant-owned method)
+        have no adapter of the kind the choice needs. None: the choice serves them."""
+        if self.fallback is None:
+            return None
+        kind = methods.get(self.adapter).owner
+        owner = store.tenant if kind == "tenant" else user_id
+        if adapters.find(store, kind, owner, self.task, self.adapter) is not None:
+            return None
+        return (
+            f"{kind} {owner!r} has no {self.adapter} adapter for task {self.task!r}: served "
+            f"the policy's fallback {self.fallback.choice!r}"
+        )
 
     def summary(self) -> dict[str, Any]:
         """What the trace and ``p13n show`` say of it."""
         chosen = self.evidence.of(self.choice)
         baseline = self.evidence.candidates[0]
+        fallback = None
+        if self.fallback is not None:
+            fallback = {
+                "choice": self.fallback.choice,
+                "dev_value": self.evidence.of(self.fallback.choice).mean,
+            }
         return {
             "task": self.task,
             "source": self.source,
             "choice": self.choice,
+            "adapter": None if self.adapter == "none" else self.adapter,
+            "fallback": fallback,
             "labels": self.labels.model_dump() if self.labels != LabelPolicy() else None,
             "metric": self.evidence.metric,
             "dev_examples": self.evidence.examples,
@@ -120,8 +170,9 @@ class Policy(BaseModel):
     def to_json(self) -> dict[str, Any]:
         # JSON has no infinity: the history-only weight is written as the string "inf".
         plain = self.model_dump(mode="json")
-        if math.isinf(self.labels.fusion_weight):
-            plain["labels"]["fusion_weight"] = "inf"
+        for settings, written in ((self, plain), (self.fallback, plain["fallback"])):
+            if settings is not None and math.isinf(settings.labels.fusion_weight):
+                written["labels"]["fusion_weight"] = "inf"
         return plain
 
 

@@ -61,6 +61,8 @@ class Trace:
     """With ``policy="auto"``: the learned policy that chose the settings, and its dev evidence."""
     decoding: dict[str, Any] | None = None
     """Decoding-time personalization that shaped the answer (method, strength); None: standard."""
+    fallback: str | None = None
+    """Why the learned policy's fallback served this user (no adapter of the kind it needs)."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -104,6 +106,7 @@ class PartialTrace:
     abstained: str | None = None
     policy: dict[str, Any] | None = None
     decoding: dict[str, Any] | None = None
+    fallback: str | None = None
 
     def finished(
         self,
@@ -137,6 +140,7 @@ class PartialTrace:
             abstained=self.abstained,
             policy=self.policy,
             decoding=self.decoding,
+            fallback=self.fallback,
         )
 
 

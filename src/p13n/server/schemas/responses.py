@@ -352,6 +352,11 @@ class TraceOut(Public):
         description="decoding-time personalization that shaped the answer (method, strength); "
         "null: standard decoding",
     )
+    fallback: str | None = Field(
+        None,
+        description="why the learned policy's fallback served this user: its choice needs an "
+        "adapter of a kind the user has none of",
+    )
 
 
 class GenerationOut(Public):
