@@ -34,6 +34,7 @@ from p13n.personalize.policy import CandidateEvidence, ServedSettings
 from p13n.retrieve import RetrieverConfig
 from p13n.store import Store
 from tests.helpers import run_bench
+from tests.server_support import make_service
 from tests.test_bench import SPEC, _config, _examples
 from tests.test_bench import task_dir as task_dir  # the fixture
 from tests.test_cli import invoke
@@ -192,3 +193,29 @@ def test_the_runner_serves_a_learned_choice_as_its_arm_answered(
         assert set(example.swapped) == {"auto"}  # answered with the partner's adapter
     again = run_bench(config, embedded_llm, encoder)
     assert again.generated == 0
+
+
+def test_the_service_serves_the_fallback_to_a_user_without_an_adapter(sqlite_url: str) -> None:
+    service = make_service(sqlite_url)
+    h = service.headers("acme")
+    records = [{"type": "user", "id": "alice"}] + [
+        {"type": "document", "user_id": "alice", "text": t}
+        for t in ("I only cook vegetarian food.", "Tofu curry is my favourite.")
+    ]
+    assert (
+        service.client.post("/v1/ingest", json={"records": records}, headers=h).status_code == 201
+    )
+    body = {"user": "alice", "input": "What should I cook with tofu?", "max_tokens": 8}
+    fixed = service.client.post("/v1/generate", json={**body, "adapter": "lora"}, headers=h)
+    assert fixed.status_code == 409 and "has no lora adapter" in fixed.text
+    save_policy(service.state.tenant_store("acme"), _lora_policy())
+    served = service.client.post("/v1/generate", json=body, headers=h)
+    assert served.status_code == 200, served.text
+    trace = served.json()["trace"]
+    assert trace["fallback"] == (
+        "user 'alice' has no lora adapter for task 'chat': served the policy's fallback 'bm25 k=2'"
+    )
+    assert trace["adapter"] is None and len(trace["retrieved"]["items"]) == 2
+    assert trace["policy"]["choice"] == "lora" and trace["policy"]["fallback"]["choice"] == (
+        "bm25 k=2"
+    )
