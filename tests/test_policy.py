@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ from p13n.personalize.policy import CandidateEvidence
 from p13n.retrieve import RetrieverConfig
 from p13n.store import Store, StoredPolicy, open_store
 from tests.helpers import run_bench
-from tests.server_support import make_service
+from tests.server_support import Service, make_service
 from tests.test_bench import RATING, REVIEWS, _config, _ratings_task, rating_examples
 from tests.test_bench import task_dir as task_dir  # the fixture
 from tests.test_cli import invoke
@@ -266,8 +267,8 @@ def test_auto_config_is_checked() -> None:
     assert np.isinf(BenchConfig(tasks=["t"]).policy_fusion[-1])
 
 
-@pytest.mark.slow
-def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> None:
+def service_with_alice(sqlite_url: str) -> tuple[Service, dict[str, str], dict[str, Any]]:
+    """The service with acme's user alice (two documents), acme's headers and a request body."""
     service = make_service(sqlite_url)
     h = service.headers("acme")
     records = [{"type": "user", "id": "alice"}] + [
@@ -277,7 +278,12 @@ def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> No
     assert (
         service.client.post("/v1/ingest", json={"records": records}, headers=h).status_code == 201
     )
-    body = {"user": "alice", "input": "What should I cook with tofu?", "max_tokens": 8}
+    return service, h, {"user": "alice", "input": "What should I cook with tofu?", "max_tokens": 8}
+
+
+@pytest.mark.slow
+def test_the_service_serves_the_learned_policy_by_default(sqlite_url: str) -> None:
+    service, h, body = service_with_alice(sqlite_url)
     before = service.client.post("/v1/generate", json=body, headers=h).json()["trace"]
     assert before["policy"]["learned"] is False and before["retrieved"]["items"]
     save_policy(service.state.tenant_store("acme"), _policy("chat", choice="none", prompt="none"))

@@ -34,11 +34,10 @@ from p13n.personalize.policy import CandidateEvidence, ServedSettings
 from p13n.retrieve import RetrieverConfig
 from p13n.store import Store
 from tests.helpers import run_bench
-from tests.server_support import make_service
 from tests.test_bench import SPEC, _config, _examples
 from tests.test_bench import task_dir as task_dir  # the fixture
 from tests.test_cli import invoke
-from tests.test_policy import _policy
+from tests.test_policy import _policy, service_with_alice
 
 pytestmark = pytest.mark.slow
 
@@ -196,16 +195,7 @@ def test_the_runner_serves_a_learned_choice_as_its_arm_answered(
 
 
 def test_the_service_serves_the_fallback_to_a_user_without_an_adapter(sqlite_url: str) -> None:
-    service = make_service(sqlite_url)
-    h = service.headers("acme")
-    records = [{"type": "user", "id": "alice"}] + [
-        {"type": "document", "user_id": "alice", "text": t}
-        for t in ("I only cook vegetarian food.", "Tofu curry is my favourite.")
-    ]
-    assert (
-        service.client.post("/v1/ingest", json={"records": records}, headers=h).status_code == 201
-    )
-    body = {"user": "alice", "input": "What should I cook with tofu?", "max_tokens": 8}
+    service, h, body = service_with_alice(sqlite_url)
     fixed = service.client.post("/v1/generate", json={**body, "adapter": "lora"}, headers=h)
     assert fixed.status_code == 409 and "has no lora adapter" in fixed.text
     save_policy(service.state.tenant_store("acme"), _lora_policy())
