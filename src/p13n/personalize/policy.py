@@ -76,10 +76,6 @@ class ServedSettings(BaseModel):
         "none", description="the learned user's method that answers (none: the base model)"
     )
 
-    @property
-    def personalized(self) -> bool:
-        return self.prompt != "none" or self.labels.fusion_weight > 0 or self.adapter != "none"
-
     def overrides(self) -> dict[str, Any]:
         """The ``PersonalizerConfig`` fields it sets: prompt, retriever, excerpt length,
         decoding, how label answers are read, and the learned user's adapter."""
