@@ -41,16 +41,23 @@ from p13n.benchmarks.results import (
     arm_output,
     derangement,
 )
-from p13n.benchmarks.scoring import metrics_for_task, primary_metric, score_task, select_k
+from p13n.benchmarks.scoring import (
+    metrics_for_task,
+    primary_metric,
+    score_task,
+    select_k,
+    task_file_names,
+)
 from p13n.benchmarks.stores import split_store
 from p13n.datasets.lamp import LampExample, LampSplit, TaskSpec
 from p13n.datasets.lamp import read_split as read_lamp_split
+from p13n.datasets.task_file import TASK_FILE, read_task_file
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, Policy, PreparedPrompt, save_policy
-from p13n.prompt import templates
+from p13n.prompt import task_template, templates
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
 
@@ -171,6 +178,8 @@ class BenchRunner:
         from p13n.datasets.tasks import shipped_tasks, write_task
 
         folder = self.config.tasks_dir / task
+        if (folder / TASK_FILE).exists():  # checked whole before any answer is generated
+            task_template(read_task_file(folder / TASK_FILE, **task_file_names()))
         if (folder / "recipe.json").exists() or any(folder.glob("*_questions.json")):
             return folder
         if any(folder.glob("*/*_questions.json")):  # LaMP's release layout: dev/dev_questions.json

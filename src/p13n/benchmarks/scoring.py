@@ -23,17 +23,35 @@ PRIMARY = {"text": "rouge-1", "label": "accuracy", "rating": "mae"}
 
 
 def primary_metric(spec: TaskSpec) -> str:
-    """The metric a task is judged on first: token F1 for dialogue, else by output kind."""
+    """The metric a task is judged on first: its own first metric (task.toml), else token F1
+    for dialogue, else by output kind."""
+    if spec.metrics:
+        return spec.metrics[0]
     return "token-f1" if spec.template == "chat" else PRIMARY[spec.output_kind]
+
+
+def task_file_names() -> dict[str, Any]:
+    """The template names and metric kinds a ``task.toml`` may use (``read_task_file``'s
+    keyword arguments): the registries live in layers above the file's reader."""
+    from p13n.evaluate.metrics import metric_registry
+    from p13n.prompt import templates
+
+    return {
+        "templates": templates.names(),
+        "metrics": {name: metric_registry.get(name).kind for name in metric_registry.names()},
+    }
 
 
 # metrics are imported lazily: bert-score and nltk are heavy
 def metrics_for_task(spec: TaskSpec, config: BenchConfig, task: str) -> list[Any]:
-    """The metrics a task is scored with: the config's override, else by its output kind."""
+    """The metrics a task is scored with: the config's override, else the task's own
+    (task.toml), else by its output kind."""
     from p13n.evaluate.metrics import metric_registry, metrics_for
 
     if task in config.metrics:
         return [metric_registry.get(name) for name in config.metrics[task]]
+    if spec.metrics:
+        return list(metrics_for(spec.output_kind, labels=spec.labels, names=spec.metrics))
     if spec.template == "chat":  # next-utterance tasks: ConvAI2's token F1, then ROUGE
         return [*metrics_for("dialogue"), *metrics_for("text")]
     return list(metrics_for(spec.output_kind, labels=spec.labels))

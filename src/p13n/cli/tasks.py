@@ -1,4 +1,5 @@
-"""``p13n tasks``: list, build and rebuild the benchmark tasks (LaMP format) from corpora."""
+"""``p13n tasks``: list, build and rebuild the benchmark tasks (LaMP format) from corpora, and
+write a ``task.toml`` for a folder of one's own (``init``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from rich.table import Table
 
 from p13n.cli.common import console, handles_p13n_errors, stderr
 from p13n.datasets.lamp import SPLITS
+from p13n.datasets.task_file import TASK_FILE, read_task_file
+from p13n.datasets.task_init import write_task_file
 from p13n.datasets.tasks import (
     BuiltTask,
     Recipe,
@@ -113,3 +116,34 @@ def rebuild(
 ) -> None:
     """Build a task again from its recipe.json; refused if its sources changed."""
     console.print(_counts_table([rebuild_task(folder, data, out, templates=templates.names())]))
+
+
+@tasks_app.command("init")
+@handles_p13n_errors
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="A folder of {split}_questions.json and {split}_outputs.json.")
+    ],
+    force: Annotated[bool, typer.Option(help="Write over an existing task.toml.")] = False,
+) -> None:
+    """Write FOLDER/task.toml, guessed from the folder's own examples, for `p13n bench run
+    --tasks-dir PARENT --task NAME`; every guess is commented in the file."""
+    from p13n.benchmarks.scoring import task_file_names
+
+    draft = write_task_file(folder, force=force)
+    spec = read_task_file(folder / TASK_FILE, **task_file_names())
+    console.print(f"wrote {folder / TASK_FILE} from {draft.examples} golds of {draft.split}:")
+    table = Table(show_header=False, box=None)
+    for key, value in (
+        ("task", spec.name),
+        ("output", spec.output_kind + (f" ({', '.join(spec.labels)})" if spec.labels else "")),
+        ("profile text / title / date", f"{draft.profile_text} / {draft.profile_title or '-'}"
+         f" / {draft.profile_date or '-'}"),
+        ("metrics", ", ".join(spec.metrics)),
+        ("max new tokens", str(spec.max_new_tokens)),
+    ):  # fmt: skip
+        table.add_row(key, value)
+    console.print(table)
+    console.print(
+        f"run it: p13n bench run --tasks-dir {folder.parent} --task {folder.name} --limit 20"
+    )

@@ -19,6 +19,8 @@ from p13n.datasets.lamp import (
     write_split,
 )
 from p13n.datasets.movielens import load_movielens
+from p13n.datasets.spec import PromptSpec
+from p13n.datasets.task_file import TASK_FILE, read_task_file
 from p13n.registry import Registry
 
 Loader = Callable[[Path, LoadOptions], Iterator[Sourced]]
@@ -29,12 +31,14 @@ loaders.register("jsonl", load_jsonl)
 loaders.register("csv", load_csv)
 
 __all__ = [
+    "TASK_FILE",
     "DspQuery",
     "LampExample",
     "LampSplit",
     "LoadOptions",
     "Loader",
     "PreferencePair",
+    "PromptSpec",
     "Sourced",
     "TaskSpec",
     "load_amazon",
@@ -46,6 +50,7 @@ __all__ = [
     "preference_pairs",
     "read_examples",
     "read_split",
+    "read_task_file",
     "write_recipe",
     "write_split",
 ]

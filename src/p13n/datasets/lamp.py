@@ -18,11 +18,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from p13n.datasets.spec import TaskSpec as TaskSpec  # the format's vocabulary, re-exported
+from p13n.datasets.task_file import TASK_FILE, read_task_file
 from p13n.errors import TaskFormatError
 
-OutputKind = Literal["text", "label", "rating"]
 SPLITS = ("train", "dev", "test")
 
 
@@ -35,50 +36,6 @@ class LampExample:
     profile: list[dict[str, Any]]
     output: str | None = None
     user_id: str | None = None
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a task's examples mean: the prompt template, the kind of output, and which profile
-    fields are an item's text and its title (the label, headline, score ... the user gave it)."""
-
-    name: str
-    template: str
-    output_kind: OutputKind = "text"
-    profile_text: str = "text"
-    profile_title: str | None = "title"
-    profile_date: str | None = "date"
-    labels: tuple[str, ...] = ()
-    lamp_name: str = ""  # the "task" value of outputs files, e.g. "LaMP_4"
-
-    @property
-    def max_new_tokens(self) -> int:
-        """Room for the answer, by output kind: a label or a rating is short, a review is long."""
-        if self.output_kind == "rating":
-            return 8
-        if self.output_kind == "label":
-            return 16
-        if self.template.startswith("longlamp"):
-            return 160
-        if self.template == "chat":
-            return 48
-        return 32
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "template": self.template,
-            "output_kind": self.output_kind,
-            "profile_text": self.profile_text,
-            "profile_title": self.profile_title,
-            "profile_date": self.profile_date,
-            "labels": list(self.labels),
-            "lamp_name": self.lamp_name,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> TaskSpec:
-        return cls(**{**raw, "labels": tuple(raw.get("labels", ()))})
 
 
 # The official LaMP tasks, so their files run as released (LaMP-6 was never made public).
@@ -110,6 +67,31 @@ LAMP_TASKS: dict[str, TaskSpec] = {
         TaskSpec("lamp7", "lamp7", "text", "text", None, lamp_name="LaMP_7"),
     )
 }
+
+# LongLaMP's released tasks (Kumar et al., 2024), by the names of its subsets without the setting
+# ("abstract_generation_user", "product_review_temporal" ...). Their profile fields as released:
+# abstracts carry title + abstract, reviews reviewText + summary, reddit posts content + summary.
+# Personalized email completion was never made public.
+LONGLAMP_TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("abstract_generation", "longlamp-abstract", "text", "abstract", "title", None),
+        TaskSpec("product_review", "longlamp-review", "text", "reviewText", "summary", None),
+        TaskSpec("topic_writing", "longlamp-topic", "text", "content", "summary", None),
+    )
+}
+LONGLAMP_SETTINGS = ("_user", "_temporal")
+
+
+def known_task(name: str) -> TaskSpec | None:
+    """The spec of an official task by its released name: a LaMP outputs label (``LaMP_4``) or
+    a LongLaMP subset (``product_review_user``, also as ``LongLaMP_product_review``)."""
+    if name in LAMP_TASKS:
+        return LAMP_TASKS[name]
+    base = name.lower().removeprefix("longlamp_").removeprefix("longlamp-")
+    for setting in LONGLAMP_SETTINGS:
+        base = base.removesuffix(setting)
+    return LONGLAMP_TASKS.get(base)
 
 
 @dataclass
@@ -177,7 +159,10 @@ def _example(raw: object, path: Path, index: int) -> LampExample:
     output = raw.get("output")
     if output is not None and not isinstance(output, str):
         output = str(output)
-    user = raw.get("user_id", raw.get("name"))
+    # LaMP's user_id; LongLaMP's name (abstracts), reviewerId (reviews), author (reddit)
+    user = next(
+        (raw[key] for key in ("user_id", "name", "reviewerId", "author") if key in raw), None
+    )
     return LampExample(
         id=str(raw["id"]),
         input=raw["input"],
@@ -237,24 +222,44 @@ def read_task_name(outputs: Path) -> str | None:
     return raw.get("task") if isinstance(raw, dict) else None
 
 
-def read_split(folder: Path, split: str, spec: TaskSpec | None = None) -> LampSplit:
-    """One split of a task folder: ``{split}_questions.json`` (+ outputs), as p13n writes them or
-    as LaMP releases them (also in a ``{split}/`` subfolder). The spec comes from ``recipe.json``,
-    from the outputs' LaMP task label, or from the caller."""
-    base = folder / split if (folder / split / f"{split}_questions.json").exists() else folder
-    questions = base / f"{split}_questions.json"
-    outputs = base / f"{split}_outputs.json"
-    recipe = _load_json(folder / "recipe.json") if (folder / "recipe.json").exists() else None
-    if spec is None and recipe is not None:
-        spec = TaskSpec.from_dict(recipe["spec"])
-    if spec is None and outputs.exists():
-        label = read_task_name(outputs)
-        spec = LAMP_TASKS.get(label or "")
+def split_files(folder: Path, split: str) -> tuple[Path, Path]:
+    """A split's questions and outputs files: in ``folder`` or LaMP's ``{split}/`` subfolder;
+    LongLaMP names the dev split ``val``. Where none exists, the paths p13n writes."""
+    for name in (split, "val") if split == "dev" else (split,):
+        for base in (folder / name, folder):
+            if (base / f"{name}_questions.json").exists():
+                return base / f"{name}_questions.json", base / f"{name}_outputs.json"
+    return folder / f"{split}_questions.json", folder / f"{split}_outputs.json"
+
+
+def task_spec(folder: Path, outputs: Path | None = None) -> TaskSpec:
+    """What the task in ``folder`` means: its ``task.toml``, else its ``recipe.json``, else the
+    LaMP label of its outputs file, else a LongLaMP subset named by the folder."""
+    if (folder / TASK_FILE).exists():
+        return read_task_file(folder / TASK_FILE)
+    if (folder / "recipe.json").exists():
+        return TaskSpec.from_dict(_load_json(folder / "recipe.json")["spec"])
+    label = read_task_name(outputs) if outputs is not None and outputs.exists() else None
+    spec = known_task(label or "") or known_task(folder.name)
     if spec is None:
         raise TaskFormatError(
-            f"{folder}: cannot tell which task this is: no recipe.json and no known LaMP task "
-            "label in the outputs file; pass the task spec"
+            f"{folder}: cannot tell which task this is: no {TASK_FILE}, no recipe.json and no "
+            "known LaMP or LongLaMP task name; write one with `p13n tasks init "
+            f"{folder}` (docs/DATASETS.md)"
         )
+    return spec
+
+
+def read_split(folder: Path, split: str, spec: TaskSpec | None = None) -> LampSplit:
+    """One split of a task folder: ``{split}_questions.json`` (+ outputs), as p13n writes them or
+    as LaMP and LongLaMP release them (also in a ``{split}/`` subfolder). The spec comes from the
+    caller, else from the folder (``task_spec``)."""
+    questions, outputs = split_files(folder, split)
+    if not questions.exists():
+        held = ", ".join(splits_in(folder)) or "none"
+        raise TaskFormatError(f"{folder}: no {split} split ({questions.name}); splits here: {held}")
+    recipe = _load_json(folder / "recipe.json") if (folder / "recipe.json").exists() else None
+    spec = spec or task_spec(folder, outputs)
     examples = read_examples(questions, outputs if outputs.exists() else None)
     return LampSplit(spec, split, examples, recipe)
 
@@ -282,9 +287,4 @@ def profile_title(item: Mapping[str, Any], spec: TaskSpec) -> str | None:
 
 def splits_in(folder: Path) -> Sequence[str]:
     """The splits present in a task folder, in train/dev/test order."""
-    return [
-        s
-        for s in SPLITS
-        if (folder / f"{s}_questions.json").exists()
-        or (folder / s / f"{s}_questions.json").exists()
-    ]
+    return [split for split in SPLITS if split_files(folder, split)[0].exists()]

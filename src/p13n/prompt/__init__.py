@@ -11,7 +11,7 @@ from p13n.prompt.builders import (
     builders,
     with_input,
 )
-from p13n.prompt.templates import TaskTemplate, quote, templates
+from p13n.prompt.templates import TaskTemplate, quote, task_template, templates
 
 __all__ = [
     "NON_PERSONALIZED",
@@ -21,6 +21,7 @@ __all__ = [
     "TaskTemplate",
     "builders",
     "quote",
+    "task_template",
     "templates",
     "with_input",
 ]

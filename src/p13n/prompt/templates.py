@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from p13n.datasets.spec import TaskSpec
+from p13n.errors import ConfigError
 from p13n.registry import Registry
 from p13n.retrieve import RetrievedItem
 
@@ -140,3 +142,28 @@ _register(
         item="{text} is the review for {title}",
     )
 )
+
+
+def task_template(spec: TaskSpec) -> TaskTemplate:
+    """The template a task's prompts use: a registered one by name, or the task's own (from its
+    ``task.toml``), registered under the task's name on first use so a ``PersonalizerConfig``
+    can name it. Another template already holding that name is an error, not an overwrite."""
+    if spec.prompt is None:
+        return templates.get(spec.template)
+    own = TaskTemplate(
+        spec.template,
+        f"the task {spec.name!r}'s own template (task.toml)",
+        spec.prompt.instruction,
+        item=spec.prompt.item,
+        item_untitled=spec.prompt.item_untitled,
+        system=spec.prompt.system,
+    )
+    if spec.template in templates:
+        if templates.get(spec.template) != own:
+            raise ConfigError(
+                f"task {spec.name!r}: its task.toml writes its own template, and a different "
+                f"template named {spec.template!r} is already registered; rename the task "
+                "(name = ... in task.toml)"
+            )
+        return own
+    return templates.register(spec.template, own)

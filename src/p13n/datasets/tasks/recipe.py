@@ -8,7 +8,6 @@ prompt layer, which hands them to ``build_task`` to check.
 from __future__ import annotations
 
 import json
-import string
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal, get_args
@@ -26,30 +25,14 @@ from pydantic import (
 )
 
 from p13n.datasets.corpora import corpus_loaders
-from p13n.datasets.lamp import OutputKind, TaskSpec
+from p13n.datasets.spec import OutputKind, TaskSpec
+from p13n.datasets.task_file import placeholders
 from p13n.errors import TaskBuildError
 
 BUILDER_VERSION = 1
 """Format of the builder: bumped whenever one recipe would give different files."""
 LABELS = "labels"
 """Placeholder of an input template that stands for the task's labels, comma-separated."""
-
-
-def _placeholders(template: str) -> list[str]:
-    names: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise ValueError(f"template {template!r}: {error}") from None
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.replace("_", "").isalnum() or spec or conversion:
-            raise ValueError(
-                f"template {template!r}: use plain {{field}} placeholders, not {name!r}"
-            )
-        names.append(name)
-    return names
 
 
 def _spec(value: object) -> TaskSpec:
@@ -156,8 +139,8 @@ class Recipe(RecipeBase):
         if self.spec.name != self.name:
             raise ValueError(f"spec name {self.spec.name!r} differs from the task name")
         for template in (self.input, *self.profile.values()):
-            _placeholders(template)
-        if LABELS in _placeholders(self.input) and not (self.labels_from_data or self.spec.labels):
+            placeholders(template)
+        if LABELS in placeholders(self.input) and not (self.labels_from_data or self.spec.labels):
             raise ValueError("the input uses {labels} but the task has no labels")
         if {"id", "date"} & set(self.profile):
             raise ValueError("profile keys 'id' and 'date' are set by the builder")
@@ -177,7 +160,7 @@ class Recipe(RecipeBase):
         names = [*self.require, *self.target_where, self.output]
         for template in (self.input, *self.profile.values()):
             names += [
-                n for n in _placeholders(template) if not (template is self.input and n == LABELS)
+                n for n in placeholders(template) if not (template is self.input and n == LABELS)
             ]
         return list(dict.fromkeys(names))
 

@@ -152,24 +152,29 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def metrics_for(output_kind: str, labels: Sequence[str] = ()) -> list[Metric]:
-    """The default metrics for a task's output kind; ``labels`` fixes a label task's classes."""
+def metrics_for(
+    output_kind: str, labels: Sequence[str] = (), names: Sequence[str] = ()
+) -> list[Metric]:
+    """The metrics ``names`` (default: the output kind's); ``labels`` fixes a label task's
+    classes for the metrics that average over classes."""
     if output_kind not in DEFAULT_METRICS:
         raise ValueError(
             f"unknown output kind {output_kind!r}; known: {', '.join(sorted(DEFAULT_METRICS))}"
         )
-    chosen = [metric_registry.get(name) for name in DEFAULT_METRICS[output_kind]]
-    if output_kind == "label" and labels:
-        label_set = tuple(labels)
-        chosen = [
-            replace(
-                metric,
-                compute=partial(_LABEL_METRICS[metric.name], labels=label_set),
-                description=f"{metric.description} Label set: {list(label_set)}.",
-            )
-            for metric in chosen
-        ]
-    return chosen
+    chosen = [metric_registry.get(name) for name in names or DEFAULT_METRICS[output_kind]]
+    if output_kind != "label" or not labels:
+        return chosen
+    label_set = tuple(labels)
+    return [
+        replace(
+            metric,
+            compute=partial(_LABEL_METRICS[metric.name], labels=label_set),
+            description=f"{metric.description} Label set: {list(label_set)}.",
+        )
+        if metric.name in _LABEL_METRICS
+        else metric
+        for metric in chosen
+    ]
 
 
 __all__ = [
