@@ -405,6 +405,23 @@ def test_benchmark_reports_every_model_side_by_side(shared_data: Path, tmp_path:
         assert name in result.output
     compared = {(c["model"], c["group"]) for c in payload["summary"]["comparisons"]}
     assert ("hybrid", "cold") in compared
+    # bias and fairness, every model side by side
+    fair = payload["fairness"]
+    assert list(fair["models"]) == list(models) and (out / "fairness.png").stat().st_size > 10_000
+    popularity = fair["models"]["popularity"]
+    for name, entry in fair["models"].items():
+        assert 0 <= entry["tail_share"] <= 1 and 0 <= entry["gini"] <= 1
+        assert entry["miscalibration"] is not None and entry["miscalibration"] >= 0
+        assert entry["average_popularity"] <= popularity["average_popularity"], name
+        gender = entry["groups"]["gender"]
+        assert sum(gender["sizes"].values()) == payload["users"]
+        assert set(gender["sizes"]) <= {"F", "M"} and set(entry["groups"]["age"]["sizes"])
+        assert gender["gap"] == pytest.approx(
+            max(gender["means"].values()) - min(gender["means"].values())
+        )
+    assert popularity["tail_share"] == 0.0  # the most popular items only
+    summary_md = (out / "summary.md").read_text()
+    assert "Test NDCG@10 by gender" in summary_md and "long-tail share@10" in summary_md
 
 
 def test_recommend_cli_serves_and_falls_back(tiny_store: str, tmp_path: Path) -> None:

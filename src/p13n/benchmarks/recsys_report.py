@@ -1,6 +1,7 @@
 """The recommender benchmark's report: every model's test figures per user group (all,
 cold-start, warm) with intervals, the challengers against the best classic model, each model's
-top 10 per user; a markdown table and a plot of NDCG@10."""
+top 10 per user, and its bias and fairness figures; markdown tables and plots of NDCG@10 and of
+fairness."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from p13n.benchmarks import recsys_fairness
 from p13n.benchmarks.recsys import RecsysResult
 from p13n.benchmarks.report import Report, save_figure, write_report
 from p13n.evaluate.stats import bootstrap_mean, paired_decomposable
@@ -85,6 +87,7 @@ def results(result: RecsysResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 1),
         "llm_calls": result.llm_calls,
         "summary": summary(result),
+        "fairness": recsys_fairness.fairness(result),
         "per_user_ndcg@10": {
             model.name: {
                 data.user_ids[row]: value for row, value in model.test.per_user["ndcg@10"].items()
@@ -104,8 +107,10 @@ def results(result: RecsysResult) -> dict[str, Any]:
 
 
 def write_outputs(result: RecsysResult, out: Path) -> dict[str, Path]:
-    """results.json (config, summary, each model's top-10 per user), summary.md and ndcg.png."""
+    """results.json (config, summary, fairness, each model's top-10 per user), summary.md,
+    ndcg.png and fairness.png."""
     payload = results(result)
+    recsys_fairness.plot(payload["fairness"], out / "fairness.png")
     report = Report(
         results=payload,
         markdown=markdown(payload),
@@ -152,6 +157,8 @@ def markdown(payload: dict[str, Any]) -> str:
     for name, entry in summary_["models"].items():
         params = "" if entry["family"] == "hybrid" else f"{entry['params']} "
         lines.append(f"- {name}: {params}{entry['notes']}".rstrip())
+    if "fairness" in payload:
+        lines += recsys_fairness.markdown(payload["fairness"])
     return "\n".join(lines) + "\n"
 
 
