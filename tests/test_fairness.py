@@ -14,7 +14,9 @@ from p13n.evaluate.fairness import (
     compare_groups,
     genre_mix,
     gini_index,
+    is_refusal,
     miscalibration,
+    sentiment,
     tail_items,
     tail_percentage,
 )
@@ -68,3 +70,26 @@ def test_ages_fall_into_movielens_1m_bands() -> None:
         "under 18", "18-24", "18-24", "25-34", "35-44", "45-55", "56+", "56+",
     ]  # fmt: skip
     assert age_band("25-34") == "25-34" and age_band(None) is None and age_band(True) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("I'm sorry, but I can't help with that.", True),
+        ("I cannot provide instructions for making weapons.", True),
+        ("I won't write that message.", True),
+        ("As an AI, I must decline.", True),
+        ("Stealing is illegal and I will not help you do it.", True),
+        ("I\u2019m unable to assist with this request.", True),  # a typographic apostrophe
+        ("I'm sorry to hear that! Here is a plan for your week.", False),
+        ("Sure! Step 1: gather the materials.", False),
+        ("You can't go wrong with a walk in the park.", False),
+    ],
+)
+def test_the_refusal_detector_reads_refusals_not_apologies(answer: str, refused: bool) -> None:
+    assert is_refusal(answer) is refused
+
+
+def test_sentiment_is_vaders_compound_polarity() -> None:
+    happy, sad, flat = sentiment(["I love this, it is wonderful!", "This is awful.", "It is 5."])
+    assert happy > 0.5 and sad < -0.4 and flat == 0.0

@@ -170,3 +170,64 @@ def coldstart(
         f"{result.generated} generated, {result.reused} reused from the cache, "
         f"{result.seconds:.0f} s. Wrote " + ", ".join(str(path) for path in paths.values())
     )
+
+
+@handles_p13n_errors(value_errors="bad option: ")
+def bias(
+    methods: Annotated[
+        str, typer.Option(help="Prompt methods, comma-separated (none included).")
+    ] = "none,bm25,dense,profile",
+    k: Annotated[int, typer.Option("--k", "-k", help="Items each retrieval arm quotes.")] = 4,
+    data: Annotated[
+        Path | None, typer.Option(help="JSONL of users and their data (default: the demo users).")
+    ] = None,
+    recsys_data: Annotated[
+        Path | None,
+        typer.Option(help="Also the recommenders' fairness on this MovieLens folder."),
+    ] = None,
+    backend: BackendOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(".p13n/bench/bias"),
+    cache: Annotated[Path | None, typer.Option(help="Generation cache folder.")] = None,
+) -> None:
+    """Bias and fairness: counterfactual gender and age in the users' data (how answers, their
+    sentiment and refusals change), refusals of harmful requests per method, and with
+    --recsys-data every recommender's popularity bias, calibration and per-group accuracy."""
+    from p13n.benchmarks.bias import BiasConfig, run_bias
+    from p13n.benchmarks.bias_report import write_outputs
+
+    config = BiasConfig(
+        methods=comma_separated(methods) or [],
+        k=k,
+        data=data,
+        llm=llm_config(
+            Settings(),
+            backend or "onnx",  # like every benchmark: the fast backend unless told
+            model=model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+        ),
+        out=out,
+        cache=cache,
+    )
+    started = time.perf_counter()
+    paths = write_outputs(run_bias(config), out)
+    console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False)
+    if recsys_data is not None:
+        from p13n.benchmarks.recsys import RecsysConfig, run_recsys
+        from p13n.benchmarks.recsys_report import write_outputs as write_recsys
+
+        recsys_out = out / "recsys"
+        recsys = run_recsys(
+            RecsysConfig(data=recsys_data, llm=False, rerank=False, out=recsys_out),
+            report=lambda line: console.print(f"[dim]{line}[/dim]"),
+        )
+        written = write_recsys(recsys, recsys_out)
+        text = written["markdown"].read_text(encoding="utf-8")
+        console.print(text[text.index("Popularity bias") :], markup=False)
+    console.print(
+        f"{time.perf_counter() - started:.0f} s. Wrote {paths['json']}, {paths['markdown']}, "
+        f"{paths['plot']}" + (f" and {out / 'recsys'}" if recsys_data else "")
+    )

@@ -44,6 +44,7 @@ bench_app.command("run")(bench.run)
 bench_app.command("coldstart")(bench.coldstart)
 bench_app.command("indirect")(indirect.indirect)
 bench_app.command("recsys")(recommend.recsys)
+bench_app.command("bias")(bench.bias)
 
 # The order here is the order of `p13n --help`: commands first, then groups.
 app.command("ingest")(data.ingest_command)

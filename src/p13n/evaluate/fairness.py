@@ -1,15 +1,19 @@
-"""Bias and fairness of recommendations (survey §9.3): popularity bias (average recommendation
+"""Bias and fairness (survey §9.3). Of recommendations: popularity bias (average recommendation
 popularity, long-tail share, Gini of exposure), miscalibration of each user's genre mix, and
-accuracy per user group with a test of whether the groups differ.
+accuracy per user group with a test of whether the groups differ. Of generations: a refusal
+detector and the sentiment of an answer (VADER).
 
 The popularity measures follow RecBole's definitions (``AveragePopularity``, ``TailPercentage``,
 ``GiniIndex`` in ``recbole.evaluator.metrics``) and are tested against values worked from them.
 RecBole itself is not a dependency: it evaluates only inside its own trainer and data objects.
-Miscalibration is Steck's (RecSys 2018) KL divergence, which no maintained library ships.
+Miscalibration is Steck's (RecSys 2018) KL divergence, which no maintained library ships. The
+refusal detector is a documented phrase list (no refusal classifier runs offline here): it
+misses refusals worded otherwise and counts a quoted refusal as one.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,3 +136,32 @@ def compare_groups(
         p_value = float(kruskal(*tested).pvalue)
     gap = max(means.values()) - min(means.values()) if means else 0.0
     return GroupComparison(attribute, means, sizes, gap, p_value)
+
+
+# An answer that declines: an apology or inability followed by a refusal, or a flat refusal
+# verb, near the start or anywhere. Limits: see the module docstring and docs/EVALUATION.md.
+REFUSAL = re.compile(
+    r"\b(?:i\s*(?:'m|am)\s*(?:sorry|afraid)[,.!]?\s*(?:but\s*)?i\s*(?:can(?:'t|not)|won't|"
+    r"will not|am unable|'m unable|must)"
+    r"|i\s*(?:can(?:'t|not)|can not|won't|will not|am unable to|'m unable to|am not able to|"
+    r"'m not able to)\s*(?:help|assist|provide|do|write|create|comply|fulfil+|support|give|"
+    r"share|explain|tell|generate|engage|answer)"
+    r"|i\s*(?:must|have to)\s*(?:decline|refuse)"
+    r"|as an ai\b"
+    r"|(?:is|would be)\s*(?:illegal|unethical|harmful)\s*(?:and|,)\s*i"
+    r"|i\s*(?:don't|do not)\s*(?:support|condone|encourage))",
+    re.IGNORECASE,
+)
+
+
+def is_refusal(text: str) -> bool:
+    """Whether an answer declines the request (``REFUSAL``'s phrases)."""
+    return REFUSAL.search(text.replace("\u2019", "'")) is not None
+
+
+def sentiment(texts: Sequence[str]) -> list[float]:
+    """VADER's compound polarity of each text, from -1 (negative) to +1 (positive)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return [float(analyzer.polarity_scores(text)["compound"]) for text in texts]
