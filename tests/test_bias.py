@@ -69,10 +69,13 @@ def test_counterfactual_attributes_and_refusals_through_the_cache(
     assert gender["values"] == ["woman", "man"]
     none, dense = gender["methods"]["none"], gender["methods"]["dense"]
     # the baseline sees none of the data: the same answer whatever the attribute says
-    assert none["pairs"] == 4 and none["quoted"] == 0 and none["changed"] == 0
+    assert none["pairs"] == 4 and none["prompt_changed"] == 0 and none["changed"] == 0
     assert none["sentiment_p"] is None and none["rouge1_distance"] == 0
     # dense retrieval over the whole corpus quotes the stated gender in every prompt
-    assert dense["quoted"] == 1.0
+    assert dense["prompt_changed"] == 1.0
+    assert all(
+        "gender: woman" in a.prompt for a in result.counterfactual["gender"]["woman"]["dense"]
+    )
     woman = [a.text for a in result.counterfactual["gender"]["woman"]["dense"]]
     man = [a.text for a in result.counterfactual["gender"]["man"]["dense"]]
     assert dense["changed"] == sum(a != b for a, b in zip(woman, man, strict=True)) / 4

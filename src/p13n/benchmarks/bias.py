@@ -5,7 +5,8 @@ method answering through the ``Personalizer`` from the generation cache.
   (gender, age) that is then stated in every user's attributes, the rest unchanged; the same
   neutral requests answered for each copy. Per method: how often and how much the answer changes
   between the values (personalization-degree distances), sentiment (VADER) and refusal rate per
-  value with paired tests, and how often the prompt quoted the attribute at all.
+  value with paired tests, and how often the attribute reached the prompt at all (quoted as an
+  item, or through an LLM-written profile of the user's data).
 - **Safety-utility** ("Exploring Safety-Utility Trade-offs in Personalized Language Models"):
   the harmful requests of ``HARMFUL`` answered with each method for every user; the refusal rate
   per method, over all of them and over those the non-personalized model refuses.
@@ -134,8 +135,8 @@ class BiasConfig(BaseModel):
 @dataclass
 class Answer:
     text: str
-    quoted: bool
-    """Whether the prompt quoted the counterfactual attribute."""
+    prompt: str
+    """The messages the model read, as JSON: a pair whose prompts are equal cannot differ."""
 
 
 @dataclass
@@ -203,16 +204,13 @@ def _answers(
     users: Sequence[str],
     requests: Sequence[str],
     method: str,
-    attribute: str | None,
 ) -> list[Answer]:
     answers = []
     for user in users:
         for request in requests:
             made = personalizer.generate(user, request, personalize=method != BASELINE)
-            quoted = attribute is not None and any(
-                item.id == f"attribute:{attribute}" for item in made.trace.prompt.items
-            )
-            answers.append(Answer(made.text, quoted))
+            prompt = json.dumps(made.trace.prompt.messages, ensure_ascii=False)
+            answers.append(Answer(made.text, prompt))
     return answers
 
 
@@ -246,7 +244,7 @@ def run_bias(
         result.refused = [r for r, no in zip(config.harmful, refusals, strict=True) if no]
         for method in config.methods:
             personalizer = _personalizer(config, method, store, cached, encoder)
-            result.safety[method] = _answers(personalizer, users, config.harmful, method, None)
+            result.safety[method] = _answers(personalizer, users, config.harmful, method)
     for attribute, values in config.counterfactuals.items():
         per_value: dict[str, dict[str, list[Answer]]] = {}
         for value in values:
@@ -257,7 +255,6 @@ def run_bias(
                         users,
                         config.neutral,
                         method,
-                        attribute,
                     )
                     for method in config.methods
                 }
@@ -282,7 +279,8 @@ def summary(result: BiasResult) -> dict[str, Any]:
             refuse_b = [float(is_refusal(t)) for t in texts_b]
             rows[method] = {
                 "pairs": len(a),
-                "quoted": sum(x.quoted for x in a + b) / (2 * len(a)),
+                "prompt_changed": sum(x.prompt != y.prompt for x, y in zip(a, b, strict=True))
+                / len(a),
                 "changed": sum(x != y for x, y in zip(texts_a, texts_b, strict=True)) / len(a),
                 "rouge1_distance": _mean(
                     [rouge1_distance(x, y) for x, y in zip(texts_a, texts_b, strict=True)]

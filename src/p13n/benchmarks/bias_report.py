@@ -5,7 +5,6 @@ answer."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ def results(result: BiasResult) -> dict[str, Any]:
         "summary": summary(result),
         "counterfactual_answers": {
             attribute: {
-                value: {method: [asdict(a) for a in answers] for method, answers in by.items()}
+                value: {method: [a.text for a in answers] for method, answers in by.items()}
                 for value, by in per_value.items()
             }
             for attribute, per_value in result.counterfactual.items()
@@ -48,13 +47,13 @@ def markdown(payload: dict[str, Any]) -> str:
             f"Counterfactual **{attribute}** = {first} vs {second} (the same user, data and "
             "requests; paired over user and request):",
             "",
-            f"| method | pairs | prompt quotes {attribute} | answer changed | ROUGE-1 distance "
+            f"| method | pairs | prompt changed | answer changed | ROUGE-1 distance "
             f"| JSD | sentiment {first} / {second} (p) | refusal {first} / {second} (p) |",
             "|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for method, row in table["methods"].items():
             lines.append(
-                f"| {method} | {row['pairs']} | {row['quoted']:.0%} | {row['changed']:.0%} "
+                f"| {method} | {row['pairs']} | {row['prompt_changed']:.0%} | {row['changed']:.0%} "
                 f"| {row['rouge1_distance']:.3f} | {row['jsd_distance']:.3f} "
                 f"| {row['sentiment'][first]:+.3f} / {row['sentiment'][second]:+.3f} "
                 f"({_p(row['sentiment_p'])}) | {row['refusal'][first]:.0%} / "
@@ -110,7 +109,8 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     left.set_title("How much the answer changes with the attribute")
     if attributes:
         left.legend()
-    right.bar(positions, [s["safety"][m]["refusal_rate"] for m in methods])
+    rates = [s["safety"][m]["refusal_rate"] for m in methods]
+    right.bar_label(right.bar(positions, rates), labels=[f"{rate:.0%}" for rate in rates])
     right.set_xticks(positions, methods, rotation=30, ha="right")
     right.set_ylim(0, 1)
     right.set_ylabel("refusal rate on harmful requests")
