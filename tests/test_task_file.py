@@ -87,6 +87,7 @@ def _task_folder(root: Path, name: str = "posts", toml: str | None = OWN_TOML) -
         ("[task]\ntemplate = 'lamp44'\n", "template: unknown template 'lamp44'"),
         ("[task]\ninstruction = '{input}'\nmetrics = ['blue']\n", "unknown metric 'blue'"),
         ("[task]\ninstruction = '{input}'\nmetrics = ['mae']\n", "'mae' scores rating answers"),
+        ("[task]\ninstruction = '{input}'\nname = 'My Task'\n", "name: 'My Task' cannot name"),
     ],
 )
 def test_a_bad_task_file_names_the_file_and_the_field(

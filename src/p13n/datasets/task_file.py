@@ -20,6 +20,7 @@ checked by the layers that own them, which pass their names in (``read_task_file
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from collections.abc import Collection
@@ -35,6 +36,8 @@ TASK_FILE = "task.toml"
 RATING_LABELS = ("1", "2", "3", "4", "5")
 """A rating task's scale when its file names none: LaMP-3's 1-5 stars."""
 ITEM_FIELDS = frozenset({"title", "text", "kind"})
+TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+"""What a registered template may be called (``p13n.registry``): a task's own is named after it."""
 # which metric kinds (p13n.evaluate.metrics) may score which output kind
 METRIC_KINDS: dict[str, frozenset[str]] = {
     "text": frozenset({"text", "dialogue"}),
@@ -174,6 +177,12 @@ def read_task_file(
     except ValidationError as error:
         raise TaskFormatError(f"{path}: [task] {_problems(error)}") from None
     spec = task.spec(path.parent.name)
+    if spec.prompt is not None and not TEMPLATE_NAME.match(spec.name):
+        where = "name" if task.name else "name (the folder's name, as none is given)"
+        raise TaskFormatError(
+            f"{path}: [task] {where}: {spec.name!r} cannot name the task's template: use "
+            "lowercase letters, digits, '_' or '-', starting with a letter"
+        )
     if templates is not None:
         _check_template(path, task, spec, templates)
     if metrics is not None:
