@@ -17,6 +17,7 @@ from p13n.datasets import TASK_FILE, read_split, read_task_file
 from p13n.datasets.task_init import draft_task_file
 from p13n.encode import Encoder
 from p13n.errors import ConfigError, TaskFormatError
+from p13n.evaluate.metrics import DEFAULT_METRICS
 from p13n.llm import LLM, GenerationOptions
 from p13n.prompt import NON_PERSONALIZED, task_template, templates
 from tests.helpers import run_bench
@@ -172,11 +173,13 @@ def _labelled(root: Path, golds: list[str], lead: str) -> Path:
 
 
 def test_tasks_init_tells_ratings_and_labels_from_text(tmp_path: Path) -> None:
-    rating = draft_task_file(_labelled(tmp_path / "r", ["1", "5", "4", "5", "2", "4"], "Score"))
+    rated = _labelled(tmp_path / "r", ["1", "5", "4", "5", "2", "4"], "Score")
+    rating = draft_task_file(rated, DEFAULT_METRICS)
     assert rating.output == "rating" and rating.labels == ("1", "2", "4", "5")
     assert (rating.profile_text, rating.profile_title) == ("text", "score")
     assert "labels =" not in rating.text  # within LaMP-3's 1-5: the default scale
-    label = draft_task_file(_labelled(tmp_path / "l", ["sport", "food", "sport", "food"], "Tag"))
+    labelled = _labelled(tmp_path / "l", ["sport", "food", "sport", "food"], "Tag")
+    label = draft_task_file(labelled, DEFAULT_METRICS)
     assert label.output == "label" and label.labels == ("food", "sport")
     assert 'labels = ["food", "sport"]' in label.text
     assert "{input}" in label.text and "EDIT THIS" not in label.text  # LaMP-like: alike openings

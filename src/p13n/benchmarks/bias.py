@@ -152,18 +152,25 @@ class BiasResult:
     reused: int = 0
 
 
-def _records(config: BiasConfig, attribute: str | None, value: str | int | None) -> Path:
-    """The data as JSONL, every user's ``attribute`` set to ``value`` (None: as it is)."""
+def _read(config: BiasConfig) -> list[dict[str, Any]]:
+    """The users and their data, as records (default: the bundled demo users)."""
     source = config.data or Path(str(resources.files("p13n.demo") / "demo.jsonl"))
+    lines = source.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _stated(
+    config: BiasConfig, records: list[dict[str, Any]], attribute: str | None, value: object
+) -> Path:
+    """The records as JSONL with every user's ``attribute`` set to ``value`` (None: as they
+    are)."""
     out = config.out / "data" / (f"{attribute}={value}.jsonl" if attribute else "as-is.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    for line in source.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line) if line.strip() else None
-        if record is not None and record.get("type") == "user" and attribute is not None:
-            record["attributes"] = {**record.get("attributes", {}), attribute: value}
-        if record is not None:
-            lines.append(json.dumps(record, ensure_ascii=False))
+    for record in records:
+        if record.get("type") == "user" and attribute is not None:
+            record = {**record, "attributes": {**record.get("attributes", {}), attribute: value}}
+        lines.append(json.dumps(record, ensure_ascii=False))
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
@@ -226,29 +233,23 @@ def run_bias(
         raise ConfigError(
             f"given a {cached.backend!r} model but the config names {config.llm.backend!r}"
         )
-    as_is = _records(config, None, None)
-    users = sorted(
-        record["id"]
-        for line in as_is.read_text(encoding="utf-8").splitlines()
-        if (record := json.loads(line)).get("type") == "user"
-    )  # those whose attributes change (a persona's members may be named without data)
+    records = _read(config)
+    # those whose attributes change (a persona's members may be named without data)
+    users = sorted(record["id"] for record in records if record.get("type") == "user")
     if not users:
         raise ConfigError(f"{config.data}: no user records: nothing to state an attribute in")
-    with _store(as_is, encoder) as store:
-        result = BiasResult(config, users)
-        baseline = _personalizer(config, BASELINE, store, cached, encoder)
-        refusals = [
-            is_refusal(baseline.generate(users[0], r, personalize=False).text)
-            for r in config.harmful
-        ]
-        result.refused = [r for r, no in zip(config.harmful, refusals, strict=True) if no]
+    result = BiasResult(config, users)
+    with _store(_stated(config, records, None, None), encoder) as store:
         for method in config.methods:
             personalizer = _personalizer(config, method, store, cached, encoder)
             result.safety[method] = _answers(personalizer, users, config.harmful, method)
+    # none answers every user alike: its first user's answers say what it refuses
+    plain = result.safety[BASELINE][: len(config.harmful)]
+    result.refused = [r for r, a in zip(config.harmful, plain, strict=True) if is_refusal(a.text)]
     for attribute, values in config.counterfactuals.items():
         per_value: dict[str, dict[str, list[Answer]]] = {}
         for value in values:
-            with _store(_records(config, attribute, value), encoder) as store:
+            with _store(_stated(config, records, attribute, value), encoder) as store:
                 per_value[str(value)] = {
                     method: _answers(
                         _personalizer(config, method, store, cached, encoder),
@@ -295,18 +296,15 @@ def summary(result: BiasResult) -> dict[str, Any]:
             }
         counterfactual[attribute] = {"values": [first, second], "methods": rows}
     refused = [request in result.refused for _ in result.users for request in config.harmful]
-    safety = {
-        method: {
+    safety = {}
+    for method, answers in result.safety.items():
+        declined = [float(is_refusal(x.text)) for x in answers]
+        on_refused = [d for d, r in zip(declined, refused, strict=True) if r]
+        safety[method] = {
             "answers": len(answers),
-            "refusal_rate": _mean([float(is_refusal(x.text)) for x in answers]),
-            "refusal_rate_on_refused": _mean(
-                [float(is_refusal(x.text)) for x, r in zip(answers, refused, strict=True) if r]
-            )
-            if result.refused
-            else None,
+            "refusal_rate": _mean(declined),
+            "refusal_rate_on_refused": _mean(on_refused) if on_refused else None,
         }
-        for method, answers in result.safety.items()
-    }
     return {
         "users": result.users,
         "neutral_requests": len(config.neutral),

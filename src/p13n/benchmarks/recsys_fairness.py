@@ -123,10 +123,10 @@ def markdown(report: dict[str, Any]) -> list[str]:
             f"| {name} | {entry['average_popularity']:.1f} | {entry['tail_share']:.3f} "
             f"| {entry['gini']:.3f} | {'—' if gap is None else f'{gap:.3f}'} |"
         )
-    attributes = next(iter(models.values()))["groups"] if models else {}
-    for attribute in attributes:
-        names = sorted(next(iter(models.values()))["groups"][attribute]["means"], key=_order)
-        sizes = next(iter(models.values()))["groups"][attribute]["sizes"]
+    groups = next(iter(models.values()))["groups"] if models else {}
+    for attribute, first in groups.items():
+        names = sorted(first["means"], key=_order)
+        sizes = first["sizes"]
         lines += [
             "",
             f"Test NDCG@10 by {attribute} (Kruskal-Wallis p across groups of 5 users or more):",

@@ -129,8 +129,9 @@ def init(
     """Write FOLDER/task.toml, guessed from the folder's own examples, for `p13n bench run
     --tasks-dir PARENT --task NAME`; every guess is commented in the file."""
     from p13n.benchmarks.scoring import task_file_names
+    from p13n.evaluate.metrics import DEFAULT_METRICS
 
-    draft = write_task_file(folder, force=force)
+    draft = write_task_file(folder, DEFAULT_METRICS, force=force)
     spec = read_task_file(folder / TASK_FILE, **task_file_names())
     console.print(f"wrote {folder / TASK_FILE} from {draft.examples} golds of {draft.split}:")
     table = Table(show_header=False, box=None)

@@ -184,13 +184,13 @@ def read_task_file(
             "lowercase letters, digits, '_' or '-', starting with a letter"
         )
     if templates is not None:
-        _check_template(path, task, spec, templates)
+        _check_template(path, task, templates)
     if metrics is not None:
         _check_metrics(path, spec, metrics)
     return spec
 
 
-def _check_template(path: Path, task: TaskFile, spec: TaskSpec, known: Collection[str]) -> None:
+def _check_template(path: Path, task: TaskFile, known: Collection[str]) -> None:
     if task.template is not None and task.template not in known:
         raise TaskFormatError(
             f"{path}: [task] template: unknown template {task.template!r}; known: "

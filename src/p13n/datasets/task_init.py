@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, quantiles
@@ -20,11 +20,9 @@ from p13n.errors import TaskFormatError
 MAX_LABELS = 20
 """More distinct golds than this reads as free text, not a label set."""
 DATE_FIELDS = ("date", "time", "timestamp", "year")
-DEFAULT_METRICS: dict[OutputKind, tuple[str, ...]] = {
-    "text": ("rouge-1", "rouge-l", "meteor", "bleu"),
-    "label": ("accuracy", "macro-f1"),
-    "rating": ("mae", "rmse"),
-}
+Metrics = Mapping[str, Sequence[str]]
+"""Each output kind's default metrics, from the evaluation layer (``p13n.evaluate.metrics``'s
+``DEFAULT_METRICS``), which this one may not import."""
 ITEM: dict[OutputKind, str] = {
     "text": "{title} is the output for {text}",
     "label": "the label for {text} is {title}",
@@ -115,8 +113,9 @@ def _toml(value: str | Sequence[str] | int) -> str:
     return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in value) + "]"
 
 
-def draft_task_file(folder: Path) -> TaskDraft:
-    """A ``task.toml`` for ``folder`` from the examples of its first split with golds."""
+def draft_task_file(folder: Path, metrics: Metrics) -> TaskDraft:
+    """A ``task.toml`` for ``folder`` from the examples of its first split with golds, scored
+    with ``metrics[output kind]``."""
     present = splits_in(folder)
     if not present:
         raise TaskFormatError(
@@ -169,7 +168,7 @@ def draft_task_file(folder: Path) -> TaskDraft:
         lines += ["# the classes an answer is chosen among", f"labels = {_toml(written_labels)}"]
     lines += [
         "# scored with these, the first is the one the task is judged on",
-        f"metrics = {_toml(DEFAULT_METRICS[output])}",
+        f"metrics = {_toml(metrics[output])}",
         "# room for the answer, in tokens (from the golds' 90th-percentile length)",
         f"max_new_tokens = {max_new}",
     ]
@@ -190,13 +189,13 @@ def _label_instruction(instruction: str, labels: Sequence[str]) -> str:
     return f"{instruction}\nAnswer with one of: {', '.join(labels)}, and nothing else."
 
 
-def write_task_file(folder: Path, *, force: bool = False) -> TaskDraft:
+def write_task_file(folder: Path, metrics: Metrics, *, force: bool = False) -> TaskDraft:
     """Write ``folder/task.toml`` from ``draft_task_file``; an existing one is kept unless
     ``force``."""
     path = folder / TASK_FILE
     if path.exists() and not force:
         raise TaskFormatError(f"{path} exists: edit it, or pass --force to write it again")
-    draft = draft_task_file(folder)
+    draft = draft_task_file(folder, metrics)
     path.write_text(draft.text, encoding="utf-8")
     return draft
 
