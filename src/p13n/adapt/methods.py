@@ -15,6 +15,7 @@ from pydantic.config import JsonDict
 
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.embedding import EmbeddingSettings
+from p13n.adapt.finetune import FinetuneSettings
 from p13n.adapt.lora import LoraSettings
 from p13n.adapt.steering import SteeringVectorSettings
 from p13n.errors import ConfigError
@@ -26,6 +27,7 @@ MethodName = str
 NONE = "none"
 STEERING_VECTOR = "steering-vector"
 """Not a method: the base model answers (valid where ``check(..., none=True)``)."""
+FINETUNE = "finetune"
 
 Purpose = Literal["serve", "per_user", "batch", "choices"]
 """What a caller needs of a method: ``serve`` any registered method; ``per_user`` one trained per
@@ -42,10 +44,11 @@ class AdapterMethod:
     owner: Literal["user", "tenant"]
     """Whose adapter serves a request: the user's own (or their persona's, as a starting point),
     or one for the whole tenant (fed the user's data at serving time)."""
-    weights: Literal["lora", "projector", "vector"]
+    weights: Literal["lora", "projector", "vector", "model"]
     """What is stored and how it serves: LoRA tensors swapped into the model, a projector
-    whose output is prepended to the prompt as soft tokens, or an activation vector added to a
-    decoder layer's output while decoding."""
+    whose output is prepended to the prompt as soft tokens, an activation vector added to a
+    decoder layer's output while decoding, or a whole fine-tuned model (its folder's manifest)
+    that answers in the base model's place."""
     needs_encoder: bool
     """Serving and training read the user's stored document vectors (the encoder's)."""
     choice_scoring: bool
@@ -114,6 +117,17 @@ adapter_methods.register(
         batch=False,
     ),
 )
+adapter_methods.register(
+    FINETUNE,
+    AdapterMethod(
+        FinetuneSettings,
+        owner="tenant",
+        weights="model",
+        needs_encoder=False,
+        choice_scoring=True,
+        batch=False,
+    ),
+)
 
 
 def get(name: str) -> AdapterMethod:
@@ -159,6 +173,7 @@ def schema_enum(purpose: Purpose = "serve", *, none: bool = False) -> Callable[[
 
 
 __all__ = [
+    "FINETUNE",
     "NONE",
     "STEERING_VECTOR",
     "AdapterMethod",

@@ -66,12 +66,19 @@ class Adaptable(LLM, Protocol):
         ...
 
 
-def adapted_llm(config: LLMConfig, *, plain: LLM | None = None) -> Adaptable:
+def adapted_llm(
+    config: LLMConfig, *, plain: LLM | None = None, method: str | None = None
+) -> Adaptable:
     """The adapted model for ``config``'s backend: torch's LoRA slot and soft tokens on a torch
     backend, the runtime's multi-LoRA on ``onnx`` (LoRA adapters only). ``plain``: the model
     ``config`` already built, which onnx answers with while no adapter is active (another one
-    is ignored)."""
+    is ignored). A ``method`` whose weights are a whole model (``finetune``) is served by the
+    fine-tuned model itself, on the same backend."""
+    from p13n.adapt.finetuned import FinetunedLLM
     from p13n.adapt.onnx_adapted import OnnxAdaptedLLM
+
+    if method is not None and methods.get(method).weights == "model":
+        return FinetunedLLM(base_model(config, torch=False), config)
 
     if config.backend in local_weights:
         return AdaptedLLM(base_model(config), backend=config.backend)

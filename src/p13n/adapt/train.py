@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from p13n.adapt.adapters import OwnerKind, register, require, weights
+from p13n.adapt.adapters import OwnerKind, find, is_current, register, require, weights
 from p13n.adapt.base import (
     MIN_CONTINUATION_WORDS,
     BaseModelInfo,
     TrainingExample,
     examples_from_documents,
+    load_tokenizer,
     require_examples,
 )
 from p13n.adapt.dpo import DpoSettings, Pair, train_dpo
@@ -26,13 +28,17 @@ from p13n.adapt.embedding import (
     ProjectorTrainer,
     pool_history,
 )
+from p13n.adapt.finetune import FinetuneSettings, finetune, recipe_digest, recipe_of
 from p13n.adapt.lora import LoraSettings, LoraTrainer, Progress
-from p13n.adapt.methods import STEERING_VECTOR
+from p13n.adapt.methods import FINETUNE, STEERING_VECTOR
 from p13n.adapt.runtime import user_history
 from p13n.adapt.steering import SteeringVectorSettings, train_steering_vector
+from p13n.datasets.lamp import LampExample
 from p13n.encode import Encoder
 from p13n.errors import ConfigError, UnknownUserError
+from p13n.llm.base import Tokenizer
 from p13n.llm.hf import HFLLM, HFTokenizer
+from p13n.prompt import NON_PERSONALIZED, templates
 from p13n.store import Store, StoredAdapter
 
 USABLE = (
@@ -297,5 +303,115 @@ def train_projector(
         owner=store.tenant,
         task=task,
         method="embedding",
+        base=base,
+    )
+
+
+def task_examples(
+    examples: Sequence[LampExample], task: str, tokenizer: Tokenizer, settings: FinetuneSettings
+) -> list[TrainingExample]:
+    """A task split's first ``max_examples`` examples with a gold, as input → gold in the task's
+    non-personalized prompt (the input cut to ``max_input_tokens``)."""
+    template = templates.get(task)
+    cast = []
+    for example in examples:
+        if example.output is None or not example.output.strip():
+            continue
+        text = tokenizer.truncate(example.input, settings.max_input_tokens)
+        prompt = NON_PERSONALIZED.build(template, text, tokenizer, 1 << 30)
+        cast.append(TrainingExample(example.id, prompt.messages, example.output))
+        if len(cast) == settings.max_examples:
+            break
+    return cast
+
+
+def train_task_finetune(
+    store: Store,
+    examples: Sequence[LampExample],
+    task: str,
+    base: BaseModelInfo,
+    settings: FinetuneSettings | None = None,
+    *,
+    split: str = "train",
+    progress: Progress | None = None,
+) -> StoredAdapter:
+    """Fine-tune every weight on a task split's examples (``split``: their name, for messages)
+    and register the model as the tenant's for ``task``: one model for all its users. The
+    model built before from the same recipe is reused."""
+    settings = settings or FinetuneSettings()
+    tokenizer = HFTokenizer(load_tokenizer(base.path), base.name)
+    cast = task_examples(examples, task, tokenizer, settings)
+    require_examples(
+        cast,
+        settings.min_examples,
+        owner=f"the {split} split",
+        task=task,
+        what="examples with a gold output",
+    )
+    return _register_finetuned(store, "tenant", store.tenant, task, base, cast, settings, progress)
+
+
+def train_persona_finetune(
+    store: Store,
+    persona_id: str,
+    task: str,
+    base: BaseModelInfo,
+    settings: FinetuneSettings | None = None,
+    *,
+    per_member: int = 20,
+    untitled: bool = True,
+    progress: Progress | None = None,
+) -> StoredAdapter:
+    """Fine-tune every weight on up to ``per_member`` newest documents of each of the persona's
+    members (cast as ``train_persona_lora`` casts them) and register it as the persona's."""
+    settings = settings or FinetuneSettings()
+    members = persona_members(store, persona_id)
+    tokenizer = HFTokenizer(load_tokenizer(base.path), base.name)
+    cast: list[TrainingExample] = []
+    for member in members:
+        cast += examples_from_documents(
+            store.documents(member, limit=per_member),
+            task,
+            tokenizer,
+            max_input_tokens=settings.max_input_tokens,
+            untitled=untitled,
+        )
+    require_examples(
+        cast[: settings.max_examples],
+        settings.min_examples,
+        owner=f"persona {persona_id!r} ({len(members)} members)",
+        task=task,
+        what=USABLE if untitled else "titled documents",
+    )
+    cast = cast[: settings.max_examples]
+    return _register_finetuned(store, "persona", persona_id, task, base, cast, settings, progress)
+
+
+def _register_finetuned(
+    store: Store,
+    kind: OwnerKind,
+    owner: str,
+    task: str,
+    base: BaseModelInfo,
+    examples: Sequence[TrainingExample],
+    settings: FinetuneSettings,
+    progress: Progress | None,
+) -> StoredAdapter:
+    """The fine-tuned model, registered unless the owner's entry already names it."""
+    version = recipe_digest(recipe_of(base, examples, settings))[:32]
+    entry = find(store, kind, owner, task, FINETUNE)
+    built = entry is not None and Path(entry.config["path"], "config.json").exists()
+    if built and is_current(entry, version, settings):
+        assert entry is not None
+        return entry
+    return register(
+        store,
+        finetune(base, examples, settings, progress=progress),
+        data_version=version,
+        settings=settings,
+        kind=kind,
+        owner=owner,
+        task=task,
+        method=FINETUNE,
         base=base,
     )

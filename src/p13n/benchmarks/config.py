@@ -20,6 +20,7 @@ from pydantic import (
 
 from p13n.adapt.dpo import DpoSettings
 from p13n.adapt.embedding import EmbeddingSettings
+from p13n.adapt.finetune import FinetuneSettings
 from p13n.adapt.lora import LoraSettings
 from p13n.adapt.steering import SteeringVectorSettings
 from p13n.encode import DEFAULT_ENCODER
@@ -32,6 +33,7 @@ from p13n.personalize.decoding import (
     STANDARD,
     STEERING_VECTOR,
 )
+from p13n.personalize.refine import RefineSettings
 from p13n.registry import Registry
 
 BASELINE = "none"
@@ -48,13 +50,15 @@ class Method:
     prompt: str
     retriever: str | None
     description: str
-    adapter: Literal["lora", "dpo", "embedding", "steering-vector"] | None = None
+    adapter: Literal["lora", "dpo", "embedding", "steering-vector", "finetune"] | None = None
     """A learned-user method: the user's LoRA or DPO adapter, their embedding as soft
-    tokens, or their steering vector."""
+    tokens, their steering vector, or the task's fully fine-tuned model."""
     decoding: str = STANDARD
     """A decoding-time method (``p13n.personalize.decoding``): one arm per steering strength."""
     strength: str = "λ"
     """The strength's symbol in arm labels."""
+    task_advice: bool = False
+    """Every prompt carries one instruction refined on the task's train split (global level)."""
 
     @property
     def uses_k(self) -> bool:
@@ -80,6 +84,54 @@ methods.register(
 methods.register(
     "lora",
     Method("lora", "none", None, "per-user LoRA adapter (OPPU), no data in the prompt", "lora"),
+)
+methods.register(
+    "refine",
+    Method(
+        "refine",
+        "refined",
+        None,
+        "the user's instruction refined on their own examples (FERMI-style), no items",
+    ),
+)
+methods.register(
+    "refine-rag",
+    Method(
+        "refine-rag",
+        "refined-contextual",
+        "bm25",
+        "the user's refined instruction + BM25 items",
+    ),
+)
+methods.register(
+    "refine-task",
+    Method(
+        "refine-task",
+        "none",
+        None,
+        "one instruction refined on the task's train split (global level), no user data",
+        task_advice=True,
+    ),
+)
+methods.register(
+    "finetune",
+    Method(
+        "finetune",
+        "none",
+        None,
+        "every weight fine-tuned on the task's train split (global level), no data in the prompt",
+        "finetune",
+    ),
+)
+methods.register(
+    "finetune-rag",
+    Method(
+        "finetune-rag",
+        "contextual",
+        "bm25",
+        "the task's fine-tuned model + BM25 items (the LaMP paper's fine-tuned + RAG)",
+        "finetune",
+    ),
 )
 methods.register(
     "lora-rag",
@@ -188,6 +240,13 @@ class AdaptSettings(BaseModel):
         200, ge=1, description="train-split examples the projector is trained on"
     )
     steering_vector: SteeringVectorSettings = SteeringVectorSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+    refine: RefineSettings = RefineSettings()
+    """refine, refine-rag: each user's refinement; refine-task: the train split's (with
+    ``refine_task_examples`` held-in examples in place of ``examples``)."""
+    refine_task_examples: int = Field(
+        16, ge=1, description="refine-task: train-split examples each candidate is scored on"
+    )
 
 
 class BenchConfig(BaseModel):

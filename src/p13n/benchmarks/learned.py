@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,15 @@ from p13n.adapt.dpo import Pair, train_dpo
 from p13n.adapt.embedding import EmbeddingExample, ProjectorTrainer
 from p13n.adapt.embedding import pool_history as pool
 from p13n.adapt.lora import LoraTrainer
-from p13n.adapt.methods import STEERING_VECTOR
+from p13n.adapt.methods import FINETUNE, STEERING_VECTOR
+from p13n.adapt.methods import get as get_method
 from p13n.adapt.runtime import Adaptable, adapted_llm
-from p13n.adapt.train import train_user_lora, train_user_steering_vector
+from p13n.adapt.train import train_task_finetune, train_user_lora, train_user_steering_vector
 from p13n.benchmarks.config import AdaptSettings
-from p13n.benchmarks.results import TrainingCost
+from p13n.benchmarks.results import SplitRun, TrainingCost
+from p13n.benchmarks.stores import split_store
 from p13n.datasets.lamp import LampExample, TaskSpec, profile_text
+from p13n.datasets.lamp import read_split as read_lamp_split
 from p13n.encode import Encoder
 from p13n.errors import ConfigError, InsufficientDataError
 from p13n.llm import GenerationOptions, LLMConfig
@@ -89,6 +93,7 @@ class AdapterArms:
         self._base: BaseModelInfo | None = None
         self._trainer: LoraTrainer | None = None
         self._llm: Adaptable | None = None
+        self._finetuned: Adaptable | None = None
 
     @property
     def base(self) -> BaseModelInfo:
@@ -104,11 +109,75 @@ class AdapterArms:
             self._llm = adapted_llm(self.llm_config)
         return self._llm
 
-    def answering(self, choices: Sequence[str] | None) -> CachedAdaptedLLM:
-        """The adapted model through the cache, answering with a choice when ``choices``."""
-        return CachedAdaptedLLM(self.llm, self.cache, choices=choices)
+    def answering(self, choices: Sequence[str] | None, method: str) -> CachedAdaptedLLM:
+        """The model ``method`` answers with through the cache (a choice when ``choices``): the
+        base model's adapter slot, or the fine-tuned model an entry names."""
+        if get_method(method).weights != "model":
+            return CachedAdaptedLLM(self.llm, self.cache, choices=choices)
+        if self._finetuned is None:
+            self._finetuned = adapted_llm(self.llm_config, method=method)
+        return CachedAdaptedLLM(self._finetuned, self.cache, choices=choices)
 
     # -- training --------------------------------------------------------------------------------
+
+    def train(
+        self,
+        run: SplitRun,
+        method: str,
+        progress: Progress,
+        cost: TrainingCost,
+        *,
+        cache_path: Path,
+        tolerant: bool,
+    ) -> None:
+        """What a learned arm answers with: each user's adapter, or the task's projector or
+        fine-tuned model (trained on the train split, registered in this split's store as the
+        tenant's). ``tolerant``: a user with too little data gets none (auto serves them its
+        fallback)."""
+        if method not in ("embedding", FINETUNE):
+            self.user_adapters(
+                method, run.store, run.examples, run.spec, progress, cost, tolerant=tolerant
+            )
+            return
+        train_split = read_lamp_split(run.folder, "train")
+        if method == FINETUNE:
+            self.task_model(train_split.examples, run.spec, progress, cost, serve_from=run.store)
+            return
+        limit = self.settings.projector_examples
+        train = [e for e in train_split.examples if e.output is not None][:limit]
+        train_store, _ = split_store(
+            cache_path, run.folder, train_split, train, self.encoder, progress
+        )
+        try:
+            self.projector(train_store, train, run.spec, progress, cost, serve_from=run.store)
+        finally:
+            train_store.close()
+
+    def task_model(
+        self,
+        train: Sequence[LampExample],
+        spec: TaskSpec,
+        progress: Progress,
+        cost: TrainingCost,
+        *,
+        serve_from: Store,
+    ) -> StoredAdapter:
+        """The task's fully fine-tuned model (built once per recipe, in the cache), registered
+        in ``serve_from`` as its tenant's."""
+        bar = progress.add_task(f"{spec.name}: fine-tuning every weight", total=None)
+        before = find(serve_from, "tenant", serve_from.tenant, spec.template, FINETUNE)
+        entry = train_task_finetune(
+            serve_from,
+            train,
+            spec.template,
+            self.base,
+            self.settings.finetune,
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+        progress.remove_task(bar)
+        registered_now = before is None or before.created_at != entry.created_at
+        cost.add(entry, fresh=registered_now and not entry.metrics.get("reused", False))
+        return entry
 
     def user_adapters(
         self,
@@ -364,5 +433,5 @@ class AdapterArms:
             adapter = generation.trace.adapter
             if method != "embedding" and adapter is not None:
                 cost.swap_ms.append(float(adapter["swap_ms"]))
-        self.llm.deactivate()
+        model.deactivate()
         return answers

@@ -77,13 +77,16 @@ class TrainingCost:
     swap_ms: list[float] = field(default_factory=list)
     untrained: list[str] = field(default_factory=list)
     """Users with too little data for an adapter (auto served them its fallback)."""
+    llm_calls: list[int] = field(default_factory=list)
+    """Refined instructions: the LLM calls each refinement made."""
 
     def add(self, entry: StoredAdapter, *, fresh: bool) -> None:
         self.adapters += 1
         self.trained_now += int(fresh)
         self.train_seconds.append(float(entry.metrics.get("train_seconds", 0.0)))
         self.examples.append(entry.data_size)
-        self.size_bytes.append(entry.size_bytes)
+        # A fine-tuned model's entry holds a manifest; the model's own size is in its metrics.
+        self.size_bytes.append(int(entry.metrics.get("model_bytes", entry.size_bytes)))
 
     def to_dict(self) -> dict[str, Any]:
         def mean(values: Sequence[float]) -> float | None:
@@ -99,6 +102,7 @@ class TrainingCost:
             "size_bytes_mean": mean(self.size_bytes),
             "swap_ms_median": round(float(np.median(self.swap_ms)), 2) if self.swap_ms else None,
             "untrained": len(self.untrained),
+            **({"llm_calls_mean": mean(self.llm_calls)} if self.llm_calls else {}),
         }
 
 
@@ -186,6 +190,8 @@ class SplitRun:
     """What training each learned arm's adapters cost."""
     policy: Policy | None = None
     """What the ``auto`` arm serves (learned on dev)."""
+    advice: str | None = None
+    """The instruction refined on the train split (``refine-task``), once refined."""
 
     @property
     def spec(self) -> TaskSpec:

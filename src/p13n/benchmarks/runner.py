@@ -32,6 +32,7 @@ from p13n.benchmarks.generation import Generator
 from p13n.benchmarks.label_answers import LabelAnswers
 from p13n.benchmarks.learned import AdapterArms, CachedAdaptedLLM
 from p13n.benchmarks.policy import candidates, label_variants, learn_policy
+from p13n.benchmarks.refined import add_task_cost, add_user_costs, task_advice
 from p13n.benchmarks.results import (
     BenchResult,
     ExampleRecord,
@@ -57,7 +58,7 @@ from p13n.errors import ConfigError
 from p13n.llm import LLM, ChoiceScorer, GenerationOptions, get_llm
 from p13n.llm.cache import CachedLLM, GenerationCache
 from p13n.personalize import Personalizer, PersonalizerConfig, Policy, PreparedPrompt, save_policy
-from p13n.prompt import task_template, templates
+from p13n.prompt import builders, task_template, templates
 from p13n.retrieve import CorpusLoader, RetrieverConfig
 from p13n.store import Store
 
@@ -292,16 +293,30 @@ class BenchRunner:
             assert run.policy is not None
             save_policy(run.store, run.policy)
             adapter = None if run.policy.adapter == "none" else run.policy.adapter
-        model = self.learned.answering(run.choices) if adapter else None
+        model = self.learned.answering(run.choices, adapter) if adapter else None
+        method = methods.get(arm.method)
+        if method.task_advice and run.advice is None:
+            refined = task_advice(run, CachedLLM(self.llm, self.cache), self.config.adapt)
+            add_task_cost(run.training.setdefault(arm.method, TrainingCost(arm.method)), refined)
+            run.advice = refined.advice
         personalizer = self._personalizer(run, arm, adapted=model)
         prepared = [
             personalizer.prepare(e.id, e.input, personalize=arm.method != BASELINE)
             for e in _tracked(progress, run.examples, f"{run.task}: prompts, {arm.label}")
         ]
+        if builders.get(method.prompt).refined:
+            add_user_costs(run.training.setdefault(arm.method, TrainingCost(arm.method)), prepared)
         if model is not None:
             assert adapter is not None
             cost = run.training.setdefault(arm.method, TrainingCost(arm.method))
-            self._train(run, adapter, progress, cost, tolerant=arm.method == AUTO)
+            self.learned.train(
+                run,
+                adapter,
+                progress,
+                cost,
+                cache_path=self.config.cache_path,
+                tolerant=arm.method == AUTO,
+            )
             self._answer_learned(run, arm, personalizer, model, prepared, cost)
         else:
             self.answer(
@@ -383,30 +398,6 @@ class BenchRunner:
         if fusion:
             self.labels.fuse(run, arm.label, fusion, swapped=True)
 
-    def _train(
-        self, run: SplitRun, adapter: str, progress: Progress, cost: TrainingCost, *, tolerant: bool
-    ) -> None:
-        """What a learned arm answers with: each user's adapter, or the task's projector
-        (trained on the train split, registered in this split's store). ``tolerant``: a user
-        with too little data gets none (auto serves them its fallback)."""
-        if adapter == "embedding":
-            train_split = read_lamp_split(run.folder, "train")
-            limit = self.config.adapt.projector_examples
-            train = [e for e in train_split.examples if e.output is not None][:limit]
-            train_store, _ = split_store(
-                self.config.cache_path, run.folder, train_split, train, self.encoder, progress
-            )
-            try:
-                self.learned.projector(
-                    train_store, train, run.spec, progress, cost, serve_from=run.store
-                )
-            finally:
-                train_store.close()
-        else:
-            self.learned.user_adapters(
-                adapter, run.store, run.examples, run.spec, progress, cost, tolerant=tolerant
-            )
-
     def _choices(self, task: str, spec: TaskSpec) -> tuple[str, ...] | None:
         """The labels to choose among, when this task's answers are chosen by likelihood."""
         if self.config.answer.get(task, "generate") == "generate":
@@ -452,6 +443,8 @@ class BenchRunner:
             decoding=method.decoding,
             steering=arm.steering if arm.steering is not None else 1.0,
             policy="auto" if arm.method == AUTO else "fixed",
+            refine=self.config.adapt.refine,
+            advice=run.advice if method.task_advice else None,
         )
         # A learned arm answers through Personalizer.complete: its fallback answers (auto's,
         # for users without an adapter) come from the cache too.

@@ -13,6 +13,7 @@ from p13n.errors import ConfigError
 from p13n.llm import GenerationOptions, LLMConfig, converted_weights, local_weights
 from p13n.personalize.decoding import STANDARD, decoding_methods
 from p13n.personalize.policy import LabelPolicy, ServedSettings
+from p13n.personalize.refine import RefineSettings
 from p13n.personalize.router import GranularityConfig
 from p13n.prompt import builders, templates
 from p13n.retrieve import RetrieverConfig, query_generators
@@ -68,6 +69,16 @@ class PersonalizerConfig(BaseModel):
         description="label and rating answers (`Personalizer.choose`): calibration of the "
         "model's label scores and fusion with the user's own label history",
     )
+    advice: str | None = Field(
+        None,
+        description="a task-level refined instruction (`p13n refine task`), put before the "
+        "task's instruction in every prompt",
+    )
+    refine: RefineSettings = Field(
+        default_factory=RefineSettings,
+        description="prompt 'refined' / 'refined-contextual': how each user's instruction is "
+        "refined (budget: candidates x iterations x examples)",
+    )
     adapter: str = Field(
         methods.NONE,
         description="learned user: their LoRA or DPO adapter, their embedding as soft tokens, "
@@ -110,7 +121,7 @@ class PersonalizerConfig(BaseModel):
                 f"adapter {self.adapter!r} runs on the model's own weights, which the "
                 f"{backend!r} backend does not have: use backend {torch_backends()}"
             )
-        if method.weights != "lora":
+        if method.weights not in ("lora", "model"):
             lora = ", ".join(repr(n) for n in methods.names() if methods.get(n).weights == "lora")
             raise ValueError(
                 f"adapter {self.adapter!r} feeds soft tokens to the model's torch weights, which "

@@ -16,7 +16,7 @@ from p13n.adapt import adapters
 from p13n.adapt.embedding import Projector
 from p13n.adapt.runtime import Adaptable, adapted_llm, user_soft_tokens
 from p13n.encode import Encoder, get_encoder
-from p13n.errors import ConfigError, LLMError, UnknownUserError
+from p13n.errors import ConfigError, InsufficientDataError, LLMError, UnknownUserError
 from p13n.llm import (
     LLM,
     Completion,
@@ -28,9 +28,10 @@ from p13n.personalize.decoding import STANDARD, decoding_methods
 from p13n.personalize.labels import LabelChoice, label_history, read_labels
 from p13n.personalize.policy import Policy, load_policy
 from p13n.personalize.profile import ProfileWriter
+from p13n.personalize.refine import InstructionRefiner, refined_template
 from p13n.personalize.router import Route, Router
 from p13n.personalize.trace import Generation, PartialTrace, PreparedPrompt, Timings
-from p13n.prompt import NON_PERSONALIZED, builders, templates
+from p13n.prompt import NON_PERSONALIZED, TaskTemplate, builders, templates
 from p13n.retrieve import (
     CorpusLoader,
     Retrieved,
@@ -84,7 +85,11 @@ class Personalizer:
             sources=config.retriever.sources,
             cache_size=config.retriever.cache_size,
         )
-        self.template = templates.get(config.task)
+        self.template = refined_template(templates.get(config.task), config.advice or "")
+        self.refiner = InstructionRefiner(
+            store, self.llm, self.template, config.refine,
+            max_new_tokens=config.generation.max_new_tokens,
+        )  # fmt: skip
         self.builder = dataclasses.replace(
             builders.get(config.prompt), max_item_tokens=config.max_item_tokens
         )
@@ -97,7 +102,7 @@ class Personalizer:
         if config.adapter_method() is not None:
             # On the process's one copy of the base model: the one ``self.llm`` runs when it is
             # the same local model.
-            self.adapted = adapted or adapted_llm(config.llm, plain=self.llm)
+            self.adapted = adapted or adapted_llm(config.llm, plain=self.llm, method=config.adapter)
 
     @property
     def budget(self) -> int:
@@ -317,6 +322,7 @@ class Personalizer:
         query: str | None = None
         retrieved: Retrieved | None = None
         persona = profile = None
+        template, refined = self.template, None
         persona_label = "persona"
         refreshed: bool | None = None
         route: Route | None = None
@@ -325,7 +331,7 @@ class Personalizer:
             route = self.router.route(user_id, known=version is not None, attributes=attributes)
             k = self.config.retriever.k
             if route.level == "user":
-                assert version is not None  # the router serves unknown users below user level
+                assert own_version is not None  # the router serves unknown users elsewhere
                 if builder.items and k > 0:
                     query = self.query_generator.query(text)
                     t_query = time.perf_counter()
@@ -333,7 +339,7 @@ class Personalizer:
                     corpus = (
                         self.loader.collaborative_corpus(user_id, neighbours)
                         if neighbours
-                        else self.loader.corpus(user_id, version=version)
+                        else self.loader.corpus(user_id, version=own_version)
                     )
                     version = corpus.version
                     retrieved = self._top_k(query, corpus, k)
@@ -349,6 +355,8 @@ class Personalizer:
                 if builder.profile:
                     result = self.profiles.profile(user_id, version=own_version)
                     profile, refreshed = result.text, result.refreshed
+                if builder.refined:
+                    template, refined = self._refined(user_id, version=own_version)
             elif route.level == "persona":
                 builder = dataclasses.replace(
                     builder, persona=True, profile=False, items=bool(route.members)
@@ -366,7 +374,7 @@ class Personalizer:
             else:
                 builder = NON_PERSONALIZED
         prompt = builder.build(
-            self.template,
+            template,
             text,
             self.llm.tokenizer,
             self.budget,
@@ -409,6 +417,7 @@ class Personalizer:
             abstained=abstained,
             policy=self._policy_summary,
             decoding={"method": method.name, "strength": steering} if steered else None,
+            refined=refined,
         )
         return PreparedPrompt(
             prompt=prompt,
@@ -468,6 +477,15 @@ class Personalizer:
             min_score=rule.min_score,
             require_match=rule.require_match,
         )
+
+    def _refined(self, user_id: str, *, version: str) -> tuple[TaskTemplate, dict[str, Any]]:
+        """The template with the user's refined instruction, and its trace entry; the task's
+        own instruction, and why, for a user with too little data."""
+        try:
+            result, refreshed = self.refiner.refined(user_id, version)
+        except InsufficientDataError as error:
+            return self.template, {"advice": None, "reason": str(error)}
+        return refined_template(self.template, result.advice), result.trace(refreshed=refreshed)
 
     def _stored_persona(self, user_id: str) -> str | None:
         member_of = set(self.store.personas_of(user_id))

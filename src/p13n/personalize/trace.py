@@ -63,6 +63,9 @@ class Trace:
     """Decoding-time personalization that shaped the answer (method, strength); None: standard."""
     fallback: str | None = None
     """Why the learned policy's fallback served this user (no adapter of the kind it needs)."""
+    refined: dict[str, Any] | None = None
+    """The refined instruction that framed the input (advice, level, scores, budget spent), or
+    why the task's own instruction did (too little data)."""
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _jsonable(dataclasses.asdict(self))
@@ -107,6 +110,7 @@ class PartialTrace:
     policy: dict[str, Any] | None = None
     decoding: dict[str, Any] | None = None
     fallback: str | None = None
+    refined: dict[str, Any] | None = None
 
     def finished(
         self,
@@ -141,6 +145,7 @@ class PartialTrace:
             policy=self.policy,
             decoding=self.decoding,
             fallback=self.fallback,
+            refined=self.refined,
         )
 
 

@@ -81,6 +81,9 @@ class PromptBuilder:
     items: bool = True
     persona: bool = False
     profile: bool = False
+    refined: bool = False
+    """The user's refined instruction frames the input (``p13n.personalize.refine``): the
+    ``Personalizer`` passes the template it makes."""
     max_item_tokens: int = 256
     """Each item's text is cut to this many tokens: shorter excerpts leave room for more items,
     and a small model follows a short prompt better."""
@@ -90,7 +93,7 @@ class PromptBuilder:
 
     @property
     def personalized(self) -> bool:
-        return self.items or self.persona or self.profile
+        return self.items or self.persona or self.profile or self.refined
 
     def build(
         self,
@@ -200,3 +203,5 @@ builders.register("none", NON_PERSONALIZED)
 builders.register("contextual", PromptBuilder("contextual"))
 builders.register("persona", PromptBuilder("persona", persona=True))
 builders.register("profile", PromptBuilder("profile", profile=True))
+builders.register("refined", PromptBuilder("refined", items=False, refined=True))
+builders.register("refined-contextual", PromptBuilder("refined-contextual", refined=True))
