@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from p13n.adapt.base import TrainingExample, base_model, load_tokenizer
 from p13n.adapt.finetune import RECIPE, FinetuneSettings, finetune
 from p13n.adapt.train import task_examples, train_task_finetune
+from p13n.cli import app
 from p13n.datasets.lamp import LampExample
 from p13n.errors import AdapterNotFoundError, InsufficientDataError
 from p13n.llm import LLM, GenerationOptions
@@ -22,6 +24,7 @@ from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.store import Store
 
 pytestmark = pytest.mark.slow
+runner = CliRunner()
 
 TINY = FinetuneSettings(
     max_examples=4, min_examples=4, batch_size=2, max_input_tokens=32, max_answer_tokens=8,
@@ -102,3 +105,25 @@ def test_the_personalizer_answers_with_the_registered_model(demo: Store, embedde
     fresh = Personalizer(demo, config, llm=embedded_llm)
     with pytest.raises(AdapterNotFoundError, match=r"its folder .* is gone; fine-tune it again"):
         fresh.generate("ada", "The mayor opened a new library.")
+
+
+def test_a_personas_model_serves_its_members_and_the_tenants_the_rest(
+    demo: Store, embedded_llm: LLM
+) -> None:
+    url = str(demo.engine.url)  # type: ignore[attr-defined]
+    tiny = ["--epochs", "1", "--max-examples", "4", "--min-examples", "4"]
+    train = ["--store", url, "adapt", "train", "--method", "finetune", "--task", "lamp4"]
+    neither = runner.invoke(app, [*train, *tiny])
+    assert neither.exit_code == 1 and "on --task-folder DIR or on --persona ID" in neither.output
+    trained = runner.invoke(app, [*train, "--persona", "concise-pragmatic", *tiny])
+    assert trained.exit_code == 0, trained.output
+    assert "registered persona:concise-pragmatic:lamp4:finetune: 4 examples" in trained.output
+    persona = demo.get_adapter("persona:concise-pragmatic:lamp4:finetune")
+    tenant = train_task_finetune(demo, TRAIN, "lamp4", base_model(), TINY)
+    assert persona is not None and persona.config["path"] != tenant.config["path"]
+    config = PersonalizerConfig(task="lamp4", adapter="finetune", prompt="none", generation=SHORT)
+    personalizer = Personalizer(demo, config, llm=embedded_llm)
+    member = personalizer.generate("ada", "The mayor opened a new library.").trace.adapter
+    other = personalizer.generate("chloe", "The mayor opened a new library.").trace.adapter
+    assert member is not None and member["adapter_id"] == persona.adapter_id
+    assert other is not None and other["adapter_id"] == tenant.adapter_id

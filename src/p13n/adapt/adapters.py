@@ -88,11 +88,12 @@ def require(
     (never a silent fall back to the base model)."""
     entry = find(store, kind, owner, task, method)
     if entry is None:
-        hint = (
-            f"`p13n adapt train --users {owner} --method {method} --task {task}`"
-            if kind == "user"
-            else f"`p13n adapt train --method {method} --task {task}`"
-        )
+        if kind == "user":
+            hint = f"`p13n adapt train --users {owner} --method {method} --task {task}`"
+        elif method == methods.FINETUNE:
+            hint = "`p13n adapt train --method finetune --task-folder DIR` (or --persona ID)"
+        else:
+            hint = f"`p13n adapt train --method {method} --task {task}`"
         raise AdapterNotFoundError(
             f"{kind} {owner!r} has no {method} adapter for task {task!r} in tenant "
             f"{store.tenant!r}; train one with {hint}"

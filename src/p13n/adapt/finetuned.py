@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from p13n.adapt.adapters import check_base, weights
+from p13n.adapt.adapters import check_base, find, require, weights
 from p13n.adapt.base import BaseModelInfo, load_tokenizer, weights_sha256
+from p13n.adapt.methods import FINETUNE
 from p13n.errors import AdapterNotFoundError, ConfigError, LLMError
 from p13n.llm import LLM, LLMConfig, converted_weights, generate_many, get_llm, local_weights
 from p13n.llm.base import ChatMessage, ChoiceScorer, Completion, GenerationOptions, Tokenizer
@@ -134,3 +135,14 @@ def _checked_folder(entry: StoredAdapter, manifest: dict[str, Any]) -> Path:
             "the ones registered; fine-tune it again"
         )
     return folder
+
+
+def finetuned_entry(store: Store, user_id: str, task: str, base: BaseModelInfo) -> StoredAdapter:
+    """The fine-tuned model that serves ``user_id`` on ``task``: their persona's, when one of
+    their personas has one, else the tenant's (an ``AdapterNotFoundError`` when neither has)."""
+    for persona in store.personas_of(user_id):
+        entry = find(store, "persona", persona, task, FINETUNE)
+        if entry is not None:
+            check_base(entry, base)
+            return entry
+    return require(store, "tenant", store.tenant, task, FINETUNE, base)

@@ -3,6 +3,7 @@ embedding projector); ``p13n feedback``: record a preference pair for DPO."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -73,9 +74,18 @@ def train(
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="hf, onnx: the model folder.")] = None,
+    task_folder: Annotated[
+        Path | None,
+        typer.Option(
+            help="finetune: fine-tune every weight on this LaMP-format task folder's train "
+            "split (the task's own template), one model for all its users."
+        ),
+    ] = None,
 ) -> None:
     """Train adapters and register them in the store. Resumable: users whose adapter is current
-    (same data, same settings) are skipped; each adapter is written in one transaction."""
+    (same data, same settings) are skipped; each adapter is written in one transaction.
+    ``--method finetune`` trains every weight (on a task folder's train split, or a persona's
+    members' documents) into the cache, resuming a stopped run, and registers the model."""
     from p13n.adapt import DpoSettings, EmbeddingSettings, LoraSettings, base_model
 
     methods.check(method)
@@ -88,9 +98,15 @@ def train(
         "rank": rank,
         "learning_rate": learning_rate,
     }
-    if method in ("lora", methods.STEERING_VECTOR):
+    if method in ("lora", methods.STEERING_VECTOR, methods.FINETUNE):
         overrides |= {"max_examples": max_examples, "min_examples": min_examples}
     given = {k: v for k, v in overrides.items() if v is not None}
+    if method == methods.FINETUNE:
+        given.pop("rank", None)
+        _finetune(store, llm, task, persona, task_folder, given)
+        return
+    if task_folder is not None:
+        raise ConfigError("--task-folder is for --method finetune")
     if method == methods.STEERING_VECTOR:
         if persona is not None or from_persona is not None:
             raise ConfigError("a steering vector is the user's own: drop --persona/--from-persona")
@@ -112,6 +128,48 @@ def train(
         return
     _train_batch(store, llm, settings, method, task, users or [], chosen, workers, ray_address,
                  from_persona, force)  # fmt: skip
+
+
+def _finetune(
+    store: Any,
+    llm: LLMConfig,
+    task: str,
+    persona: str | None,
+    folder: Path | None,
+    given: dict[str, Any],
+) -> None:
+    """One fully fine-tuned model: the task's (from its folder's train split) or a persona's."""
+    from p13n.adapt import base_model
+    from p13n.adapt.finetune import FinetuneSettings
+    from p13n.adapt.train import train_persona_finetune, train_task_finetune
+    from p13n.datasets.lamp import read_split
+    from p13n.prompt import task_template
+
+    if (folder is None) == (persona is None):
+        raise ConfigError("--method finetune trains on --task-folder DIR or on --persona ID")
+    settings, base = FinetuneSettings(**given), base_model(llm, torch=False)
+    with progress_display() as progress:
+        bar = progress.add_task("fine-tuning every weight", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        if folder is not None:
+            split = read_split(folder, "train")
+            template = task_template(split.spec).name
+            entry = train_task_finetune(
+                store, split.examples, template, base, settings, progress=advance
+            )
+        else:
+            assert persona is not None
+            entry = train_persona_finetune(store, persona, task, base, settings, progress=advance)
+    console.print(
+        f"registered [bold]{escape(entry.adapter_id)}[/]: {entry.data_size} examples, "
+        f"{entry.metrics['model_bytes'] / 1e6:.0f} MB in {escape(entry.config['path'])}, "
+        f"trained in {entry.metrics['train_seconds']} s"
+        + (" (built before: reused)" if entry.metrics.get("reused") else ""),
+        highlight=False,
+    )
 
 
 def _train_vectors(

@@ -89,6 +89,19 @@ def policy_line(policy: dict[str, Any]) -> str:
     )
 
 
+def refined_line(refined: dict[str, Any]) -> str:
+    """What the trace says of a refined instruction: its advice and level, or why none."""
+    if refined.get("advice") is None:
+        return f"task instruction unrefined: {refined['reason']}"
+    when = "refined now" if refined["refreshed"] else "stored"
+    advice = refined["advice"] or "(the task's own instruction scored best)"
+    return (
+        f"{refined['level']}-level refined instruction ({when}; held-in score "
+        f"{refined['start_score']:.3f} → {refined['score']:.3f}, {refined['llm_calls']} of at "
+        f"most {refined['max_calls']} LLM calls): {advice}"
+    )
+
+
 def print_trace(generation: Generation) -> None:
     """One dim line of how the answer was made: level, adapter, model, prompt, timings."""
     trace, t = generation.trace, generation.trace.timings
@@ -108,6 +121,8 @@ def print_trace(generation: Generation) -> None:
             f"{trace.decoding['strength']:g}[/]",
             highlight=False,
         )
+    if trace.refined is not None:
+        console.print(f"[dim]{escape(refined_line(trace.refined))}[/]", highlight=False)
     if trace.adapter is not None:
         console.print(
             f"[dim]adapter {escape(trace.adapter['adapter_id'])} "

@@ -14,6 +14,7 @@ import numpy as np
 
 from p13n.adapt import adapters
 from p13n.adapt.embedding import Projector
+from p13n.adapt.finetuned import finetuned_entry
 from p13n.adapt.runtime import Adaptable, adapted_llm, user_soft_tokens
 from p13n.encode import Encoder, get_encoder
 from p13n.errors import ConfigError, InsufficientDataError, LLMError, UnknownUserError
@@ -195,7 +196,9 @@ class Personalizer:
         assert self.adapted is not None and method is not None
         user_id, task, name = prepared.trace.user_id, self.config.task, self.config.adapter
         base = self.adapted.base
-        if method.owner == "tenant":
+        if method.weights == "model":
+            entry = finetuned_entry(self.store, user_id, task, base)
+        elif method.owner == "tenant":
             owner = self.store.tenant
             entry = adapters.require(self.store, "tenant", owner, task, name, base)
         else:
