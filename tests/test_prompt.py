@@ -10,6 +10,7 @@ import pytest
 
 from p13n.errors import PromptTooLongError
 from p13n.llm import LLM, CharTokenizer, Tokenizer
+from p13n.personalize.refine import refined_template
 from p13n.prompt import builders, templates
 from p13n.prompt.builders import CLOSE, OPEN
 from p13n.retrieve import RetrievedItem
@@ -41,6 +42,7 @@ ITEMS = (
 INPUT = "A dog in Leeds now sleeps in a basket with three cats, its new owners say."
 PERSONA = "A local-news writer who prefers short, playful headlines."
 PROFILE = "Writes short animal and weather stories with a light tone."
+ADVICE = "Keep it under eight words, playful, with a pun on {the animals}."
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,10 @@ def tokenizer(embedded_llm: LLM) -> Tokenizer:
 @pytest.mark.parametrize("task", templates.names())
 @pytest.mark.parametrize("builder", builders.names())
 def test_prompt_matches_golden_file(builder: str, task: str, tokenizer: Tokenizer) -> None:
-    prompt = builders.get(builder).build(
-        templates.get(task),
+    chosen = builders.get(builder)
+    template = templates.get(task)
+    prompt = chosen.build(
+        refined_template(template, ADVICE) if chosen.refined else template,
         INPUT,
         tokenizer,
         2048,
