@@ -22,6 +22,7 @@ from p13n.personalize.refine import (
 from p13n.prompt import templates
 from p13n.store import Store, WriteSet, open_store
 from tests.helpers import dump
+from tests.test_policy import service_with_alice
 
 SMALL = RefineSettings(candidates=2, iterations=1, examples=2, min_examples=2, max_advice_tokens=16)
 SHORT = GenerationOptions(max_new_tokens=8)
@@ -143,3 +144,17 @@ def test_forget_leaves_no_refined_instruction_of_the_user(
     assert {row[1] for row in left} == {"member"}
     for table, table_rows in dump(newsroom).items():  # nothing of rich, in any table
         assert not [r for r in table_rows if "rich" in r], table
+
+
+@pytest.mark.slow
+def test_the_service_traces_why_a_user_got_the_tasks_own_instruction(sqlite_url: str) -> None:
+    service, h, body = service_with_alice(sqlite_url)  # alice wrote two untitled notes
+    asked = {**body, "task": "lamp4", "prompt": "refined", "policy": "fixed"}
+    served = service.client.post("/v1/generate", json=asked, headers=h)
+    assert served.status_code == 200, served.text
+    refined = served.json()["trace"]["refined"]
+    assert refined["advice"] is None
+    assert refined["reason"] == (
+        "user 'alice' has 0 usable examples (titled documents) for refining the lamp4 "
+        "instruction; at least 2 are needed, or membership of a persona"
+    )

@@ -317,7 +317,8 @@ def list_adapters(
     for e in entries:  # one line each: ids stay whole in a narrow terminal
         console.print(
             f"[bold]{escape(e.adapter_id)}[/]  {e.method} · task {e.task} · {e.base_model} "
-            f"({e.base_hash[:8]}) · {e.data_size} examples · {e.size_bytes / 1e6:.2f} MB · "
+            f"({e.base_hash[:8]}) · {e.data_size} examples · "
+            f"{e.metrics.get('model_bytes', e.size_bytes) / 1e6:.2f} MB · "
             f"{e.metrics.get('train_seconds', '?')} s · {e.created_at:%Y-%m-%d %H:%M}",
             highlight=False,
         )

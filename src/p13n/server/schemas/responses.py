@@ -357,6 +357,12 @@ class TraceOut(Public):
         description="why the learned policy's fallback served this user: its choice needs an "
         "adapter of a kind the user has none of",
     )
+    refined: dict[str, Any] | None = Field(
+        None,
+        description="prompt refined: the user's refined instruction that framed the input "
+        "(advice, level, held-in score before and after, LLM calls of its budget), or why the "
+        "task's own instruction did (too little data)",
+    )
 
 
 class GenerationOut(Public):
