@@ -243,11 +243,12 @@ def policy_table(policy: dict[str, Any]) -> list[str]:
 
 
 def training_table(training: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown rows: per learned-user method, adapters, seconds, examples, size, swap time."""
+    """Markdown rows: per learned method, adapters (or refined instructions, or the fine-tuned
+    model), seconds, examples, size, swap time, and the LLM calls refining made."""
     lines = [
         "| method | adapters | trained now | train s (total) | train s (mean) | examples (mean) "
-        "| size MB (mean) | swap ms (median) |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|",
+        "| size MB (mean) | swap ms (median) | LLM calls (mean) |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, cost in training.items():
         size = cost.get("size_bytes_mean")
@@ -258,7 +259,7 @@ def training_table(training: dict[str, dict[str, Any]]) -> list[str]:
             f"| {name} | {adapters} | {cost['trained_now']} | "
             f"{cost['train_seconds_total']} | {cost['train_seconds_mean']} | "
             f"{cost['examples_mean']} | {'n/a' if size is None else f'{size / 1e6:.4g}'} | "
-            f"{'n/a' if swap is None else swap} |"
+            f"{'n/a' if swap is None else swap} | {cost.get('llm_calls_mean') or '—'} |"
         )
     return lines
 
