@@ -16,12 +16,16 @@ from p13n.adapt.base import TrainingExample, base_model, load_tokenizer
 from p13n.adapt.finetune import RECIPE, FinetuneSettings, finetune
 from p13n.adapt.train import task_examples, train_task_finetune
 from p13n.cli import app
-from p13n.datasets.lamp import LampExample
+from p13n.datasets.lamp import LampExample, LampSplit, write_split
+from p13n.encode import Encoder
 from p13n.errors import AdapterNotFoundError, InsufficientDataError
 from p13n.llm import LLM, GenerationOptions
 from p13n.llm.hf import HFLLM, HFTokenizer
 from p13n.personalize import Personalizer, PersonalizerConfig
 from p13n.store import Store
+from tests.helpers import run_bench
+from tests.test_bench import SPEC, _config, _examples
+from tests.test_bench import task_dir as task_dir  # the fixture
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -127,3 +131,20 @@ def test_a_personas_model_serves_its_members_and_the_tenants_the_rest(
     other = personalizer.generate("chloe", "The mayor opened a new library.").trace.adapter
     assert member is not None and member["adapter_id"] == persona.adapter_id
     assert other is not None and other["adapter_id"] == tenant.adapter_id
+
+
+def test_the_runner_fine_tunes_once_and_answers_through_the_personalizer(
+    task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    write_split(LampSplit(SPEC, "train", _examples("train")), task_dir)
+    adapt = {"finetune": TINY.model_dump()}
+    config = _config(task_dir, tmp_path, methods=["none", "finetune", "finetune-rag"], adapt=adapt)
+    (task,) = run_bench(config, embedded_llm, encoder).tasks
+    assert task.training["finetune"]["trained_now"] == 1  # one model for the task's users
+    assert task.training["finetune-rag"]["trained_now"] == 0  # the same model, with items
+    assert task.training["finetune"]["size_bytes_mean"] > 100e6  # a whole model, not a manifest
+    tuned = [e.outputs["finetune"].prediction for e in task.examples]
+    assert tuned != [e.outputs["none"].prediction for e in task.examples]
+    again = run_bench(config, embedded_llm, encoder)
+    assert again.generated == 0 and again.tasks[0].training["finetune"]["trained_now"] == 0
+    assert [e.outputs["finetune"].prediction for e in again.tasks[0].examples] == tuned

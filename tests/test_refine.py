@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from p13n.data import Document, Persona, User
+from p13n.datasets.lamp import LampSplit, write_split
+from p13n.encode import Encoder
 from p13n.errors import InsufficientDataError
 from p13n.llm import LLM, GenerationOptions
 from p13n.personalize import Personalizer, PersonalizerConfig
@@ -21,7 +23,9 @@ from p13n.personalize.refine import (
 )
 from p13n.prompt import templates
 from p13n.store import Store, WriteSet, open_store
-from tests.helpers import dump
+from tests.helpers import dump, run_bench
+from tests.test_bench import SPEC, _config, _examples
+from tests.test_bench import task_dir as task_dir  # the fixture
 from tests.test_policy import service_with_alice
 
 SMALL = RefineSettings(candidates=2, iterations=1, examples=2, min_examples=2, max_advice_tokens=16)
@@ -158,3 +162,25 @@ def test_the_service_traces_why_a_user_got_the_tasks_own_instruction(sqlite_url:
         "user 'alice' has 0 usable examples (titled documents) for refining the lamp4 "
         "instruction; at least 2 are needed, or membership of a persona"
     )
+
+
+@pytest.mark.slow
+def test_the_runner_refines_once_and_a_warm_rerun_generates_nothing(
+    task_dir: Path, tmp_path: Path, embedded_llm: LLM, encoder: Encoder
+) -> None:
+    write_split(LampSplit(SPEC, "train", _examples("train")), task_dir)
+    adapt = {"refine": SMALL.model_dump(), "refine_task_examples": 2}
+    methods = ["none", "refine", "refine-rag", "refine-task"]
+    config = _config(task_dir, tmp_path, methods=methods, adapt=adapt)
+    (task,) = run_bench(config, embedded_llm, encoder).tasks
+    user_level = task.training["refine"]
+    assert user_level["adapters"] == 4 and user_level["trained_now"] == 4  # one per user
+    assert user_level["llm_calls_mean"] <= SMALL.max_calls()
+    assert task.training["refine-rag"]["trained_now"] == 0  # the stored instructions
+    assert task.training["refine-task"]["adapters"] == 1
+    again = run_bench(config, embedded_llm, encoder)
+    assert again.generated == 0 and again.tasks[0].training["refine"]["trained_now"] == 0
+    for before, after in zip(task.examples, again.tasks[0].examples, strict=True):
+        assert {m: o.prediction for m, o in before.outputs.items()} == {
+            m: o.prediction for m, o in after.outputs.items()
+        }
