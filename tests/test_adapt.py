@@ -115,10 +115,12 @@ def test_a_users_lora_adapter_is_trained_registered_and_swapped(
 
 
 def test_adapter_methods_are_named_once_in_their_registry() -> None:
-    assert methods.names(none=True) == ["none", "dpo", "embedding", "lora", "steering-vector"]
+    every = ["dpo", "embedding", "finetune", "lora", "steering-vector"]
+    assert methods.names(none=True) == ["none", *every]
     assert methods.names("per_user") == ["dpo", "lora", "steering-vector"]
     assert methods.names("batch") == ["dpo", "lora"]
-    assert methods.names("choices") == ["dpo", "lora"]
+    assert methods.names("choices") == ["dpo", "finetune", "lora"]
+    assert methods.get("finetune").weights == "model" and methods.get("finetune").owner == "tenant"
     assert methods.get("embedding").needs_encoder and methods.get("embedding").owner == "tenant"
     assert methods.check("dpo", purpose="batch") == "dpo"
     with pytest.raises(ConfigError, match="'embedding' cannot be batch-trained: choose from dpo"):
@@ -128,7 +130,7 @@ def test_adapter_methods_are_named_once_in_their_registry() -> None:
     assert PersonalizerConfig(adapter="embedding").needs_encoder()
     assert not PersonalizerConfig(adapter="lora").needs_encoder()
     schema = PersonalizerConfig.model_json_schema()["properties"]["adapter"]
-    assert schema["enum"] == ["none", "dpo", "embedding", "lora", "steering-vector"]
+    assert schema["enum"] == ["none", *every]
 
 
 def test_adapters_run_on_the_plain_models_weights_and_leave_its_answers_exactly_alone(
