@@ -71,8 +71,9 @@ class PersonalizerConfig(BaseModel):
     )
     advice: str | None = Field(
         None,
-        description="a task-level refined instruction (`p13n refine task`), put before the "
-        "task's instruction in every prompt",
+        description="task-level advice put before the task's instruction in every prompt (one "
+        "instruction refined for everyone, as the benchmark's refine-task arm refines it on a "
+        "train split)",
     )
     refine: RefineSettings = Field(
         default_factory=RefineSettings,
