@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from p13n.adapt.base import (
     BaseModelInfo,
+    LossCurve,
     TrainedWeights,
     TrainingExample,
     encode_example,
@@ -197,9 +198,7 @@ def _train(
     per_epoch = -(-len(encoded) // settings.batch_size)
     return {
         "train_seconds": round(seconds, 2),
-        "steps": len(losses),
-        "loss_first_epoch": round(sum(losses[:per_epoch]) / per_epoch, 4),
-        "loss_last_epoch": round(sum(losses[-per_epoch:]) / per_epoch, 4),
+        **LossCurve(losses, per_epoch).metrics(),
         "resumed_from_step": resumed,
         "answer_tokens": sum(sum(1 for t in e.labels if t >= 0) for e in encoded),
         "torch_threads": torch.get_num_threads(),

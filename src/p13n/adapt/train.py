@@ -154,6 +154,29 @@ def train_user_steering_vector(
     )
 
 
+def member_examples(
+    store: Store,
+    members: Sequence[str],
+    task: str,
+    tokenizer: HFTokenizer,
+    max_input_tokens: int,
+    *,
+    untitled: bool,
+    per_member: int,
+) -> list[TrainingExample]:
+    """Up to ``per_member`` newest documents of each member, as the task's examples."""
+    examples: list[TrainingExample] = []
+    for member in members:
+        examples += examples_from_documents(
+            store.documents(member, limit=per_member),
+            task,
+            tokenizer,
+            max_input_tokens=max_input_tokens,
+            untitled=untitled,
+        )
+    return examples
+
+
 def train_persona_lora(
     store: Store,
     persona_id: str,
@@ -167,16 +190,10 @@ def train_persona_lora(
     the starting point for a member's own adapter, or an adapter for members with little data."""
     members = persona_members(store, persona_id)
     tokenizer = HFTokenizer(trainer.tokenizer, trainer.base.name)
-    examples: list[TrainingExample] = []
-    for member in members:
-        documents = store.documents(member, limit=per_member)
-        examples += examples_from_documents(
-            documents,
-            task,
-            tokenizer,
-            max_input_tokens=trainer.settings.max_input_tokens,
-            untitled=trainer.settings.untitled,
-        )
+    examples = member_examples(
+        store, members, task, tokenizer, trainer.settings.max_input_tokens,
+        untitled=trainer.settings.untitled, per_member=per_member,
+    )  # fmt: skip
     require_examples(
         examples,
         trainer.settings.min_examples,
@@ -367,23 +384,17 @@ def train_persona_finetune(
     settings = settings or FinetuneSettings()
     members = persona_members(store, persona_id)
     tokenizer = HFTokenizer(load_tokenizer(base.path), base.name)
-    cast: list[TrainingExample] = []
-    for member in members:
-        cast += examples_from_documents(
-            store.documents(member, limit=per_member),
-            task,
-            tokenizer,
-            max_input_tokens=settings.max_input_tokens,
-            untitled=untitled,
-        )
+    cast = member_examples(
+        store, members, task, tokenizer, settings.max_input_tokens,
+        untitled=untitled, per_member=per_member,
+    )[: settings.max_examples]  # fmt: skip
     require_examples(
-        cast[: settings.max_examples],
+        cast,
         settings.min_examples,
         owner=f"persona {persona_id!r} ({len(members)} members)",
         task=task,
         what=USABLE if untitled else "titled documents",
     )
-    cast = cast[: settings.max_examples]
     return _register_finetuned(store, "persona", persona_id, task, base, cast, settings, progress)
 
 

@@ -7,6 +7,7 @@ What refining cost is recorded beside the scores, like an adapter's training."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from p13n.benchmarks.config import AdaptSettings
 from p13n.benchmarks.results import SplitRun, TrainingCost
@@ -43,12 +44,7 @@ def task_advice(run: SplitRun, llm: LLM, settings: AdaptSettings) -> RefinedInst
 
 
 def add_task_cost(cost: TrainingCost, refined: RefinedInstruction) -> None:
-    cost.adapters += 1
-    cost.trained_now += 1
-    cost.train_seconds.append(refined.seconds)
-    cost.examples.append(refined.examples)
-    cost.size_bytes.append(len(refined.advice.encode()))
-    cost.llm_calls.append(refined.llm_calls)
+    _add(cost, refined.trace(refreshed=True))
 
 
 def add_user_costs(cost: TrainingCost, prepared: Sequence[PreparedPrompt]) -> None:
@@ -60,10 +56,15 @@ def add_user_costs(cost: TrainingCost, prepared: Sequence[PreparedPrompt]) -> No
             continue
         if refined.get("advice") is None:
             cost.untrained.append(prompt.trace.user_id)
-            continue
-        cost.adapters += 1
-        cost.trained_now += int(refined["refreshed"])
-        cost.train_seconds.append(float(refined["seconds"]))
-        cost.examples.append(int(refined["examples"]))
-        cost.size_bytes.append(len(str(refined["advice"]).encode()))
-        cost.llm_calls.append(int(refined["llm_calls"]))
+        else:
+            _add(cost, refined)
+
+
+def _add(cost: TrainingCost, refined: dict[str, Any]) -> None:
+    """One refined instruction, from its trace entry (``RefinedInstruction.trace``)."""
+    cost.adapters += 1
+    cost.trained_now += int(refined["refreshed"])
+    cost.train_seconds.append(float(refined["seconds"]))
+    cost.examples.append(int(refined["examples"]))
+    cost.size_bytes.append(len(str(refined["advice"]).encode()))
+    cost.llm_calls.append(int(refined["llm_calls"]))

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from p13n.adapt.train import group_version
 from p13n.errors import InsufficientDataError
 from p13n.evaluate.metrics import metric_registry
 from p13n.llm import LLM, ChatMessage, GenerationOptions, generate_many
@@ -258,10 +259,12 @@ class InstructionRefiner:
         (user level), or their persona's when they have too few examples. Too little data
         for either is an ``InsufficientDataError`` saying how much is needed."""
         stored = self.store.get_profile(user_id, self.key)
+        # Refined from this user version: their own (a persona-level row holds the persona's
+        # version). Checked before their documents are read, which only refining needs.
+        if stored is not None and stored.data_version == version:
+            return RefinedInstruction.from_json(stored.text), False
         own = user_examples(self.store, user_id)
         if len(own) >= self.settings.min_examples:
-            if stored is not None and stored.data_version == version:
-                return RefinedInstruction.from_json(stored.text), False
             result = refine_instruction(
                 self.llm, self.template, own, self.settings,
                 max_new_tokens=self.max_new_tokens, level="user", owner=user_id,
@@ -275,7 +278,7 @@ class InstructionRefiner:
                 f"refining the {self.template.name} instruction; at least "
                 f"{self.settings.min_examples} are needed, or membership of a persona"
             )
-        group = _group_version(self.store, members)
+        group = "persona:" + group_version(self.store, members)  # never a user's version
         if stored is not None and stored.data_version == group:
             return RefinedInstruction.from_json(stored.text), False
         if (persona, group) not in self._groups:
@@ -306,8 +309,3 @@ class InstructionRefiner:
                 created_at=datetime.now(UTC),
             )
         )
-
-
-def _group_version(store: Store, members: Sequence[str]) -> str:
-    versions = [f"{m}={store.data_version(m)}" for m in sorted(members)]
-    return "persona:" + hashlib.sha256("\n".join(versions).encode()).hexdigest()[:32]
